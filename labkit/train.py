@@ -1,0 +1,406 @@
+"""Training: one config dataclass, one `fit()`, resumable checkpoints, and the CLI.
+
+    python -m labkit.train --model resnet18 --epochs 15 --data auto [--run-name NAME] [--resume]
+
+Recipe: SGD with Nesterov momentum, weight decay on conv/linear weights only (not on BN or
+biases), label smoothing, a learning rate that rises linearly for `warmup_epochs` and then
+falls linearly to zero, stepped every batch. bf16 autocast and channels_last where the device
+supports them. Validation curves come from a split carved from train; the test split is
+evaluated once, after the last epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import data as datalib
+from .evaluate import Evaluation, autocast, evaluate
+from .models import available_models, build_model, check_model_name, count_parameters
+
+CHECKPOINT_VERSION = 1
+# Fields that do not change what is computed; a checkpoint may be resumed with other values.
+# `data` is compared through the data checksum instead, so a relative and an absolute path agree.
+RESUMABLE_FIELDS = {"resume", "progress", "device", "compile", "run_name", "tta", "data"}
+# Epoch budgets of the real runs (issue: CNN 30, the others 15).
+RECOMMENDED_EPOCHS = {"cnn": 30}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is corrupt or belongs to another model or config."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "resnet18"
+    epochs: int = 15
+    batch_size: int = 128           # small batches run fastest per image on CPU (cache-resident)
+    lr: float = 0.1                 # peak learning rate, reached after warmup
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    data: str = "auto"              # see labkit.data.load_cifar10
+    val_size: int = 5000            # held out from train for curves and tuning
+    train_subset: int = 0           # >0: train on a stratified subset of this size
+    seed: int = 0
+    device: str = "auto"            # auto, cpu, cuda, cuda:N
+    precision: str = "auto"         # auto (bf16 where supported), bf16, fp32
+    channels_last: bool = True
+    compile: bool = False
+    memory_efficient: bool = False  # densenet_cifar only: recompute concat+BN+ReLU+1×1 in backward
+    tta: bool = True                # flip test-time augmentation at the final evaluation
+    run_name: str = ""              # defaults to the model name
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        self.run_name = self.run_name or self.model
+        self.validate()
+
+    def validate(self) -> None:
+        check_model_name(self.model)
+        problems = []
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            problems.append(f"epochs must be an integer ≥ 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            problems.append(f"batch_size must be an integer ≥ 1, got {self.batch_size!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            problems.append(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            problems.append(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be ≥ 0, got {self.weight_decay!r}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not isinstance(self.val_size, int) or self.val_size < 0:
+            problems.append(f"val_size must be an integer ≥ 0, got {self.val_size!r}")
+        if not isinstance(self.train_subset, int) or self.train_subset < 0:
+            problems.append(f"train_subset must be an integer ≥ 0 (0 = all), got {self.train_subset!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        elif str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            problems.append(f"device {self.device!r} asked for, but CUDA is not available here")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            problems.append(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.memory_efficient and self.model != "densenet_cifar":
+            problems.append("memory_efficient applies to densenet_cifar only")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.run_name):
+            problems.append(f"run_name must be letters, digits, '_', '-' or '.', without path separators, "
+                            f"got {self.run_name!r}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def validate_sizes(self, train_size: int) -> None:
+        """Checks that need the data: the batch must fit in the training split."""
+        if self.batch_size > train_size:
+            raise ValueError(f"batch_size {self.batch_size} is larger than the training split "
+                             f"({train_size} images); lower batch_size or val_size")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return name
+
+
+def checkpoint_root() -> Path:
+    return Path(os.environ.get("LABKIT_CHECKPOINTS", datalib.cache_dir() / "checkpoints"))
+
+
+def checkpoint_path(run_name: str) -> Path:
+    return checkpoint_root() / run_name / "last.pt"
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Nesterov SGD; BN weights and all biases (1-D parameters) get no weight decay."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Linear warmup from 0 to the peak lr, then linear decay to 0; one step per batch."""
+    total = config.epochs * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def config_differences(saved: dict, config: TrainConfig) -> list[str]:
+    current = asdict(config)
+    return [f"{k}: checkpoint {saved.get(k)!r} vs now {current[k]!r}"
+            for k in current if k not in RESUMABLE_FIELDS and saved.get(k) != current[k]]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: write a temp file next to the target, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, config: TrainConfig, data_checksum: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved_config = state["config"]
+        state["model"], state["optimizer"], state["schedule"], state["epoch"]  # noqa: B018 - presence check
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+                              f"delete it to train from scratch, or run without resume") from err
+    differences = config_differences(saved_config, config)
+    if state.get("data_checksum") != data_checksum:
+        differences.append(f"data checksum: checkpoint {state.get('data_checksum')!r} vs now {data_checksum!r}")
+    if differences:
+        raise CheckpointError(f"checkpoint {path} belongs to another model, config or data set and was not "
+                              f"loaded: " + "; ".join(differences) +
+                              ". Use another run_name, or delete the checkpoint to start over")
+    return state
+
+
+@dataclass
+class FitResult:
+    config: TrainConfig
+    model: nn.Module
+    history: list[dict]
+    test: Evaluation
+    test_plain_accuracy: float      # without TTA, for reference
+    info: dict                      # device, precision, timings, memory, data provenance, params
+
+
+def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after: int | None = None
+        ) -> FitResult | None:
+    """Train `config.model` and evaluate it once on test after the last epoch.
+
+    `data` defaults to `load_cifar10(config.data)`. `stop_after=k` trains up to epoch k,
+    checkpoints and returns None (to split a long run across sessions; resume later).
+    """
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    data = data if data is not None else datalib.load_cifar10(config.data)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    train_idx, val_idx = datalib.train_val_split(data.train_labels, config.val_size, config.seed)
+    if config.train_subset:
+        if config.train_subset > len(train_idx):
+            raise ValueError(f"train_subset {config.train_subset} exceeds the {len(train_idx)} training images")
+        train_idx = train_idx[datalib.subset_indices(data.train_labels[train_idx], config.train_subset, config.seed)]
+    config.validate_sizes(len(train_idx))
+    train_loader = datalib.BatchLoader(data.train_images[train_idx], data.train_labels[train_idx],
+                                       config.batch_size, train=True, device=device, seed=config.seed,
+                                       channels_last=config.channels_last)
+
+    torch.manual_seed(config.seed)
+    options = {"memory_efficient": True} if config.memory_efficient else {}
+    model = build_model(config.model, len(data.classes), **options).to(device, memory_format=memory_format)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config, len(train_loader))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    step_model = torch.compile(model) if config.compile else model
+
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = checkpoint_path(config.run_name)
+    if config.resume and ckpt.is_file():
+        state = load_checkpoint(ckpt, config, data.checksum)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng_cpu"])
+        history, start_epoch = state["history"], state["epoch"]
+        print(f"resumed {config.run_name} from {ckpt} after epoch {start_epoch}/{config.epochs}")
+    elif config.resume:
+        print(f"no checkpoint at {ckpt}; training {config.run_name} from scratch")
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
+    for epoch in range(start_epoch, last_epoch):
+        model.train()
+        train_loader.epoch = epoch
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen = 0
+        bar = progress_bar(len(train_loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}",
+                           config.progress)
+        for step, (x, y) in enumerate(train_loader):
+            with autocast(device, precision):
+                logits = step_model(x)
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} of {config.run_name}; "
+                    f"the last good checkpoint (epoch {epoch}) is kept at {ckpt}. Lower lr or use fp32")
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}",
+                            refresh=False)
+        bar.close()
+        train_time = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+                  "val_loss": None, "val_acc": None, "lr": schedule.get_last_lr()[0],
+                  "train_time_s": train_time, "images_per_s": seen / train_time}
+        if len(val_idx):
+            val = evaluate(model, data.train_images[val_idx], data.train_labels[val_idx], data.classes,
+                           device=device, precision=precision, channels_last=config.channels_last)
+            record.update(val_loss=val.loss, val_acc=val.accuracy)
+        record["epoch_time_s"] = time.perf_counter() - started
+        history.append(record)
+        print(epoch_line(config, record), flush=True)
+        save_checkpoint(ckpt, {
+            "version": CHECKPOINT_VERSION, "config": asdict(config), "data_checksum": data.checksum,
+            "epoch": epoch + 1, "history": history, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        })
+    if last_epoch < config.epochs:
+        return None
+
+    test = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
+                    precision=precision, tta=config.tta, channels_last=config.channels_last)
+    plain = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
+                     precision=precision, tta=False, channels_last=config.channels_last).accuracy \
+        if config.tta else test.accuracy
+    train_time = sum(r["train_time_s"] for r in history)
+    info = {
+        "device": device_name(device), "device_type": device.type, "precision": precision,
+        "threads": torch.get_num_threads(), "torch_version": torch.__version__,
+        "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(data.test_labels),
+        "training_wall_time_s": sum(r["epoch_time_s"] for r in history),
+        "images_per_s": len(train_idx) // config.batch_size * config.batch_size * len(history) / train_time,
+        "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,
+        "params": count_parameters(model), **peak_memory(device),
+    }
+    return FitResult(config, model, history, test, plain, info)
+
+
+def epoch_line(config: TrainConfig, r: dict) -> str:
+    val = f" val_loss {r['val_loss']:.4f} val_acc {r['val_acc']:.4f}" if r["val_acc"] is not None else ""
+    return (f"[{config.run_name}] epoch {r['epoch']}/{config.epochs} train_loss {r['train_loss']:.4f} "
+            f"train_acc {r['train_acc']:.4f}{val} lr {r['lr']:.4f} {r['images_per_s']:.0f} img/s "
+            f"{r['epoch_time_s']:.0f} s")
+
+
+def progress_bar(total: int, description: str, enabled: bool):
+    """tqdm.auto: a widget in JupyterLab, a text bar in a terminal. Refreshes at most every
+    LABKIT_PROGRESS_INTERVAL seconds (default 1) so headless notebooks stay small."""
+    from tqdm.auto import tqdm
+
+    interval = float(os.environ.get("LABKIT_PROGRESS_INTERVAL", "1"))
+    return tqdm(total=total, desc=description, disable=not enabled, leave=False, mininterval=interval,
+                dynamic_ncols=True)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model_name = ""
+    try:
+        model_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                          if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {model_name} ({os.cpu_count()} cores)".replace("  ", " ")
+
+
+def peak_memory(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+                "peak_memory_kind": "CUDA max_memory_allocated"}
+    return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_memory_kind": "process peak RSS (includes the decoded data set)"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m labkit.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="resnet18", choices=available_models())
+    for f in fields(TrainConfig):
+        if f.name in ("model", "epochs", "resume", "progress", "channels_last", "compile", "memory_efficient", "tta"):
+            continue
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    p.add_argument("--epochs", type=int, default=None, help="default: 30 for cnn, 15 for the others")
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--memory-efficient", action="store_true", help="DenseNet: recompute in backward")
+    p.add_argument("--no-tta", dest="tta", action="store_false", help="no flip TTA at the final test")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR-10")
+    p.add_argument("--stop-after", type=int, default=None, help="train up to this epoch, checkpoint, exit")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .results import save_run
+
+    args = vars(parse_args(argv))
+    download, stop_after = args.pop("download"), args.pop("stop_after")
+    if args["epochs"] is None:
+        args["epochs"] = RECOMMENDED_EPOCHS.get(args["model"], 15)
+    try:
+        config = TrainConfig(**args)
+        data = datalib.load_cifar10(config.data, download=download) if config.data != "auto" \
+            else datalib.load_cifar10("auto")
+        result = fit(config, data, stop_after=stop_after)
+    except (ValueError, CheckpointError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result is None:
+        print(f"stopped after epoch {stop_after}; continue with --resume")
+        return 0
+    run_dir = save_run(result)
+    print(f"[{config.run_name}] test accuracy {result.test.accuracy:.4f} "
+          f"(no TTA {result.test_plain_accuracy:.4f}) | wall time {result.info['training_wall_time_s']:.0f} s | "
+          f"{result.info['images_per_s']:.0f} img/s | saved to {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
