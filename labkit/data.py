@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -195,6 +196,9 @@ def read_image_tree(path: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]
 def decode_image_tree(tree: dict, origin: Path, checksum: str) -> Cifar10:
     from torchvision.io import ImageReadMode, decode_image
 
+    # torchvision 0.29 marks its codecs deprecated in favour of torchcodec; they are the fast
+    # path here and the version is pinned.
+    warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
     tensors = []
     for split in ("train", "test"):
         classes = tree.get(split, {})
@@ -233,9 +237,10 @@ def synthetic_cifar10(train_per_class: int = 100, test_per_class: int = 20, seed
         angle = labels.float()[:, None, None] * torch.pi / 10
         phase = torch.rand(len(labels), 1, 1, generator=g) * 2 * torch.pi
         stripes = torch.sin((xx * torch.cos(angle) + yy * torch.sin(angle)) * 0.6 + phase)
-        colour = torch.stack([(labels * 37 % 10), (labels * 53 % 10), (labels * 71 % 10)], 1).float() / 9
-        images = 0.5 * colour[:, :, None, None] + 0.35 * stripes[:, None] + 0.25
-        images = images + 0.08 * torch.randn(images.shape, generator=g)
+        hue = labels.float()[:, None] / 10 + torch.tensor([0.0, 1 / 3, 2 / 3])      # a colour wheel
+        colour = 0.5 + 0.5 * torch.cos(2 * torch.pi * hue)
+        images = 0.6 * colour[:, :, None, None] + 0.15 * stripes[:, None] + 0.2
+        images = images + 0.05 * torch.randn(images.shape, generator=g)
         return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
     train_images, train_labels = make(train_per_class)
@@ -249,6 +254,7 @@ def export_image_folder(data: Cifar10, root: Path, fmt: str = "png") -> Path:
     `load_folder` reads); used to make realistic test fixtures."""
     from torchvision.io import encode_jpeg, encode_png
 
+    warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
     encode = encode_png if fmt == "png" else encode_jpeg
     for split, images, labels in (("train", data.train_images, data.train_labels),
                                   ("test", data.test_images, data.test_labels)):

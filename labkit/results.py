@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .analysis import count_flops
+from .analysis import activation_memory, count_flops
 from .data import REPO_ROOT
 from .models import build_model
 
@@ -67,6 +67,8 @@ def save_run(result) -> Path:
         "final_val_loss": history[-1]["val_loss"],
         "epochs": len(history),
         "flops_per_image": count_flops(result.model),
+        # measured on a fresh CPU copy so the trained model is not touched
+        "activation_mb_per_image": activation_memory(build_model(result.config.model), batch_size=16),
         **result.info,
         "config": asdict(result.config),
         **git_commit(),

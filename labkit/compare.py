@@ -1,0 +1,199 @@
+"""Comparison across runs: the table, overlaid curves, per-class heatmap, scatter plots, and
+the lab report's claims checked against the numbers. A missing run is reported as missing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .results import load_run, results_root
+
+DEFAULT_RUNS = ("cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
+THRESHOLDS = (0.80, 0.85, 0.90)
+
+
+def load_runs(names=DEFAULT_RUNS, root: Path | None = None) -> dict[str, dict | None]:
+    """{name: run dict from `load_run`, or None where results/<name>/ does not exist}."""
+    runs = {}
+    for name in names:
+        try:
+            runs[name] = load_run(name, root)
+        except FileNotFoundError:
+            runs[name] = None
+    return runs
+
+
+def present(runs: dict) -> dict:
+    return {name: run for name, run in runs.items() if run is not None}
+
+
+def comparison_table(runs: dict) -> pd.DataFrame:
+    rows = []
+    for name, run in runs.items():
+        if run is None:
+            rows.append({"run": name, "status": "missing"})
+            continue
+        m = run["metrics"]
+        rows.append({
+            "run": name, "status": "ok", "params": m["params"], "MFLOPs/img": m["flops_per_image"] / 1e6,
+            "test acc": m["test_accuracy"], "test acc (no TTA)": m["test_accuracy_no_tta"],
+            "final val acc": m["final_val_accuracy"], "epochs": m["epochs"],
+            "train time (min)": m["training_wall_time_s"] / 60, "img/s": m["images_per_s"],
+            "act. MB/img": m.get("activation_mb_per_image"), "peak mem (MB)": m["peak_memory_mb"],
+            "device": m["device"],
+        })
+    return pd.DataFrame(rows).set_index("run")
+
+
+def elapsed_minutes(history: pd.DataFrame) -> pd.Series:
+    return history.epoch_time_s.cumsum() / 60
+
+
+def curves_figure(runs: dict):
+    """Val accuracy and loss, against epoch and against wall-clock minutes."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for name, run in present(runs).items():
+        h = run["history"]
+        if h.val_acc.isna().all():
+            continue
+        for row, column in enumerate(("val_acc", "val_loss")):
+            axes[row, 0].plot(h.epoch, h[column], ".-", label=name)
+            axes[row, 1].plot(elapsed_minutes(h), h[column], ".-", label=name)
+    for row, label in enumerate(("val accuracy", "val loss")):
+        axes[row, 0].set(xlabel="epoch", ylabel=label)
+        axes[row, 1].set(xlabel="training wall-clock (min)", ylabel=label)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_heatmap(runs: dict):
+    import seaborn as sns
+
+    table = pd.DataFrame({name: run["metrics"]["test_per_class_accuracy"] for name, run in present(runs).items()}).T
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(table) + 1.5))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0.4, vmax=1.0, ax=ax, cbar=False)
+    ax.set(title="per-class test accuracy", xlabel="", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def scatter_figure(runs: dict):
+    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, run in present(runs).items():
+        m = run["metrics"]
+        for ax, x in ((by_params, m["params"] / 1e6), (by_time, m["training_wall_time_s"] / 60)):
+            ax.scatter(x, m["test_accuracy"])
+            ax.annotate(name, (x, m["test_accuracy"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
+    by_time.set(xlabel="training wall-clock (min)", ylabel="test accuracy", title="accuracy vs time")
+    for ax in (by_params, by_time):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def first_epoch_reaching(history: pd.DataFrame, threshold: float) -> int | None:
+    hit = history[history.val_acc >= threshold]
+    return int(hit.epoch.iloc[0]) if len(hit) else None
+
+
+def claims(runs: dict) -> list[dict]:
+    """Each claim of the lab report with a verdict computed from the runs, and the evidence."""
+    out = []
+
+    def need(*names):
+        missing = [n for n in names if runs.get(n) is None]
+        return f"missing run(s): {', '.join(missing)}" if missing else None
+
+    def m(name):
+        return runs[name]["metrics"]
+
+    claim = "Residual models beat the plain CNN"
+    residual = [n for n in ("resnet18", "se_resnet18", "densenet_cifar") if runs.get(n) is not None]
+    if runs.get("cnn") is None or not residual:
+        out.append({"claim": claim, "verdict": "missing", "evidence": need("cnn", "resnet18", "se_resnet18")})
+    else:
+        gaps = {n: m(n)["test_accuracy"] - m("cnn")["test_accuracy"] for n in residual}
+        out.append({"claim": claim, "verdict": "supported" if min(gaps.values()) > 0 else "not supported",
+                    "evidence": "; ".join(f"{n} {m(n)['test_accuracy']:.2%} vs cnn {m('cnn')['test_accuracy']:.2%} "
+                                          f"({g * 100:+.1f} points)" for n, g in gaps.items())})
+
+    claim = "DenseNet has fewer parameters but is slower and uses more memory per image than ResNet-18"
+    problem = need("densenet_cifar", "resnet18")
+    if problem:
+        out.append({"claim": claim, "verdict": "missing", "evidence": problem})
+    else:
+        d, r = m("densenet_cifar"), m("resnet18")
+        parts = {"fewer parameters": d["params"] < r["params"], "slower": d["images_per_s"] < r["images_per_s"],
+                 "more activation memory per image": (d.get("activation_mb_per_image") or 0) >
+                 (r.get("activation_mb_per_image") or 0)}
+        held = [k for k, v in parts.items() if v]
+        verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
+        out.append({"claim": claim, "verdict": verdict,
+                    "evidence": f"params {d['params']:,} vs {r['params']:,}; {d['images_per_s']:.0f} vs "
+                                f"{r['images_per_s']:.0f} img/s training; activations {d.get('activation_mb_per_image', 0):.1f}"
+                                f" vs {r.get('activation_mb_per_image', 0):.1f} MB/img; FLOPs/img "
+                                f"{d['flops_per_image'] / 1e6:.0f}M vs {r['flops_per_image'] / 1e6:.0f}M"})
+
+    claim = "SE-ResNet-18 reaches a given accuracy in fewer epochs than ResNet-18"
+    problem = need("se_resnet18", "resnet18")
+    if problem:
+        out.append({"claim": claim, "verdict": "missing", "evidence": problem})
+    else:
+        rows, wins, losses = [], 0, 0
+        for t in THRESHOLDS:
+            se, plain = (first_epoch_reaching(runs[n]["history"], t) for n in ("se_resnet18", "resnet18"))
+            rows.append(f"val {t:.0%}: SE epoch {se or 'never'}, ResNet epoch {plain or 'never'}")
+            if se is not None and (plain is None or se < plain):
+                wins += 1
+            elif plain is not None and (se is None or plain < se):
+                losses += 1
+        verdict = "supported" if wins > losses else "not supported" if losses > wins else "no difference"
+        gap = m("se_resnet18")["test_accuracy"] - m("resnet18")["test_accuracy"]
+        out.append({"claim": claim, "verdict": verdict,
+                    "evidence": "; ".join(rows) + f"; final test {gap * 100:+.2f} points for SE, at "
+                                f"{m('se_resnet18')['images_per_s']:.0f} vs {m('resnet18')['images_per_s']:.0f} img/s"})
+
+    claim = "The ImageNet stem (7×7/2 conv + max-pool) costs accuracy on 32×32 images"
+    problem = need("se_resnet18_imagenet_stem", "se_resnet18")
+    if problem:
+        out.append({"claim": claim, "verdict": "missing", "evidence": problem})
+    else:
+        a, b = m("se_resnet18_imagenet_stem"), m("se_resnet18")
+        gap = a["test_accuracy"] - b["test_accuracy"]
+        out.append({"claim": claim, "verdict": "supported" if gap < 0 else "not supported",
+                    "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "
+                                f"({gap * 100:+.1f} points), at {a['flops_per_image'] / 1e6:.0f}M vs "
+                                f"{b['flops_per_image'] / 1e6:.0f}M FLOPs/img"})
+    return out
+
+
+def load_benchmarks(root: Path | None = None) -> dict[str, dict]:
+    folder = (root or results_root()) / "benchmarks"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def benchmark_table(bench: dict) -> pd.DataFrame:
+    rows = []
+    for model, entry in bench["models"].items():
+        rows.append({"model": model, "reference img/s": entry["reference"]["images_per_s"],
+                     "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry["speedup"],
+                     "share of bf16 matmul peak": entry["fast"].get("peak_share"),
+                     "fast peak mem (MB)": entry["fast"].get("peak_memory_mb"),
+                     "compile img/s": entry.get("compiled", {}).get("images_per_s")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Human formatting for display (percentages, thousands separators)."""
+    shown = table.copy()
+    for column in shown.columns:
+        if "acc" in column:
+            shown[column] = shown[column].map(lambda v: f"{v:.2%}" if isinstance(v, float) and not np.isnan(v) else v)
+    return shown

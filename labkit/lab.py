@@ -1,0 +1,146 @@
+"""What the notebooks call: parameter checks, smoke mode, and the per-architecture looks.
+
+With env LABKIT_SMOKE=1 (set by the test suite) every notebook trains one epoch on the small
+synthetic data set, so nbval runs all five in a few minutes; results then go wherever
+LABKIT_RESULTS points (the suite points it at a temporary folder).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import analysis, plots
+from .data import BatchLoader, Cifar10, load_cifar10
+from .results import run_dir
+from .train import TrainConfig
+
+SMOKE = os.environ.get("LABKIT_SMOKE", "") not in ("", "0")
+SMOKE_SETTINGS = dict(data="synthetic", epochs=1, val_size=100, batch_size=64, train_subset=0, resume=False)
+
+
+def configure(**parameters) -> TrainConfig:
+    """Check the notebook's parameters and build the training config. Fails here, in the
+    first code cell, with a message naming the bad value. Smoke mode overrides the size."""
+    data = str(parameters.get("data", "auto"))
+    if data not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
+        raise ValueError(f"data path {data!r} does not exist (relative paths resolve from "
+                         f"{Path.cwd()}); pass 'auto', 'synthetic', 'torchvision', or an existing path")
+    if SMOKE:
+        parameters.update(SMOKE_SETTINGS)
+        print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir("")) 
+    parameters["progress"] = parameters.get("progress", True)
+    return TrainConfig(**parameters)
+
+
+def load_data(config: TrainConfig) -> Cifar10:
+    data = load_cifar10(config.data)
+    print(f"data: {data.source} from {data.location} (checksum {data.checksum[:16]}…), "
+          f"{len(data.train_labels)} train / {len(data.test_labels)} test images")
+    return data
+
+
+def module_tree(model: nn.Module, depth: int = 2) -> str:
+    """The module tree down to `depth`, one line per module with its parameter count."""
+    lines = []
+
+    def walk(module: nn.Module, name: str, level: int) -> None:
+        params = sum(p.numel() for p in module.parameters())
+        children = list(module.named_children())
+        detail = (f"{type(module).__name__} ({len(children)} children)" if children
+                  else repr(module).split("\n")[0])
+        lines.append(f"{'    ' * level}{name}: {detail}  [{params:,} params]")
+        if level < depth:
+            for child_name, child in children:
+                walk(child, child_name, level + 1)
+    walk(model, type(model).__name__, 0)
+    return "\n".join(lines)
+
+
+def summary_table(model: nn.Module) -> pd.DataFrame:
+    rows = analysis.stage_summary(model)
+    table = pd.DataFrame(rows)
+    total = {"stage": "total", "type": "", "params": sum(r["params"] for r in rows),
+             "flops": sum(r["flops"] for r in rows), "output_shape": ""}
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    table["MFLOPs"] = (table.pop("flops") / 1e6).round(2)
+    return table
+
+
+def sample_grid(data: Cifar10, count: int = 32, seed: int = 0):
+    index = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))[:count]
+    return plots.image_grid(data.train_images[index], [data.classes[i] for i in data.train_labels[index]],
+                            title="training images")
+
+
+def prediction_grid(result, data: Cifar10, count: int = 24, seed: int = 0):
+    """Random test images, 'true → predicted (confidence)'; mistakes in red."""
+    index = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
+    probs = result.test.probabilities[index]
+    predicted, truth = probs.argmax(1), data.test_labels[index]
+    titles = [f"{data.classes[t]} → {data.classes[p]}\n{c:.0%}"
+              for t, p, c in zip(truth.tolist(), predicted.tolist(), probs.max(1).values.tolist())]
+    return plots.image_grid(data.test_images[index], titles, mistakes=(predicted != truth).tolist(),
+                            title="test predictions (true → predicted); mistakes in red")
+
+
+def per_class_table(result) -> pd.DataFrame:
+    table = pd.DataFrame({"accuracy": result.test.per_class})
+    table["correct"] = result.test.confusion.diag().tolist()
+    table["images"] = result.test.confusion.sum(1).tolist()
+    return table
+
+
+def save_figure(fig, run_name: str, name: str) -> Path:
+    """Keep a notebook figure with its run: results/<run>/figures/<name>.png."""
+    path = run_dir(run_name) / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cpu"):
+    """The first `count` test images as a float, normalised batch, with labels."""
+    loader = BatchLoader(data.test_images[:count], data.test_labels[:count], count, train=False, device=device)
+    return next(iter(loader))
+
+
+def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed: int = 0):
+    """Gradient norm per block of a freshly initialised net, with and without shortcuts."""
+    from .models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(model_name)
+    x, y = normalised_batch(data, min(batch, len(data.test_labels)))
+    with_sc = analysis.block_gradient_norms(model, x, y, use_shortcut=True)
+    without = analysis.block_gradient_norms(model, x, y, use_shortcut=False)
+    table = pd.DataFrame({"with shortcuts": with_sc, "shortcuts removed": without})
+    table["ratio"] = table["with shortcuts"] / table["shortcuts removed"]
+    return table, plots.gradient_norms(with_sc, without)
+
+
+def densenet_memory_look(batch: int = 32):
+    """Channel growth of densenet_cifar and its activation memory next to ResNet-18's."""
+    from .models import build_model
+
+    densenet = build_model("densenet_cifar")
+    memory = {"densenet_cifar": analysis.activation_memory(densenet, batch),
+              "densenet_cifar (memory-efficient)": analysis.activation_memory(
+                  build_model("densenet_cifar", memory_efficient=True), batch),
+              "resnet18": analysis.activation_memory(build_model("resnet18"), batch)}
+    rows = analysis.densenet_channels(densenet)
+    return pd.DataFrame(rows), memory, plots.densenet_growth(rows, memory)
+
+
+def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000):
+    """Mean SE gates per class for the last block of each stage, on test images."""
+    device = next(model.parameters()).device
+    x, y = normalised_batch(data, min(count, len(data.test_labels)), device)
+    gates = analysis.excitation_by_class(model, x, y, len(data.classes))
+    last_blocks = {name: g for name, g in gates.items() if name.endswith(".1")}
+    spread = pd.DataFrame({name: {"mean gate": g.mean().item(), "spread across classes": g.std(0).mean().item()}
+                           for name, g in last_blocks.items()}).T
+    return spread, plots.excitation_heatmaps(last_blocks, data.classes)

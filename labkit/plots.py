@@ -1,0 +1,131 @@
+"""Figures shared by the notebooks and the report. Each function returns a matplotlib Figure."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8, mistakes: list[bool] | None = None,
+               title: str = ""):
+    """uint8 N×3×32×32 images with a caption each; captions of mistakes in red."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.55), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, image) in enumerate(zip(axes.flat, images)):
+        ax.imshow(image.permute(1, 2, 0).cpu().numpy())
+        wrong = bool(mistakes and mistakes[i])
+        ax.set_title(titles[i], fontsize=7, color="crimson" if wrong else "black")
+        if wrong:
+            ax.axis("on")
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("crimson"), spine.set_linewidth(2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history, title: str = ""):
+    """Loss and accuracy per epoch, train vs val. `history`: list of dicts or a DataFrame."""
+    import pandas as pd
+
+    h = pd.DataFrame(history)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    loss_ax.plot(h.epoch, h.train_loss, "o-", label="train (smoothed labels, augmented)")
+    acc_ax.plot(h.epoch, h.train_acc, "o-", label="train (augmented)")
+    if h.val_acc.notna().any():
+        loss_ax.plot(h.epoch, h.val_loss, "s-", label="val")
+        acc_ax.plot(h.epoch, h.val_acc, "s-", label="val")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3), ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(per_class: dict[str, float], title: str = "per-class test accuracy"):
+    fig, ax = plt.subplots(figsize=(8, 3))
+    names, values = list(per_class), list(per_class.values())
+    bars = ax.bar(names, values, color="steelblue")
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], fontsize=7)
+    ax.set(ylim=(0, 1.08), ylabel="accuracy", title=title)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(confusion, classes, title: str = "test confusion matrix (rows: true class)"):
+    import seaborn as sns
+
+    matrix = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes,
+                cbar=False, ax=ax, annot_kws={"fontsize": 7})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def conv_filters(weight: torch.Tensor, title: str = "first-layer filters"):
+    """Out×3×k×k filters shown as RGB patches, each scaled to its own range."""
+    w = weight.detach().float().cpu()
+    w = (w - w.amin((1, 2, 3), keepdim=True)) / (w.amax((1, 2, 3), keepdim=True) - w.amin((1, 2, 3), keepdim=True) + 1e-8)
+    columns = min(8, len(w))
+    rows = -(-len(w) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, f in zip(axes.flat, w):
+        ax.imshow(f.permute(1, 2, 0).numpy(), interpolation="nearest")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(with_shortcuts: dict[str, float], without: dict[str, float]):
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    names = list(with_shortcuts)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [with_shortcuts[n] for n in names], 0.4, label="with shortcuts")
+    ax.bar(x + 0.2, [without[n] for n in names], 0.4, label="shortcuts removed")
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, rotation=30)
+    ax.set(ylabel="‖∂loss/∂θ‖ (log)", title="gradient norm per residual block at initialisation")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def densenet_growth(rows: list[dict], memory: dict[str, float]):
+    fig, (ax, mem_ax) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+    layers = [r for r in rows if r["kind"] == "dense layer"]
+    ax.plot(range(len(layers)), [r["in_channels"] for r in layers], ".-")
+    ax.set(xlabel="bottleneck layer (in forward order)", ylabel="input channels",
+           title="channels seen by each dense layer (transitions halve them)")
+    ax.grid(alpha=0.3)
+    names = list(memory)
+    bars = mem_ax.bar(names, [memory[n] for n in names], color=["tab:orange", "tab:blue"][: len(names)])
+    mem_ax.bar_label(bars, fmt="%.1f")
+    mem_ax.set(ylabel="MB per image", title="activation memory kept for backward")
+    fig.tight_layout()
+    return fig
+
+
+def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes):
+    """One panel per stage: mean SE gate per channel (x) for each class (rows)."""
+    names = list(excitations)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        image = ax.imshow(excitations[name].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                          interpolation="nearest")
+        ax.set(title=name, xlabel="channel")
+        ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=7)
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="mean gate")
+    fig.suptitle("SE excitation per class (last block of each stage)")
+    return fig

@@ -1,0 +1,205 @@
+"""Writes notebooks/*.ipynb, so the five notebooks share one structure and stay in step
+with labkit. Edit this file, then run `python scripts/build_notebooks.py`."""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+PARAMETERS = '''# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
+model = "{model}"          # one of labkit.models.available_models()
+epochs = {epochs}                   # training epochs (the committed runs: 30 for cnn, 15 for the others)
+batch_size = 128              # images per SGD step
+lr = 0.1                      # peak learning rate, reached after a 1-epoch warmup
+data = "auto"                 # "auto", "synthetic", "torchvision", or a path to an image folder or archive
+val_size = 5000               # train images held out for curves and tuning; the test split is used once
+seed = 0                      # seeds the split, the initialisation and the batch order
+run_name = ""                 # results/<run_name>/; empty = the model name
+resume = False                # continue from ~/.cache/labkit/checkpoints/<run_name>/last.pt if it exists
+device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
+compile = False               # torch.compile the model
+train_subset = 0              # > 0: train on a stratified subset of this many images (quick trials)'''
+
+CONFIGURE = '''from labkit import lab, plots
+from labkit.models import build_model
+from labkit.results import save_run
+from labkit.train import fit
+
+# Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the run.
+config = lab.configure(model=model, epochs=epochs, batch_size=batch_size, lr=lr, data=data, val_size=val_size,
+                       seed=seed, run_name=run_name, resume=resume, device=device, compile=compile,
+                       train_subset=train_subset)
+config'''
+
+ARCHITECTURES = {
+    "01_cnn": dict(
+        model="cnn", epochs=30, title="The tutorial CNN",
+        intro="""The smallest of the four: the network from the PyTorch tutorial *Training a classifier*.
+It is a **plain conv/pool/fc stack**: two 5×5 convolutions (3→6 and 6→16 channels), each followed by
+ReLU and 2×2 max-pooling, flatten the 16×5×5 maps into 400 numbers, and three fully connected layers
+400→120→84→10. No normalisation, no shortcuts: 62,006 parameters in all, almost all of them in the
+first fully connected layer. Every layer only sees the output of the one before, so depth is limited by
+how well the signal and gradient survive the stack; this is the baseline the other models must beat.""",
+        look_md="""## A look inside: the learned first-layer filters
+The six 5×5×3 kernels of the first convolution, each scaled to its own range. Trained on CIFAR-10 they
+become colour blobs and oriented edges: the same kind of detectors that appear in much larger nets.""",
+        look_code='''look = plots.conv_filters(result.model.features[0].weight, "cnn: first-layer filters (6 × 5×5×3)")''',
+        look_name="filters"),
+    "02_resnet18": dict(
+        model="resnet18", epochs=15, title="ResNet-18",
+        intro="""**Residual learning** (He et al., 2016): instead of asking two stacked 3×3 convolutions to
+produce the desired map H(x) directly, a block learns the *residual* F(x) = H(x) − x and outputs
+relu(F(x) + x). The **shortcut** carries x past the convolutions unchanged, so the identity is the easy
+default and gradients flow back through the additions to early layers undiminished.
+
+When a block changes the shape (stride 2, or more channels), x cannot be added as it is: the shortcut
+becomes a **1×1 convolution with stride 2 plus batch norm** (a projection) that maps x to the new shape.
+
+This is the CIFAR variant: a 3×3 stride-1 stem with 64 channels keeps the 32×32 resolution, then four
+stages of two BasicBlocks at 64/128/256/512 channels (the last three halve the resolution), a 4×4 global
+average pool and a linear head: 11,173,962 parameters.""",
+        look_md="""## A look inside: gradients at initialisation, with and without the shortcuts
+For one batch and a freshly initialised network, the norm of the loss gradient reaching each block's
+convolution weights, once with the shortcuts and once with every shortcut removed (the same weights).
+Without the additions, the gradient must pass through every convolution on its way back; the ratio
+column shows how much the shortcuts preserve.""",
+        look_code='''gradients, look = lab.resnet_gradient_look(config.model, data_set)
+gradients''',
+        look_name="gradient_norms"),
+    "03_densenet": dict(
+        model="densenet_cifar", epochs=15, title="DenseNet (CIFAR, growth rate 12)",
+        intro="""**Dense connectivity** (Huang et al., 2017): inside a dense block every layer receives the
+concatenation of the block input and *all* earlier layers' outputs, and contributes k new channels, the
+**growth rate** (k = 12 here). Features are reused rather than relearned, which makes the network very
+parameter-efficient.
+
+Each layer is a **bottleneck**: BN-ReLU-1×1 conv down to 4k = 48 channels, then BN-ReLU-3×3 conv to k
+channels, so the expensive 3×3 never sees the full, growing concatenation. Between blocks a
+**transition** (BN-ReLU-1×1 conv halving the channels, then 2×2 average pooling) keeps the width in
+check and reduces resolution. The stem is a 3×3 conv to 2k = 24 channels; blocks have [6, 12, 24, 16]
+layers; a final BN-ReLU, global pool and linear head give 1,000,618 parameters, eleven times fewer than
+ResNet-18.
+
+The cost: every concatenation, BN and ReLU output is a new tensor that autograd keeps for backward,
+so activations grow quadratically with block depth, and the many thin layers run slower per FLOP.""",
+        look_md="""## A look inside: channel growth and the activation memory it implies
+Input channels of every bottleneck layer (they grow by 12 per layer and halve at each transition), and
+the memory of the tensors autograd keeps for backward, per image, next to ResNet-18 and the
+memory-efficient DenseNet option (`memory_efficient=True`, which recomputes concat, BN, ReLU and the 1×1
+convolution in backward).""",
+        look_code='''channels, memory, look = lab.densenet_memory_look()
+print({name: f"{mb:.1f} MB/image" for name, mb in memory.items()})
+channels.groupby("block").in_channels.agg(["min", "max", "count"])''',
+        look_name="channels_memory"),
+    "04_se_resnet18": dict(
+        model="se_resnet18", epochs=15, title="SE-ResNet-18",
+        intro="""**Squeeze-and-excitation** (Hu et al., 2018) lets a block reweight its own channels from
+global context. After the block's two convolutions compute F(x):
+
+1. **squeeze**: global average pooling turns each channel of F(x) into one number (C values);
+2. **excitation**: two fully connected layers, C→C/16 with ReLU and C/16→C, without biases;
+3. a **sigmoid** turns those into gates in (0, 1);
+4. **rescale**: each channel of F(x) is multiplied by its gate,
+
+and only then is the shortcut added. It costs about 87 k parameters on top of ResNet-18
+(11,261,002 in all) and little compute.
+
+Run this notebook with `-p model se_resnet18_imagenet_stem` for the variant printed in the lab report,
+whose 7×7 stride-2 stem and max-pool shrink 32×32 images to 8×8 before layer1 (the ablation).""",
+        look_md="""## A look inside: excitation per stage, averaged per class
+The mean SE gate of every channel (x axis) for each class (rows), at the last block of each stage, over
+test images. Early stages gate channels almost the same way for every class; the deepest stage's gates
+become class-specific, which is where SE does its recalibration.""",
+        look_code='''spread, look = lab.excitation_look(result.model, data_set)
+spread''',
+        look_name="excitation"),
+}
+
+
+def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(f"# {spec['title']} on CIFAR-10\n\n{spec['intro']}"),
+        new_code_cell(PARAMETERS.format(model=spec["model"], epochs=spec["epochs"]),
+                      metadata={"tags": ["parameters"]}),
+        new_code_cell(CONFIGURE),
+        new_markdown_cell("## Structure\nThe module tree, then parameters, FLOPs and output shape per stage "
+                          "for one 3×32×32 image (FLOPs count a multiply-add as 2)."),
+        new_code_cell("net = build_model(config.model)\nprint(lab.module_tree(net))\nlab.summary_table(net)"),
+        new_markdown_cell("## Data\nCIFAR-10 decoded once into uint8 tensors (cached); the loader crops, flips "
+                          "and normalises whole batches as tensors."),
+        new_code_cell("data_set = lab.load_data(config)\nlab.sample_grid(data_set);"),
+        new_markdown_cell("## Training\nSGD with Nesterov momentum, label smoothing, 1-epoch warmup then linear "
+                          "decay, bf16 autocast and channels_last where supported. A checkpoint is written every "
+                          "epoch; the test split is evaluated once, after the last epoch."),
+        new_code_cell("result = fit(config, data_set)"),
+        new_markdown_cell("## Curves\nTrain loss includes label smoothing and augmentation, so it sits above the "
+                          "validation loss; the gap between the accuracies is the one to watch."),
+        new_code_cell("plots.training_curves(result.history, title=config.run_name);"),
+        new_markdown_cell("## Accuracy on the test split"),
+        new_code_cell('print(f"test accuracy: {result.test.accuracy:.2%} (flip TTA; {result.test_plain_accuracy:.2%} '
+                      'without), final val accuracy: {result.history[-1][\'val_acc\']:.2%}")\nlab.per_class_table(result)'),
+        new_code_cell("plots.per_class_bars(result.test.per_class);\n"
+                      "plots.confusion_heatmap(result.test.confusion, data_set.classes);"),
+        new_markdown_cell("## Sample predictions\nRandom test images, true → predicted class with the model's "
+                          "confidence; mistakes are framed in red."),
+        new_code_cell("predictions = lab.prediction_grid(result, data_set)"),
+        new_markdown_cell(spec["look_md"]),
+        new_code_cell(spec["look_code"]),
+        new_markdown_cell("## Saving\nMetrics, history, confusion matrix and fp16 weights go to "
+                          "`results/<run_name>/` (or `$LABKIT_RESULTS`), with the figures above."),
+        new_code_cell(f'folder = save_run(result)\nlab.save_figure(predictions, config.run_name, "predictions")\n'
+                      f'lab.save_figure(look, config.run_name, "{spec["look_name"]}")\nprint("saved to", folder)'),
+    ]
+    return new_notebook(cells=cells, metadata=KERNEL)
+
+
+def comparison_notebook() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell("# Comparing the four architectures\n\nEverything here is read from `results/`: the "
+                          "runs the architecture notebooks saved. A run that has not been trained is reported as "
+                          "missing, never filled in."),
+        new_code_cell('# Parameters (papermill: -p name value)\n'
+                      'runs = "cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"  # run names, comma-separated\n'
+                      'results_dir = ""     # results root; empty = labkit\'s default (results/ or $LABKIT_RESULTS)',
+                      metadata={"tags": ["parameters"]}),
+        new_code_cell("from pathlib import Path\n\nfrom labkit import compare\n\n"
+                      "root = Path(results_dir) if results_dir else None\n"
+                      "names = [name.strip() for name in runs.split(\",\") if name.strip()]\n"
+                      "if root is not None and not root.is_dir():\n"
+                      "    raise ValueError(f\"results_dir {results_dir!r} is not a folder\")\n"
+                      "loaded = compare.load_runs(names, root)\n"
+                      "print({name: \"found\" if run else \"missing\" for name, run in loaded.items()})"),
+        new_markdown_cell("## The table\nParameters, forward FLOPs per image, final test and validation accuracy, "
+                          "epochs, training time, training throughput, activation memory per image and peak "
+                          "memory, and the device each run used."),
+        new_code_cell("compare.format_table(compare.comparison_table(loaded))"),
+        new_markdown_cell("## Validation curves, against epochs and against wall-clock time"),
+        new_code_cell("if compare.present(loaded):\n    compare.curves_figure(loaded);"),
+        new_markdown_cell("## Per-class accuracy\nWhich classes each model finds hard (cat and dog, usually)."),
+        new_code_cell("if compare.present(loaded):\n    compare.per_class_heatmap(loaded);"),
+        new_markdown_cell("## Accuracy against size and against time"),
+        new_code_cell("if compare.present(loaded):\n    compare.scatter_figure(loaded);"),
+        new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above; "
+                          "'missing' means a run it needs has not been trained."),
+        new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
+                      "pd.DataFrame(compare.claims(loaded))"),
+        new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
+                          "path against the reference pipeline, with the matmul peak of the same machine."),
+        new_code_cell("benchmarks = compare.load_benchmarks(root)\n"
+                      "for device, bench in benchmarks.items():\n"
+                      "    print(bench[\"device\"])\n    display(compare.benchmark_table(bench))\n"
+                      "if not benchmarks:\n    print(\"no benchmark in results/benchmarks yet\")"),
+    ]
+    return new_notebook(cells=cells, metadata=KERNEL)
+
+
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+          "language_info": {"name": "python"}}
+
+if __name__ == "__main__":
+    NOTEBOOKS.mkdir(exist_ok=True)
+    for name, spec in ARCHITECTURES.items():
+        nbformat.write(architecture_notebook(name, spec), NOTEBOOKS / f"{name}.ipynb")
+    nbformat.write(comparison_notebook(), NOTEBOOKS / "05_comparison.ipynb")
+    print("wrote", ", ".join(sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))))

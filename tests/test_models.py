@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from labkit.models import available_models, build_model, count_parameters
+
+EXPECTED_PARAMS = {
+    "cnn": 62_006,
+    "resnet18": 11_173_962,
+    "densenet_cifar": 1_000_618,
+    "se_resnet18": 11_261_002,
+}
+
+
+@pytest.mark.parametrize("name", EXPECTED_PARAMS)
+def test_parameter_counts(name):
+    assert count_parameters(build_model(name)) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("num_classes", [10, 7])
+def test_output_shape(name, num_classes):
+    model = build_model(name, num_classes=num_classes).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, num_classes)
+
+
+def test_registry_lists_all_five():
+    assert available_models() == ["cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem"]
+
+
+def test_unknown_model_names_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'resnet19'.*resnet18.*densenet_cifar"):
+        build_model("resnet19")
+
+
+def test_imagenet_stem_shrinks_to_8x8():
+    model = build_model("se_resnet18_imagenet_stem")
+    assert model.stem(torch.randn(1, 3, 32, 32)).shape == (1, 64, 8, 8)
+    # the 7×7 stem costs 64·3·49 − 64·3·9 more weights than the 3×3 one
+    assert count_parameters(model) - EXPECTED_PARAMS["se_resnet18"] == 64 * 3 * (49 - 9)
+
+
+def test_se_gates_rescale_channels():
+    from labkit.models.se_resnet import SqueezeExcitation
+    se = SqueezeExcitation(32)
+    x = torch.randn(4, 32, 5, 5)
+    se.record_gates = True
+    y = se(x)
+    gates = se.last_gates
+    assert gates.shape == (4, 32) and bool(((gates > 0) & (gates < 1)).all())
+    torch.testing.assert_close(y, x * gates[:, :, None, None])
+
+
+def test_resnet_projection_only_when_shape_changes():
+    model = build_model("resnet18")
+    assert isinstance(model.layer1[0].shortcut, torch.nn.Identity)
+    assert isinstance(model.layer2[0].shortcut[0], torch.nn.Conv2d)
+    assert model.layer2[0].shortcut[0].kernel_size == (1, 1)
+
+
+def test_memory_efficient_densenet_matches_normal():
+    torch.manual_seed(0)
+    normal = build_model("densenet_cifar")
+    efficient = build_model("densenet_cifar", memory_efficient=True)
+    efficient.load_state_dict(normal.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    out_n, out_e = normal(x), efficient(x)
+    torch.testing.assert_close(out_n, out_e)
+    out_n.square().sum().backward()
+    out_e.square().sum().backward()
+    torch.testing.assert_close(normal.features[0].weight.grad, efficient.features[0].weight.grad,
+                               rtol=1e-4, atol=1e-5)
