@@ -102,9 +102,11 @@ def save_figure(fig, run_name: str, name: str) -> Path:
     return path
 
 
-def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cpu"):
-    """The first `count` test images as a float, normalised batch, with labels."""
-    loader = BatchLoader(data.test_images[:count], data.test_labels[:count], count, train=False, device=device)
+def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cpu", seed: int = 0):
+    """`count` random test images (seeded; the offline copy is stored class by class) as a
+    float, normalised batch, with labels."""
+    index = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
+    loader = BatchLoader(data.test_images[index], data.test_labels[index], count, train=False, device=device)
     return next(iter(loader))
 
 

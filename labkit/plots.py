@@ -10,7 +10,7 @@ def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8, mistak
                title: str = ""):
     """uint8 N×3×32×32 images with a caption each; captions of mistakes in red."""
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.55), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.35, rows * 1.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, image) in enumerate(zip(axes.flat, images)):
@@ -127,5 +127,5 @@ def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes):
         ax.set(title=name, xlabel="channel")
         ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=7)
     fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="mean gate")
-    fig.suptitle("SE excitation per class (last block of each stage)")
+    fig.suptitle("SE excitation per class (last block of each stage)", y=1.04)
     return fig

@@ -1,0 +1,210 @@
+"""Training-speed benchmark: labkit's fast path against the reference pipeline, in one run.
+
+    python -m labkit.bench [--models resnet18,densenet_cifar] [--steps 5] [--batch-size 128]
+                           [--device cpu] [--repeats 3] [--compile]
+
+For each model it measures training images/s end to end, data loading and augmentation included:
+  reference  fp32, NCHW, torchvision transforms on PIL images through a DataLoader (2 workers);
+  fast       labkit's BatchLoader (augmentation as batch tensor ops on the device), bf16
+             autocast where supported, channels_last (and torch.compile with --compile).
+The two alternate, each measurement in a fresh subprocess (so peak memory is its own), and the
+median of the repeats is kept. The same run measures the machine's fp32 and bf16 matmul peak
+and reports achieved GFLOP/s (3 × forward FLOPs per training image) as a share of it.
+Writes results/benchmarks/<device>.json and .png.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+from .analysis import count_flops
+from .data import BatchLoader, reference_loader, synthetic_cifar10
+from .evaluate import autocast
+from .models import build_model
+from .results import atomic_write, git_commit, results_root
+from .train import device_name, resolve_device, resolve_precision
+
+VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_efficient": True})}
+WARMUP_STEPS = 2
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """Best GFLOP/s of square matmuls over a few sizes, for about `seconds`."""
+    best = 0.0
+    for n in ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        a @ b
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / 3 or calls < 2:
+            a @ b
+            calls += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n ** 3 * calls / (time.perf_counter() - started) / 1e9)
+    return best
+
+
+def build(spec: str) -> nn.Module:
+    name, options = VARIANTS.get(spec, (spec, {}))
+    return build_model(name, **options)
+
+
+def worker(spec: str, pipeline: str, steps: int, batch_size: int, device_name_: str, compile_: bool) -> dict:
+    """One measurement: `steps` timed training steps after WARMUP_STEPS, loader included."""
+    device = resolve_device(device_name_)
+    total = (steps + WARMUP_STEPS) * batch_size
+    data = synthetic_cifar10(train_per_class=-(-total // 10), test_per_class=1)
+    baseline_mb = current_rss_mb()
+    torch.manual_seed(0)
+    fast = pipeline == "fast"
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    model = build(spec).to(device, memory_format=memory_format)
+    precision = resolve_precision("auto", device) if fast else "fp32"
+    if fast:
+        loader = BatchLoader(data.train_images, data.train_labels, batch_size, train=True, device=device)
+    else:
+        loader = reference_loader(data.train_images, data.train_labels, batch_size, train=True, num_workers=2)
+    step_model = torch.compile(model) if compile_ else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    batches = iter(loader)
+    started = time.perf_counter()
+    for step in range(steps + WARMUP_STEPS):
+        if step == WARMUP_STEPS:
+            sync()
+            warmup_s, started = time.perf_counter() - started, time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            loss = criterion(step_model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    sync()
+    elapsed = time.perf_counter() - started
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mb
+    return {"images_per_s": steps * batch_size / elapsed, "peak_memory_mb": peak, "warmup_s": warmup_s,
+            "precision": precision}
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(spec: str, pipeline: str, args) -> dict:
+    command = [sys.executable, "-m", "labkit.bench", "--worker", spec, pipeline, "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--device", args.device] + (["--compile"] if
+                                                                                   pipeline == "compiled" else [])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker {spec}/{pipeline} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs: list[dict], flops: int, peak_gflops: float) -> dict:
+    rate = statistics.median(r["images_per_s"] for r in runs)
+    gflops = rate * 3 * flops / 1e9
+    return {"images_per_s": rate, "runs_images_per_s": [r["images_per_s"] for r in runs],
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in runs), "achieved_gflops": gflops,
+            "peak_share": gflops / peak_gflops, "precision": runs[0]["precision"],
+            "warmup_s": statistics.median(r["warmup_s"] for r in runs)}
+
+
+def figure(report: dict, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(report["models"])
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.6))
+    ref = [report["models"][n].get("reference", {}).get("images_per_s", 0) for n in names]
+    fast = [report["models"][n]["fast"]["images_per_s"] for n in names]
+    ax.bar(x - 0.2, ref, 0.4, label="reference: fp32 NCHW, PIL transforms + DataLoader")
+    bars = ax.bar(x + 0.2, fast, 0.4, label="labkit fast path")
+    ax.bar_label(bars, labels=[f"×{report['models'][n]['speedup']:.1f}" if report["models"][n].get("speedup")
+                               else "" for n in names])
+    ax.set_yscale("log")
+    ax.set_xticks(x, names, rotation=15)
+    ax.set(ylabel="training images/s (log)", title=f"{report['device']}, batch {report['settings']['batch_size']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m labkit.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="cnn,resnet18,se_resnet18,densenet_cifar,densenet_cifar_memory_efficient")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per measurement")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="also measure the fast path with torch.compile")
+    p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>.json)")
+    p.add_argument("--worker", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, args.steps, args.batch_size, args.device, args.compile)))
+        return 0
+    if args.steps < 1 or args.repeats < 1 or args.batch_size < 1:
+        p.error("--steps, --repeats and --batch-size must be ≥ 1")
+    specs = [s.strip() for s in args.models.split(",") if s.strip()]
+    for spec in specs:
+        build(spec)  # fails early, with the valid names, on a typo
+    device = resolve_device(args.device)
+    peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+    report = {"device": device_name(device), "torch_version": torch.__version__, **git_commit(),
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "settings": {"steps": args.steps, "warmup_steps": WARMUP_STEPS, "batch_size": args.batch_size,
+                           "repeats": args.repeats, "reference_workers": 2},
+              "matmul_peak_gflops": peaks, "models": {}}
+    for spec in specs:
+        flops = count_flops(build(spec))
+        pipelines = (["fast"] if spec in VARIANTS else ["reference", "fast"]) + (["compiled"] if args.compile else [])
+        runs = {name: [] for name in pipelines}
+        for _ in range(args.repeats):
+            for name in pipelines:                         # alternate, so drifts hit both alike
+                runs[name].append(measure(spec, name, args))
+        entry = {"flops_per_image": flops}
+        for name in pipelines:
+            entry[name] = summarise(runs[name], flops, peaks["fp32" if name == "reference" else
+                                                              "bf16" if runs[name][0]["precision"] == "bf16" else "fp32"])
+        if "reference" in entry:
+            entry["speedup"] = entry["fast"]["images_per_s"] / entry["reference"]["images_per_s"]
+        report["models"][spec] = entry
+        print(f"{spec}: " + ", ".join(f"{n} {entry[n]['images_per_s']:.1f} img/s "
+                                      f"(peak mem {entry[n]['peak_memory_mb']:.0f} MB)" for n in pipelines)
+              + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
+    path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else __import__("pathlib").Path(args.output)
+    atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
+    figure(report, path.with_suffix(".png"))
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
