@@ -29,11 +29,12 @@ def configure(**parameters) -> TrainConfig:
     if data not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
         raise ValueError(f"data path {data!r} does not exist (relative paths resolve from "
                          f"{Path.cwd()}); pass 'auto', 'synthetic', 'torchvision', or an existing path")
-    if SMOKE:
-        parameters.update(SMOKE_SETTINGS)
-        print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir("")) 
     parameters["progress"] = parameters.get("progress", True)
-    return TrainConfig(**parameters)
+    config = TrainConfig(**parameters)              # validates what the user asked for
+    if SMOKE:
+        print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir(""))
+        config = TrainConfig(**{**parameters, **SMOKE_SETTINGS})
+    return config
 
 
 def load_data(config: TrainConfig) -> Cifar10:
@@ -146,3 +147,18 @@ def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000):
     spread = pd.DataFrame({name: {"mean gate": g.mean().item(), "spread across classes": g.std(0).mean().item()}
                            for name, g in last_blocks.items()}).T
     return spread, plots.excitation_heatmaps(last_blocks, data.classes)
+
+
+def densenet_benchmarks() -> pd.DataFrame:
+    """Measured speed and peak memory of densenet_cifar, normal and memory-efficient, from every
+    benchmark in results/benchmarks/ (python -m labkit.bench)."""
+    from .compare import load_benchmarks
+
+    rows = []
+    for file, bench in load_benchmarks().items():
+        for name in ("densenet_cifar", "densenet_cifar_memory_efficient"):
+            if name in bench["models"]:
+                fast = bench["models"][name]["fast"]
+                rows.append({"benchmark": file, "batch": bench["settings"]["batch_size"], "model": name,
+                             "img/s": fast["images_per_s"], "peak memory (MB)": fast["peak_memory_mb"]})
+    return pd.DataFrame(rows)

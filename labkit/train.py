@@ -26,6 +26,7 @@ from torch import nn
 from . import data as datalib
 from .evaluate import Evaluation, autocast, evaluate
 from .models import available_models, build_model, check_model_name, count_parameters
+from .results import git_commit, save_run
 
 CHECKPOINT_VERSION = 1
 # Fields that do not change what is computed; a checkpoint may be resumed with other values.
@@ -291,6 +292,7 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
                            device=device, precision=precision, channels_last=config.channels_last)
             record.update(val_loss=val.loss, val_acc=val.accuracy)
         record["epoch_time_s"] = time.perf_counter() - started
+        record["git_commit"] = (git_commit()["git_commit"] or "unknown")[:10]  # the code that trained this epoch
         history.append(record)
         print(epoch_line(config, record), flush=True)
         save_checkpoint(ckpt, {
@@ -302,6 +304,7 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     if last_epoch < config.epochs:
         return None
 
+    round_weights_to_fp16(model)  # evaluate exactly the weights that results/<run>/model.pt ships
     test = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
                     precision=precision, tta=config.tta, channels_last=config.channels_last)
     plain = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
@@ -318,6 +321,13 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
         "params": count_parameters(model), **peak_memory(device),
     }
     return FitResult(config, model, history, test, plain, info)
+
+
+@torch.no_grad()
+def round_weights_to_fp16(model: nn.Module) -> None:
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.half())
 
 
 def epoch_line(config: TrainConfig, r: dict) -> str:
@@ -378,7 +388,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .results import save_run
 
     args = vars(parse_args(argv))
     download, stop_after = args.pop("download"), args.pop("stop_after")

@@ -15,8 +15,8 @@ lr = 0.1                      # peak learning rate, reached after a 1-epoch warm
 data = "auto"                 # "auto", "synthetic", "torchvision", or a path to an image folder or archive
 val_size = 5000               # train images held out for curves and tuning; the test split is used once
 seed = 0                      # seeds the split, the initialisation and the batch order
-run_name = ""                 # results/<run_name>/; empty = the model name
-resume = False                # continue from ~/.cache/labkit/checkpoints/<run_name>/last.pt if it exists
+run_name = ""                 # folder name under results/ (empty: the model name)
+resume = False                # continue from the run's checkpoint in ~/.cache/labkit/checkpoints if there is one
 device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
 compile = False               # torch.compile the model
 train_subset = 0              # > 0: train on a stratified subset of this many images (quick trials)'''
@@ -91,6 +91,12 @@ convolution in backward).""",
         look_code='''channels, memory, look = lab.densenet_memory_look()
 print({name: f"{mb:.1f} MB/image" for name, mb in memory.items()})
 channels.groupby("block").in_channels.agg(["min", "max", "count"])''',
+        extra_md="""### The memory-efficient option, measured
+Speed and peak memory of the normal and the memory-efficient DenseNet from the benchmark runs
+(`python -m labkit.bench --models densenet_cifar,densenet_cifar_memory_efficient --batch-size 256`):
+recomputation trades some speed for memory.""",
+        extra_code='''measured = lab.densenet_benchmarks()
+measured if len(measured) else print("no DenseNet benchmark in results/benchmarks yet")''',
         look_name="channels_memory"),
     "04_se_resnet18": dict(
         model="se_resnet18", epochs=15, title="SE-ResNet-18",
@@ -146,6 +152,7 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
         new_code_cell("predictions = lab.prediction_grid(result, data_set)"),
         new_markdown_cell(spec["look_md"]),
         new_code_cell(spec["look_code"]),
+        *([new_markdown_cell(spec["extra_md"]), new_code_cell(spec["extra_code"])] if "extra_md" in spec else []),
         new_markdown_cell("## Saving\nMetrics, history, confusion matrix and fp16 weights go to "
                           "`results/<run_name>/` (or `$LABKIT_RESULTS`), with the figures above."),
         new_code_cell(f'folder = save_run(result)\nlab.save_figure(predictions, config.run_name, "predictions")\n'

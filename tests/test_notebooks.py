@@ -1,0 +1,45 @@
+"""papermill: notebooks run headless with parameters; bad values fail in the first code cell."""
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from labkit.data import synthetic_cifar10
+from labkit.results import save_run
+from labkit.train import TrainConfig, fit
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.mark.parametrize("parameters, message", [
+    (dict(model="resnet19"), "unknown model 'resnet19'; valid names: cnn, resnet18"),
+    (dict(epochs=0), "epochs must be an integer ≥ 1"),
+    (dict(data="/no/such/cifar.tar.gz"), "data path '/no/such/cifar.tar.gz' does not exist"),
+    (dict(run_name="../../etc"), "without path separators"),
+])
+def test_bad_parameters_fail_in_the_first_code_cell(tmp_path, parameters, message):
+    output = tmp_path / "out.ipynb"
+    with pytest.raises(pm.PapermillExecutionError) as error:
+        pm.execute_notebook(str(NOTEBOOKS / "01_cnn.ipynb"), str(output), parameters=parameters,
+                            kernel_name="python3", progress_bar=False)
+    assert error.value.ename == "ValueError" and message in error.value.evalue
+    executed = __import__("nbformat").read(output, 4)
+    code_cells = [c for c in executed.cells if c.cell_type == "code"]
+    failing = [i for i, c in enumerate(code_cells) if any(o.get("output_type") == "error" for o in c.outputs)]
+    # code cells: parameters, injected-parameters, then the configure cell that must fail
+    assert failing == [2]
+
+
+def test_comparison_notebook_reads_the_given_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "runs"))
+    data = synthetic_cifar10(train_per_class=20, test_per_class=5)
+    for name in ("cnn", "resnet18"):
+        save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=2, batch_size=32, val_size=50,
+                                 data="synthetic", progress=False), data))
+    output = tmp_path / "comparison.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / "05_comparison.ipynb"), str(output), kernel_name="python3",
+                        progress_bar=False,
+                        parameters=dict(runs="cnn,resnet18,se_resnet18", results_dir=str(tmp_path / "runs")))
+    text = output.read_text()
+    assert "'se_resnet18': 'missing'" in text
+    assert "Residual models beat the plain CNN" in text and "missing run(s): se_resnet18" in text
