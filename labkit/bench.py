@@ -10,6 +10,8 @@ For each model it measures training images/s end to end, data loading and augmen
 The two alternate, each measurement in a fresh subprocess (so peak memory is its own), and the
 median of the repeats is kept. The same run measures the machine's fp32 and bf16 matmul peak
 and reports achieved GFLOP/s (3 × forward FLOPs per training image) as a share of it.
+Peak memory is CUDA's max_memory_allocated, or on the CPU the main process's peak resident
+memory above what it held before building the model (DataLoader workers not included).
 Writes results/benchmarks/<device>.json and .png.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -84,6 +87,8 @@ def worker(spec: str, pipeline: str, steps: int, batch_size: int, device_name_: 
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    sampler = RssSampler()
+    sampler.start()
     batches = iter(loader)
     started = time.perf_counter()
     for step in range(steps + WARMUP_STEPS):
@@ -99,10 +104,11 @@ def worker(spec: str, pipeline: str, steps: int, batch_size: int, device_name_: 
         optimizer.step()
     sync()
     elapsed = time.perf_counter() - started
+    peak_rss = sampler.stop()
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline_mb
+        peak = peak_rss - baseline_mb
     return {"images_per_s": steps * batch_size / elapsed, "peak_memory_mb": peak, "warmup_s": warmup_s,
             "precision": precision}
 
@@ -110,6 +116,25 @@ def worker(spec: str, pipeline: str, steps: int, batch_size: int, device_name_: 
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of this process while it runs, sampled every 2 ms (CPU runs;
+    ru_maxrss would also count spikes from before the measurement)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak_mb, self.running = current_rss_mb(), True
+
+    def run(self):
+        while self.running:
+            self.peak_mb = max(self.peak_mb, current_rss_mb())
+            time.sleep(0.002)
+
+    def stop(self) -> float:
+        self.running = False
+        self.join()
+        return self.peak_mb
 
 
 def measure(spec: str, pipeline: str, args) -> dict:

@@ -182,8 +182,8 @@ def load_benchmarks(root: Path | None = None) -> dict[str, dict]:
 def benchmark_table(bench: dict) -> pd.DataFrame:
     rows = []
     for model, entry in bench["models"].items():
-        rows.append({"model": model, "reference img/s": entry["reference"]["images_per_s"],
-                     "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry["speedup"],
+        rows.append({"model": model, "reference img/s": entry.get("reference", {}).get("images_per_s"),
+                     "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry.get("speedup"),
                      "share of bf16 matmul peak": entry["fast"].get("peak_share"),
                      "fast peak mem (MB)": entry["fast"].get("peak_memory_mb"),
                      "compile img/s": entry.get("compiled", {}).get("images_per_s")})

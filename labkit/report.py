@@ -55,6 +55,8 @@ def markdown_table(frame) -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
 
     def cell(v):
+        if v is None:
+            return ""
         if isinstance(v, float):
             if v != v:
                 return ""
@@ -86,7 +88,7 @@ def build(root: Path, output: Path) -> str:
         lines += [f"- final test accuracy: **{m['test_accuracy']:.2%}**"
                   f"{' (flip TTA; ' + format(m['test_accuracy_no_tta'], '.2%') + ' without)' if m['test_tta'] else ''}",
                   f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images",
-                  f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.0f} MFLOPs per image, "
+                  f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
                   f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s) "
                   f"on {m['device']}", ""]
         curves = figures / f"{name}_curves.png"
@@ -127,7 +129,10 @@ def build(root: Path, output: Path) -> str:
                 lines += [f"![benchmark {device}]({link(figure)})", ""]
 
     if found:
-        lines += ["## Provenance", "", "| run | data | checksum | device | precision | epochs | train time | torch "
+        lines += ["## Provenance", "",
+                  "Training times are wall-clock as they happened. On the shared 2-core machine other jobs "
+                  "sometimes ran beside a training run and slowed it; the benchmark section above measures "
+                  "each pipeline alone.", "", "| run | data | checksum | device | precision | epochs | train time | torch "
                   "| commit | date |", "|---|---|---|---|---|---|---|---|---|---|"]
         for name, run in found.items():
             m = run["metrics"]
