@@ -326,8 +326,7 @@ def train_val_split(labels: Tensor, val_size: int, seed: int = 0) -> tuple[Tenso
 
 def subset_indices(labels: Tensor, size: int, seed: int = 0) -> Tensor:
     """A stratified, seeded subset of `size` indices (for quick trials and smoke runs)."""
-    rest, chosen = train_val_split(labels, size, seed + 1)
-    return chosen
+    return train_val_split(labels, size, seed + 1)[1]
 
 
 # ----------------------------------------------------------------------------- batches

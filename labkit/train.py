@@ -220,9 +220,9 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
     train_idx, val_idx = datalib.train_val_split(data.train_labels, config.val_size, config.seed)
-    if config.train_subset:
-        if config.train_subset > len(train_idx):
-            raise ValueError(f"train_subset {config.train_subset} exceeds the {len(train_idx)} training images")
+    if config.train_subset > len(train_idx):
+        raise ValueError(f"train_subset {config.train_subset} exceeds the {len(train_idx)} training images")
+    if 0 < config.train_subset < len(train_idx):
         train_idx = train_idx[datalib.subset_indices(data.train_labels[train_idx], config.train_subset, config.seed)]
     config.validate_sizes(len(train_idx))
     train_loader = datalib.BatchLoader(data.train_images[train_idx], data.train_labels[train_idx],

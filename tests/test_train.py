@@ -173,3 +173,10 @@ def test_cli_help_and_unknown_model(capsys):
     with pytest.raises(SystemExit):
         main(["--model", "vgg"])
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
+
+
+def test_train_subset_is_used_and_bounded(tiny_data):
+    result = fit(TrainConfig(epochs=1, train_subset=100, **FAST), tiny_data)
+    assert result.info["train_images"] == 100 and result.info["val_images"] == 50
+    with pytest.raises(ValueError, match="train_subset 999 exceeds the 250 training images"):
+        fit(TrainConfig(epochs=1, train_subset=999, **FAST), tiny_data)
