@@ -186,7 +186,8 @@ def benchmark_table(bench: dict) -> pd.DataFrame:
                      "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry.get("speedup"),
                      "share of bf16 matmul peak": entry["fast"].get("peak_share"),
                      "fast peak mem (MB)": entry["fast"].get("peak_memory_mb"),
-                     "compile img/s": entry.get("compiled", {}).get("images_per_s")})
+                     "compiled img/s": entry.get("compiled", {}).get("images_per_s"),
+                     "compile time (s)": entry.get("compiled", {}).get("warmup_s")})
     return pd.DataFrame(rows).set_index("model")
 
 

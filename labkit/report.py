@@ -121,8 +121,11 @@ def build(root: Path, output: Path) -> str:
     if benches:
         lines += ["## Training speed: labkit's fast path against the reference pipeline", ""]
         for device, bench in benches.items():
-            lines += [f"On {bench['device']} (matmul peak fp32 {bench['matmul_peak_gflops']['fp32']:.0f}, bf16 "
-                      f"{bench['matmul_peak_gflops']['bf16']:.0f} GFLOP/s, measured in the same run):", "",
+            settings = bench["settings"]
+            lines += [f"`{device}.json`: {bench['device']}, batch {settings['batch_size']}, median of "
+                      f"{settings['repeats']} alternating repeat(s) of {settings['steps']} timed steps; matmul peak "
+                      f"fp32 {bench['matmul_peak_gflops']['fp32']:.0f}, bf16 {bench['matmul_peak_gflops']['bf16']:.0f} "
+                      f"GFLOP/s measured in the same run (commit {(bench.get('git_commit') or 'unknown')[:10]}):", "",
                       markdown_table(compare.benchmark_table(bench)), ""]
             figure = root / "benchmarks" / f"{device}.png"
             if figure.is_file():
