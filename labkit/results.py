@@ -75,7 +75,8 @@ def save_run(result) -> Path:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write(folder / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    atomic_write(folder / "history.csv", to_csv(history, list(history[0])))
+    columns = list(dict.fromkeys(key for record in history for key in record))  # runs resumed across versions
+    atomic_write(folder / "history.csv", to_csv(history, columns))
     classes = list(result.test.per_class)
     rows = [{"true": c, **dict(zip(classes, row))} for c, row in zip(classes, result.test.confusion.tolist())]
     atomic_write(folder / "confusion.csv", to_csv(rows, ["true", *classes]))
@@ -88,7 +89,7 @@ def save_run(result) -> Path:
 
 def to_csv(rows: list[dict], columns: list[str]) -> bytes:
     text = io.StringIO()
-    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer = csv.DictWriter(text, columns, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue().encode()

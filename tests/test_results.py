@@ -42,3 +42,13 @@ def test_missing_run_is_reported():
     import pytest
     with pytest.raises(FileNotFoundError, match="no run 'ghost'"):
         load_run("ghost")
+
+
+def test_history_with_columns_added_mid_run_is_saved(tiny_data, isolated_roots):
+    """A run resumed under a newer labkit may gain history columns; none may be dropped."""
+    result = fit(TrainConfig(model="cnn", epochs=2, batch_size=32, val_size=50, progress=False,
+                             data="synthetic", run_name="mixed"), tiny_data)
+    del result.history[0]["git_commit"]
+    save_run(result)
+    history = load_run("mixed")["history"]
+    assert "git_commit" in history.columns and history.git_commit.isna().tolist() == [True, False]
