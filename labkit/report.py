@@ -113,7 +113,7 @@ def build(root: Path, output: Path) -> str:
             lines += [f"![comparison {key}]({link(path)})", ""]
 
     lines += ["## Discussion: the lab report's claims against these numbers", ""]
-    for c in compare.claims(runs):
+    for c in compare.claims(runs, compare.load_benchmarks(root)):
         lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}"]
     lines += [""]
 

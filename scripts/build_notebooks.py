@@ -190,7 +190,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above; "
                           "'missing' means a run it needs has not been trained."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
-                      "pd.DataFrame(compare.claims(loaded))"),
+                      "pd.DataFrame(compare.claims(loaded, compare.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
                           "path against the reference pipeline, with the matmul peak of the same machine."),
         new_code_cell("benchmarks = compare.load_benchmarks(root)\n"
@@ -206,7 +206,10 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
 
 if __name__ == "__main__":
     NOTEBOOKS.mkdir(exist_ok=True)
-    for name, spec in ARCHITECTURES.items():
-        nbformat.write(architecture_notebook(name, spec), NOTEBOOKS / f"{name}.ipynb")
-    nbformat.write(comparison_notebook(), NOTEBOOKS / "05_comparison.ipynb")
+    books = {name: architecture_notebook(name, spec) for name, spec in ARCHITECTURES.items()}
+    books["05_comparison"] = comparison_notebook()
+    for name, book in books.items():
+        for index, cell in enumerate(book.cells):
+            cell.id = f"cell-{index:02d}"  # stable ids keep regenerated notebooks diff-free
+        nbformat.write(book, NOTEBOOKS / f"{name}.ipynb")
     print("wrote", ", ".join(sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))))

@@ -41,3 +41,16 @@ def test_report_cli_writes_the_file(results_root, tmp_path, capsys):
     out = tmp_path / "r.md"
     assert report.main(["--results", str(results_root), "--output", str(out)]) == 0
     assert out.read_text().startswith("# CIFAR-10 with four architectures")
+
+
+def test_speed_claims_use_the_benchmark_with_most_repeats():
+    from labkit.compare import benchmark_speeds
+
+    def bench(repeats, rates):
+        return {"settings": {"repeats": repeats},
+                "models": {m: {"fast": {"images_per_s": r}} for m, r in rates.items()}}
+    benchmarks = {"quick": bench(1, {"densenet_cifar": 50.0, "resnet18": 90.0}),
+                  "careful": bench(3, {"densenet_cifar": 108.0, "resnet18": 97.0}),
+                  "densenet only": bench(5, {"densenet_cifar": 1.0})}
+    assert benchmark_speeds(benchmarks, ("densenet_cifar", "resnet18")) == [108.0, 97.0]
+    assert benchmark_speeds(benchmarks, ("cnn",)) is None
