@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                       f"(peak mem {entry[n]['peak_memory_mb']:.0f} MB)" for n in pipelines)
               + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
     slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
-    path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else __import__("pathlib").Path(args.output)
+    path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else Path(args.output)
     atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
     figure(report, path.with_suffix(".png"))
     print(f"matmul peak: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; wrote {path}")

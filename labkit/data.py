@@ -41,6 +41,9 @@ KNOWN_SHA256 = {
     "cifar10-jpeg.tar.gz": "3e2aac62391cd8ae4e02f60c01e636033519ca50f9279d6e878c2aaaba49ff2c",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# torchvision 0.29 marks its image codecs deprecated in favour of torchcodec; they are the fast
+# decoder here and the version is pinned.
+warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
 CACHE_VERSION = 1
 
 
@@ -196,9 +199,6 @@ def read_image_tree(path: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]
 def decode_image_tree(tree: dict, origin: Path, checksum: str) -> Cifar10:
     from torchvision.io import ImageReadMode, decode_image
 
-    # torchvision 0.29 marks its codecs deprecated in favour of torchcodec; they are the fast
-    # path here and the version is pinned.
-    warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
     tensors = []
     for split in ("train", "test"):
         classes = tree.get(split, {})
@@ -254,7 +254,6 @@ def export_image_folder(data: Cifar10, root: Path, fmt: str = "png") -> Path:
     `load_folder` reads); used to make realistic test fixtures."""
     from torchvision.io import encode_jpeg, encode_png
 
-    warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
     encode = encode_png if fmt == "png" else encode_jpeg
     for split, images, labels in (("train", data.train_images, data.train_labels),
                                   ("test", data.test_images, data.test_labels)):

@@ -239,6 +239,7 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
 
     history: list[dict] = []
     start_epoch = 0
+    commit = (git_commit()["git_commit"] or "unknown")[:10]
     ckpt = checkpoint_path(config.run_name)
     if config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, config, data.checksum)
@@ -292,7 +293,7 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
                            device=device, precision=precision, channels_last=config.channels_last)
             record.update(val_loss=val.loss, val_acc=val.accuracy)
         record["epoch_time_s"] = time.perf_counter() - started
-        record["git_commit"] = (git_commit()["git_commit"] or "unknown")[:10]  # the code that trained this epoch
+        record["git_commit"] = commit  # the code that trained this epoch (runs may resume across versions)
         history.append(record)
         print(epoch_line(config, record), flush=True)
         save_checkpoint(ckpt, {
@@ -388,7 +389,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     args = vars(parse_args(argv))
     download, stop_after = args.pop("download"), args.pop("stop_after")
     if args["epochs"] is None:
