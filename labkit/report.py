@@ -89,8 +89,8 @@ def build(root: Path, output: Path) -> str:
                   f"{' (flip TTA; ' + format(m['test_accuracy_no_tta'], '.2%') + ' without)' if m['test_tta'] else ''}",
                   f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images",
                   f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
-                  f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s) "
-                  f"on {m['device']}", ""]
+                  f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
+                  f"median epoch {compare.typical_images_per_s(run):.0f} img/s) on {m['device']}", ""]
         curves = figures / f"{name}_curves.png"
         save(plots.training_curves(run["history"], title=name), curves)
         bars = figures / f"{name}_per_class.png"
