@@ -65,6 +65,11 @@ def markdown_table(frame) -> str:
     return "\n".join([header, rule] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])
 
 
+def peak_ratio(bench: dict) -> float:
+    peaks = bench["matmul_peak_gflops"]
+    return peaks["bf16"] / peaks["fp32"]
+
+
 def build(root: Path, output: Path) -> str:
     figures = root / "figures"
     link = lambda p: os.path.relpath(p, output.parent)  # noqa: E731
@@ -89,8 +94,8 @@ def build(root: Path, output: Path) -> str:
                   f"{' (flip TTA; ' + format(m['test_accuracy_no_tta'], '.2%') + ' without)' if m['test_tta'] else ''}",
                   f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images",
                   f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
-                  f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s) "
-                  f"on {m['device']}", ""]
+                  f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
+                  f"median epoch {compare.typical_images_per_s(run):.0f} img/s) on {m['device']}", ""]
         curves = figures / f"{name}_curves.png"
         save(plots.training_curves(run["history"], title=name), curves)
         bars = figures / f"{name}_per_class.png"
@@ -126,7 +131,10 @@ def build(root: Path, output: Path) -> str:
                       f"{settings['repeats']} alternating repeat(s) of {settings['steps']} timed steps; matmul peak "
                       f"fp32 {bench['matmul_peak_gflops']['fp32']:.0f}, bf16 {bench['matmul_peak_gflops']['bf16']:.0f} "
                       f"GFLOP/s measured in the same run (commit {(bench.get('git_commit') or 'unknown')[:10]}):", "",
-                      markdown_table(compare.benchmark_table(bench)), ""]
+                      markdown_table(compare.format_table(compare.benchmark_table(bench))), "",
+                      f"The bf16:fp32 matmul peak ratio, {peak_ratio(bench):.2f}, bounds the speed-up of a bf16 "
+                      "fast path over an fp32 reference that already runs near its own peak (a model whose "
+                      "reference share is high).", ""]
             figure = root / "benchmarks" / f"{device}.png"
             if figure.is_file():
                 lines += [f"![benchmark {device}]({link(figure)})", ""]

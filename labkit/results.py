@@ -54,6 +54,9 @@ def git_commit() -> dict:
 
 def save_run(result) -> Path:
     """Write a `labkit.train.FitResult` to results/<run_name>/ and return the folder."""
+    if result.test is None:
+        raise ValueError(f"{result.config.run_name} was trained without a test evaluation (a tuning trial); "
+                         "only finished runs evaluated on test are saved to results/")
     folder = run_dir(result.config.run_name)
     history = result.history
     metrics = {

@@ -202,17 +202,18 @@ class FitResult:
     config: TrainConfig
     model: nn.Module
     history: list[dict]
-    test: Evaluation
-    test_plain_accuracy: float      # without TTA, for reference
+    test: Evaluation | None         # None for a tuning trial (evaluate_test=False)
+    test_plain_accuracy: float | None  # without TTA, for reference
     info: dict                      # device, precision, timings, memory, data provenance, params
 
 
-def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after: int | None = None
-        ) -> FitResult | None:
+def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after: int | None = None,
+        evaluate_test: bool = True) -> FitResult | None:
     """Train `config.model` and evaluate it once on test after the last epoch.
 
     `data` defaults to `load_cifar10(config.data)`. `stop_after=k` trains up to epoch k,
     checkpoints and returns None (to split a long run across sessions; resume later).
+    `evaluate_test=False` (recipe tuning, judged on val) never touches the test split.
     """
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -305,17 +306,19 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     if last_epoch < config.epochs:
         return None
 
-    round_weights_to_fp16(model)  # evaluate exactly the weights that results/<run>/model.pt ships
-    test = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
-                    precision=precision, tta=config.tta, channels_last=config.channels_last)
-    plain = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
-                     precision=precision, tta=False, channels_last=config.channels_last).accuracy \
-        if config.tta else test.accuracy
+    test, plain = None, None
+    if evaluate_test:
+        round_weights_to_fp16(model)  # evaluate exactly the weights that results/<run>/model.pt ships
+        test = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
+                        precision=precision, tta=config.tta, channels_last=config.channels_last)
+        plain = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
+                         precision=precision, tta=False, channels_last=config.channels_last).accuracy \
+            if config.tta else test.accuracy
     train_time = sum(r["train_time_s"] for r in history)
     info = {
         "device": device_name(device), "device_type": device.type, "precision": precision,
         "threads": torch.get_num_threads(), "torch_version": torch.__version__,
-        "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(data.test_labels),
+        "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(data.test_labels) if evaluate_test else 0,
         "training_wall_time_s": sum(r["epoch_time_s"] for r in history),
         "images_per_s": len(train_idx) // config.batch_size * config.batch_size * len(history) / train_time,
         "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,

@@ -195,7 +195,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
                           "path against the reference pipeline, with the matmul peak of the same machine."),
         new_code_cell("benchmarks = compare.load_benchmarks(root)\n"
                       "for device, bench in benchmarks.items():\n"
-                      "    print(bench[\"device\"])\n    display(compare.benchmark_table(bench))\n"
+                      "    print(bench[\"device\"])\n    display(compare.format_table(compare.benchmark_table(bench)))\n"
                       "if not benchmarks:\n    print(\"no benchmark in results/benchmarks yet\")"),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)

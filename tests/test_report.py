@@ -54,3 +54,11 @@ def test_speed_claims_use_the_benchmark_with_most_repeats():
                   "densenet only": bench(5, {"densenet_cifar": 1.0})}
     assert benchmark_speeds(benchmarks, ("densenet_cifar", "resnet18")) == [108.0, 97.0]
     assert benchmark_speeds(benchmarks, ("cnn",)) is None
+
+
+def test_typical_speed_ignores_epochs_slowed_by_other_jobs():
+    import pandas as pd
+
+    from labkit.compare import typical_images_per_s
+    history = pd.DataFrame({"images_per_s": [33.0, 35.0, 98.0, 104.0, 101.0]})
+    assert typical_images_per_s({"history": history}) == 98.0

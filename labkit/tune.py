@@ -1,0 +1,113 @@
+"""Recipe tuning judged on the validation split; the test split is never evaluated here.
+
+Each trial is a short run of the full schedule (warmup, then linear decay to zero over `epochs`)
+with some TrainConfig fields overridden, compared by its final val accuracy. Trials checkpoint like
+any run (resumable across sessions) and are recorded, with provenance, in
+results/tuning/<model>-<epochs>ep.json; a trial already recorded there is not run again.
+
+    python -m labkit.tune --model resnet18 --epochs 4 --data ../shared/datasets/cifar10-jpeg.tar.gz \\
+        --trial "" --trial lr=0.2 --trial "lr=0.2 label_smoothing=0"
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from . import data as datalib
+from .results import atomic_write, git_commit, results_root
+from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
+
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
+TUNABLE = ("batch_size", "lr", "warmup_epochs", "momentum", "weight_decay", "label_smoothing", "precision")
+
+
+def parse_overrides(text: str) -> dict:
+    """'lr=0.2 label_smoothing=0' -> {'lr': 0.2, 'label_smoothing': 0.0}; '' is the base recipe."""
+    overrides = {}
+    for item in text.replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in TUNABLE:
+            raise ValueError(f"trial setting {item!r}: use name=value with name one of {', '.join(TUNABLE)}")
+        kind = FIELD_TYPES[key]
+        try:
+            overrides[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
+        except ValueError:
+            raise ValueError(f"trial setting {item!r}: {key} takes a number") from None
+    return overrides
+
+
+def trial_name(model: str, epochs: int, overrides: dict) -> str:
+    label = "-".join(f"{key}{value}" for key, value in sorted(overrides.items())) or "base"
+    return f"tune-{model}-{epochs}ep-{label}"
+
+
+def log_path(model: str, epochs: int, root: Path | None = None) -> Path:
+    return (root or results_root()) / "tuning" / f"{model}-{epochs}ep.json"
+
+
+def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log: Path) -> list[dict]:
+    """Run each override set on top of `base` (skipping those already in `log`); return all records."""
+    records = json.loads(log.read_text())["trials"] if log.is_file() else []
+    for overrides in trials:
+        config = TrainConfig(**{**asdict(base), **overrides, "run_name": trial_name(base.model, base.epochs, overrides),
+                                "resume": True, "progress": False})
+        if any(r["config"] == asdict(config) and r["data_checksum"] == data.checksum for r in records):
+            print(f"{config.run_name}: already recorded in {log}")
+            continue
+        result = fit(config, data, evaluate_test=False)
+        records.append({
+            "overrides": overrides, "run_name": config.run_name,
+            "final_val_accuracy": result.history[-1]["val_acc"],
+            "val_accuracy_by_epoch": [r["val_acc"] for r in result.history],
+            "training_wall_time_s": result.info["training_wall_time_s"],
+            "images_per_s": result.info["images_per_s"], "device": result.info["device"],
+            "torch_version": torch.__version__, "data_source": data.source, "data_checksum": data.checksum,
+            "config": asdict(config), **git_commit(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        log.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
+                           + "\n").encode())
+    return records
+
+
+def summary(records: list[dict]) -> str:
+    rows = sorted(records, key=lambda r: -r["final_val_accuracy"])
+    return "\n".join(f"{r['final_val_accuracy']:.4f} val  {json.dumps(r['overrides']) if r['overrides'] else 'base'}"
+                     f"  ({r['training_wall_time_s'] / 60:.0f} min)" for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--epochs", type=int, default=4, help="length of each trial's whole schedule")
+    p.add_argument("--data", default="auto")
+    p.add_argument("--val-size", type=int, default=5000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--trial", action="append", default=[], metavar="SETTINGS",
+                   help='overrides of the default recipe, e.g. "lr=0.2 label_smoothing=0"; "" is the default; repeatable')
+    args = p.parse_args(argv)
+    try:
+        trials = [parse_overrides(t) for t in args.trial or [""]]
+        base = TrainConfig(model=args.model, epochs=args.epochs, data=args.data, val_size=args.val_size,
+                           device=args.device)
+        if base.val_size == 0:
+            raise ValueError("tuning is judged on the validation split: val_size must be > 0")
+        data = datalib.load_cifar10(base.data)
+        log = log_path(base.model, base.epochs)
+        records = run_trials(base, trials, data, log)
+    except (ValueError, CheckpointError, NonFiniteLossError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{log}:\n{summary(records)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from labkit import tune
+from labkit.data import synthetic_cifar10
+from labkit.results import save_run
+from labkit.train import TrainConfig, fit
+
+
+def test_overrides_are_parsed_with_the_field_types():
+    assert tune.parse_overrides("lr=0.2 batch_size=256,label_smoothing=0") == \
+        {"lr": 0.2, "batch_size": 256, "label_smoothing": 0.0}
+    assert tune.parse_overrides("") == {}
+    for bad in ("lr", "epochs=3", "seed=1", "lr=fast"):
+        with pytest.raises(ValueError, match="trial setting"):
+            tune.parse_overrides(bad)
+
+
+def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, monkeypatch):
+    data = synthetic_cifar10(train_per_class=20, test_per_class=5)
+    data.test_images, data.test_labels = None, None   # any evaluation on test would raise
+    base = TrainConfig(model="cnn", epochs=2, batch_size=32, val_size=50, data="synthetic")
+    log = tmp_path / "tuning" / "cnn-2ep.json"
+    records = tune.run_trials(base, [{}, {"lr": 0.05}], data, log)
+    assert [r["run_name"] for r in records] == ["tune-cnn-2ep-base", "tune-cnn-2ep-lr0.05"]
+    assert all(len(r["val_accuracy_by_epoch"]) == 2 and 0 <= r["final_val_accuracy"] <= 1 for r in records)
+    assert json.loads(log.read_text())["trials"] == records
+    calls = []
+    monkeypatch.setattr(tune, "fit", lambda *a, **k: calls.append(a))
+    assert tune.run_trials(base, [{"lr": 0.05}], data, log) == records and not calls
+    assert "lr" in tune.summary(records)
+
+
+def test_a_run_without_test_evaluation_is_not_saved_as_a_result():
+    data = synthetic_cifar10(train_per_class=10, test_per_class=2)
+    result = fit(TrainConfig(model="cnn", epochs=1, batch_size=32, val_size=20, data="synthetic",
+                             run_name="trial", progress=False), data, evaluate_test=False)
+    assert result.test is None
+    with pytest.raises(ValueError, match="without a test evaluation"):
+        save_run(result)
