@@ -117,12 +117,12 @@ def build(root: Path, output: Path) -> str:
             save(fig, path)
             lines += [f"![comparison {key}]({link(path)})", ""]
 
+    benches = compare.load_benchmarks(root)
     lines += ["## Discussion: the lab report's claims against these numbers", ""]
-    for c in compare.claims(runs, compare.load_benchmarks(root)):
+    for c in compare.claims(runs, benches):
         lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}"]
     lines += [""]
 
-    benches = compare.load_benchmarks(root)
     if benches:
         lines += ["## Training speed: labkit's fast path against the reference pipeline", ""]
         for device, bench in benches.items():

@@ -17,8 +17,6 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
-
 from . import data as datalib
 from .results import atomic_write, git_commit, results_root
 from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
@@ -65,9 +63,8 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
             "overrides": overrides, "run_name": config.run_name,
             "final_val_accuracy": result.history[-1]["val_acc"],
             "val_accuracy_by_epoch": [r["val_acc"] for r in result.history],
-            "training_wall_time_s": result.info["training_wall_time_s"],
-            "images_per_s": result.info["images_per_s"], "device": result.info["device"],
-            "torch_version": torch.__version__, "data_source": data.source, "data_checksum": data.checksum,
+            **{key: result.info[key] for key in ("training_wall_time_s", "images_per_s", "device",
+                                                 "torch_version", "data_source", "data_checksum")},
             "config": asdict(config), **git_commit(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         })
