@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import compare, plots  # noqa: E402
+from . import compare, plots, tune  # noqa: E402
 from .data import CLASSES, REPO_ROOT  # noqa: E402
 from .results import results_root  # noqa: E402
 
@@ -70,6 +70,27 @@ def peak_ratio(bench: dict) -> float:
     return peaks["bf16"] / peaks["fp32"]
 
 
+def tuning_section(root: Path) -> list[str]:
+    """The recipe trials of results/tuning/: judged on val only, so they never saw the test split."""
+    lines = []
+    for stem, log in tune.load_logs(root).items():
+        trials = log["trials"]
+        val_images = trials[0]["config"]["val_size"]
+        best = max(r["final_val_accuracy"] for r in trials)
+        minutes = sum(r["training_wall_time_s"] for r in trials) / 60
+        base = [r["config"] for r in trials if not r["overrides"]]
+        recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
+        lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
+                  f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
+                  f"epochs with some settings changed from the default recipe{recipe}, and is judged by its final "
+                  f"accuracy on the {val_images:,} validation images; the test split is never evaluated. "
+                  f"{len(trials)} trials, {minutes:.0f} min of training in all. The standard error of one val "
+                  f"accuracy near {best:.1%} is ±{tune.val_standard_error(best, val_images):.2%}, one seed per "
+                  f"trial (`results/tuning/{stem}.json`).", "",
+                  markdown_table(compare.format_table(tune.trials_table(log))), ""]
+    return lines
+
+
 def build(root: Path, output: Path) -> str:
     figures = root / "figures"
     link = lambda p: os.path.relpath(p, output.parent)  # noqa: E731
@@ -116,6 +137,8 @@ def build(root: Path, output: Path) -> str:
             path = figures / f"comparison_{key}.png"
             save(fig, path)
             lines += [f"![comparison {key}]({link(path)})", ""]
+
+    lines += tuning_section(root)
 
     benches = compare.load_benchmarks(root)
     lines += ["## Discussion: the lab report's claims against these numbers", ""]

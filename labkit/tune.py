@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
+
+import pandas as pd
 
 from . import data as datalib
 from .results import atomic_write, git_commit, results_root
@@ -72,6 +75,27 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
         atomic_write(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
                            + "\n").encode())
     return records
+
+
+def load_logs(root: Path | None = None) -> dict[str, dict]:
+    """Every tuning log under results/tuning/, keyed by its file stem ('resnet18-4ep')."""
+    folder = (root or results_root()) / "tuning"
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def val_standard_error(accuracy: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on `images` val images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def trials_table(log: dict) -> pd.DataFrame:
+    """One row per trial, best final val accuracy first, with the val curve and the cost."""
+    rows = [{"settings": ", ".join(f"{k} {v}" for k, v in sorted(r["overrides"].items())) or "base recipe",
+             "final val acc": r["final_val_accuracy"],
+             "val acc by epoch": " → ".join(f"{a:.1%}" for a in r["val_accuracy_by_epoch"]),
+             "train min": r["training_wall_time_s"] / 60, "img/s": r["images_per_s"]}
+            for r in log["trials"]]
+    return pd.DataFrame(rows).sort_values("final val acc", ascending=False).set_index("settings")
 
 
 def summary(records: list[dict]) -> str:

@@ -197,6 +197,15 @@ def comparison_notebook() -> nbformat.NotebookNode:
                       "for device, bench in benchmarks.items():\n"
                       "    print(bench[\"device\"])\n    display(compare.format_table(compare.benchmark_table(bench)))\n"
                       "if not benchmarks:\n    print(\"no benchmark in results/benchmarks yet\")"),
+        new_markdown_cell("## Recipe tuning\nShort trials of the whole schedule with some settings changed "
+                          "(`python -m labkit.tune`), judged on the validation split only: the test split never "
+                          "chose a recipe."),
+        new_code_cell("from labkit import tune\n\n"
+                      "logs = tune.load_logs(root)\n"
+                      "for stem, log in logs.items():\n"
+                      "    print(f\"{log['model']}, {log['epochs']}-epoch trials ({stem}.json)\")\n"
+                      "    display(compare.format_table(tune.trials_table(log)))\n"
+                      "if not logs:\n    print(\"no tuning trials in results/tuning yet\")"),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 

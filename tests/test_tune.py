@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from labkit import tune
+from labkit import report, tune
 from labkit.data import synthetic_cifar10
 from labkit.results import save_run
 from labkit.train import TrainConfig, fit
@@ -30,6 +30,13 @@ def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, m
     monkeypatch.setattr(tune, "fit", lambda *a, **k: calls.append(a))
     assert tune.run_trials(base, [{"lr": 0.05}], data, log) == records and not calls
     assert "lr" in tune.summary(records)
+
+    table = tune.trials_table(tune.load_logs(tmp_path)["cnn-2ep"])
+    assert set(table.index) == {"base recipe", "lr 0.05"}
+    assert list(table["final val acc"]) == sorted((r["final_val_accuracy"] for r in records), reverse=True)
+    section = "\n".join(report.tuning_section(tmp_path))
+    assert "## Recipe tuning: cnn, 2-epoch trials" in section and "2 trials" in section
+    assert "| lr 0.05 |" in section and "validation images; the test split is never evaluated" in section
 
 
 def test_a_run_without_test_evaluation_is_not_saved_as_a_result():
