@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import data as datalib
+from .compare import format_table
 from .results import atomic_write, git_commit, results_root
 from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
 
@@ -99,9 +100,7 @@ def trials_table(log: dict) -> pd.DataFrame:
 
 
 def summary(records: list[dict]) -> str:
-    rows = sorted(records, key=lambda r: -r["final_val_accuracy"])
-    return "\n".join(f"{r['final_val_accuracy']:.4f} val  {json.dumps(r['overrides']) if r['overrides'] else 'base'}"
-                     f"  ({r['training_wall_time_s'] / 60:.0f} min)" for r in rows)
+    return format_table(trials_table({"trials": records})).to_string()
 
 
 def main(argv: list[str] | None = None) -> int:
