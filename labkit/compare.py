@@ -3,6 +3,7 @@ the lab report's claims checked against the numbers. A missing run is reported a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -110,6 +111,32 @@ def first_epoch_reaching(history: pd.DataFrame, threshold: float) -> int | None:
     return int(hit.epoch.iloc[0]) if len(hit) else None
 
 
+def accuracy_standard_error(accuracy: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on `images` images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int) -> tuple[int, str]:
+    """Which val curve reaches `threshold` in fewer epochs: +1 first, -1 second, 0 neither beyond noise.
+    A lead counts only if, at the epoch the leader crosses, it is ahead of the other curve by more than
+    two standard errors of the difference; a one-epoch lead of a few tenths of a point is val noise.
+    Returns the outcome and the evidence in words."""
+    epochs = first_epoch_reaching(first, threshold), first_epoch_reaching(second, threshold)
+    words = f"val {threshold:.0%}: epoch {epochs[0] or 'never'} vs {epochs[1] or 'never'}"
+    if epochs[0] == epochs[1]:
+        return 0, words
+    lead = 0 if epochs[1] is None or (epochs[0] is not None and epochs[0] < epochs[1]) else 1
+    at = epochs[lead]
+    accs = [h.set_index("epoch").val_acc.get(at) for h in (first, second)]
+    if accs[1 - lead] is None:       # the other curve stops before the leader crosses
+        return (1, -1)[lead], words
+    gap = accs[lead] - accs[1 - lead]
+    noise = 2 * math.hypot(*(accuracy_standard_error(a, val_images) for a in accs))
+    within = gap <= noise
+    words += f" (at epoch {at}: {gap * 100:+.1f} points, {'within' if within else 'beyond'} 2 SE = {noise * 100:.1f})"
+    return (0 if within else (1, -1)[lead]), words
+
+
 def benchmark_speeds(benchmarks: dict, models: tuple[str, ...]) -> list[float] | None:
     """Fast-path training img/s of `models`, all from the one benchmark with the most repeats
     that measured every one of them alone; None if no benchmark has them all."""
@@ -167,15 +194,12 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     if problem:
         out.append({"claim": claim, "verdict": "missing", "evidence": problem})
     else:
-        rows, wins, losses = [], 0, 0
-        for t in THRESHOLDS:
-            se, plain = (first_epoch_reaching(runs[n]["history"], t) for n in ("se_resnet18", "resnet18"))
-            rows.append(f"val {t:.0%}: SE epoch {se or 'never'}, ResNet epoch {plain or 'never'}")
-            if se is not None and (plain is None or se < plain):
-                wins += 1
-            elif plain is not None and (se is None or plain < se):
-                losses += 1
-        verdict = "supported" if wins > losses else "not supported" if losses > wins else "no difference"
+        val_images = min(m(n)["val_images"] for n in ("se_resnet18", "resnet18"))
+        races = [race_to(t, runs["se_resnet18"]["history"], runs["resnet18"]["history"], val_images)
+                 for t in THRESHOLDS]
+        rows = ["first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)]
+        score = sum(outcome for outcome, _ in races)
+        verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
         gap = m("se_resnet18")["test_accuracy"] - m("resnet18")["test_accuracy"]
         out.append({"claim": claim, "verdict": verdict,
                     "evidence": "; ".join(rows) + f"; final test {gap * 100:+.2f} points for SE, at "
@@ -189,9 +213,11 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     else:
         a, b = m("se_resnet18_imagenet_stem"), m("se_resnet18")
         gap = a["test_accuracy"] - b["test_accuracy"]
-        out.append({"claim": claim, "verdict": "supported" if gap < 0 else "not supported",
+        noise = 2 * math.hypot(*(accuracy_standard_error(r["test_accuracy"], r["test_images"]) for r in (a, b)))
+        verdict = "supported" if gap < -noise else "not supported" if gap > noise else "no difference beyond test noise"
+        out.append({"claim": claim, "verdict": verdict,
                     "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "
-                                f"({gap * 100:+.1f} points), at {a['flops_per_image'] / 1e6:.0f}M vs "
+                                f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:.0f}M vs "
                                 f"{b['flops_per_image'] / 1e6:.0f}M FLOPs/img"})
     return out
 

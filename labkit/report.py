@@ -85,7 +85,7 @@ def tuning_section(root: Path) -> list[str]:
                   f"epochs with some settings changed from the default recipe{recipe}, and is judged by its final "
                   f"accuracy on the {val_images:,} validation images; the test split is never evaluated. "
                   f"{len(trials)} trials, {minutes:.0f} min of training in all. The standard error of one val "
-                  f"accuracy near {best:.1%} is ±{tune.val_standard_error(best, val_images):.2%}, one seed per "
+                  f"accuracy near {best:.1%} is ±{compare.accuracy_standard_error(best, val_images):.2%}, one seed per "
                   f"trial (`results/tuning/{stem}.json`).", "",
                   markdown_table(compare.format_table(tune.trials_table(log))), ""]
     return lines
@@ -141,7 +141,9 @@ def build(root: Path, output: Path) -> str:
     lines += tuning_section(root)
 
     benches = compare.load_benchmarks(root)
-    lines += ["## Discussion: the lab report's claims against these numbers", ""]
+    lines += ["## Discussion: the lab report's claims against these numbers", "",
+              "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
+              "set size): each model is one training run, one seed.", ""]
     for c in compare.claims(runs, benches):
         lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}"]
     lines += [""]

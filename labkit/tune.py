@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -82,11 +81,6 @@ def load_logs(root: Path | None = None) -> dict[str, dict]:
     """Every tuning log under results/tuning/, keyed by its file stem ('resnet18-4ep')."""
     folder = (root or results_root()) / "tuning"
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
-
-
-def val_standard_error(accuracy: float, images: int) -> float:
-    """Binomial standard error of an accuracy measured on `images` val images."""
-    return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
 def trials_table(log: dict) -> pd.DataFrame:

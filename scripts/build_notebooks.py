@@ -188,7 +188,9 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("## Accuracy against size and against time"),
         new_code_cell("if compare.present(loaded):\n    compare.scatter_figure(loaded);"),
         new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above; "
-                          "'missing' means a run it needs has not been trained."),
+                          "'missing' means a run it needs has not been trained. An accuracy difference counts only "
+                          "beyond two standard errors (binomial, from the val or test set size): each model is "
+                          "one training run, one seed."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
                       "pd.DataFrame(compare.claims(loaded, compare.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "

@@ -62,3 +62,20 @@ def test_typical_speed_ignores_epochs_slowed_by_other_jobs():
     from labkit.compare import typical_images_per_s
     history = pd.DataFrame({"images_per_s": [33.0, 35.0, 98.0, 104.0, 101.0]})
     assert typical_images_per_s({"history": history}) == 98.0
+
+
+def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
+    import pandas as pd
+
+    from labkit.compare import race_to
+
+    def curve(*accs):
+        return pd.DataFrame({"epoch": range(1, len(accs) + 1), "val_acc": accs})
+    se, plain = curve(0.80, 0.850), curve(0.79, 0.847)        # SE crosses 85% one epoch early, by 0.3 points
+    assert race_to(0.85, se, plain, 5000)[0] == 0
+    assert "within 2 SE" in race_to(0.85, se, plain, 5000)[1]
+    assert race_to(0.85, curve(0.80, 0.86), curve(0.79, 0.80, 0.85), 5000)[0] == 1    # 6 points ahead
+    assert race_to(0.85, curve(0.80, 0.80, 0.85), curve(0.80, 0.86), 5000)[0] == -1
+    assert race_to(0.85, curve(0.80, 0.86), curve(0.80), 5000)[0] == 1        # the other stops short
+    assert race_to(0.80, curve(0.80), curve(0.81), 5000) == (0, "val 80%: epoch 1 vs 1")
+    assert race_to(0.90, se, plain, 5000) == (0, "val 90%: epoch never vs never")
