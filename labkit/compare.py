@@ -159,15 +159,21 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     def m(name):
         return runs[name]["metrics"]
 
+    def test_noise(*names):  # two standard errors of the difference of two test accuracies
+        return 2 * math.hypot(*(accuracy_standard_error(m(n)["test_accuracy"], m(n)["test_images"]) for n in names))
+
     claim = "Residual models beat the plain CNN"
     residual = [n for n in ("resnet18", "se_resnet18", "densenet_cifar") if runs.get(n) is not None]
     if runs.get("cnn") is None or not residual:
         out.append({"claim": claim, "verdict": "missing", "evidence": need("cnn", "resnet18", "se_resnet18")})
     else:
         gaps = {n: m(n)["test_accuracy"] - m("cnn")["test_accuracy"] for n in residual}
-        out.append({"claim": claim, "verdict": "supported" if min(gaps.values()) > 0 else "not supported",
+        noise = {n: test_noise(n, "cnn") for n in residual}
+        out.append({"claim": claim,
+                    "verdict": "supported" if all(gaps[n] > noise[n] for n in residual) else "not supported",
                     "evidence": "; ".join(f"{n} {m(n)['test_accuracy']:.2%} vs cnn {m('cnn')['test_accuracy']:.2%} "
-                                          f"({g * 100:+.1f} points)" for n, g in gaps.items())})
+                                          f"({gaps[n] * 100:+.1f} points, 2 SE = {noise[n] * 100:.1f})"
+                                          for n in residual)})
 
     claim = "DenseNet has fewer parameters but is slower and uses more memory per image than ResNet-18"
     problem = need("densenet_cifar", "resnet18")
@@ -213,7 +219,7 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     else:
         a, b = m("se_resnet18_imagenet_stem"), m("se_resnet18")
         gap = a["test_accuracy"] - b["test_accuracy"]
-        noise = 2 * math.hypot(*(accuracy_standard_error(r["test_accuracy"], r["test_images"]) for r in (a, b)))
+        noise = test_noise("se_resnet18_imagenet_stem", "se_resnet18")
         verdict = "supported" if gap < -noise else "not supported" if gap > noise else "no difference beyond test noise"
         out.append({"claim": claim, "verdict": verdict,
                     "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "

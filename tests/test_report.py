@@ -79,3 +79,22 @@ def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
     assert race_to(0.85, curve(0.80, 0.86), curve(0.80), 5000)[0] == 1        # the other stops short
     assert race_to(0.80, curve(0.80), curve(0.81), 5000) == (0, "val 80%: epoch 1 vs 1")
     assert race_to(0.90, se, plain, 5000) == (0, "val 90%: epoch never vs never")
+
+
+def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
+    from labkit.compare import claims
+
+    def runs(**accs):
+        return {n: {"metrics": {"test_accuracy": a, "test_images": 10_000, "flops_per_image": 1e9}}
+                for n, a in accs.items()}
+
+    def verdict(claim_start, found):
+        return next(c["verdict"] for c in found if c["claim"].startswith(claim_start))
+    # 2 SE of the difference near 85 % on 10,000 test images is about 1.0 point
+    assert verdict("Residual", claims(runs(cnn=0.72, resnet18=0.89))) == "supported"
+    assert verdict("Residual", claims(runs(cnn=0.850, resnet18=0.855))) == "not supported"
+    assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.835, se_resnet18=0.89))) == "supported"
+    assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.885, se_resnet18=0.89))) \
+        == "no difference beyond test noise"
+    assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.91, se_resnet18=0.89))) \
+        == "not supported"
