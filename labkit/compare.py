@@ -116,6 +116,11 @@ def accuracy_standard_error(accuracy: float, images: int) -> float:
     return math.sqrt(accuracy * (1 - accuracy) / images)
 
 
+def difference_noise(*measured: tuple[float, int]) -> float:
+    """Two standard errors of the difference between accuracies given as (accuracy, images)."""
+    return 2 * math.hypot(*(accuracy_standard_error(accuracy, images) for accuracy, images in measured))
+
+
 def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int) -> tuple[int, str]:
     """Which val curve reaches `threshold` in fewer epochs: +1 first, -1 second, 0 neither beyond noise.
     A lead counts only if, at the epoch the leader crosses, it is ahead of the other curve by more than
@@ -131,7 +136,7 @@ def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_ima
     if accs[1 - lead] is None:       # the other curve stops before the leader crosses
         return (1, -1)[lead], words
     gap = accs[lead] - accs[1 - lead]
-    noise = 2 * math.hypot(*(accuracy_standard_error(a, val_images) for a in accs))
+    noise = difference_noise(*((a, val_images) for a in accs))
     within = gap <= noise
     words += f" (at epoch {at}: {gap * 100:+.1f} points, {'within' if within else 'beyond'} 2 SE = {noise * 100:.1f})"
     return (0 if within else (1, -1)[lead]), words
@@ -159,8 +164,8 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     def m(name):
         return runs[name]["metrics"]
 
-    def test_noise(*names):  # two standard errors of the difference of two test accuracies
-        return 2 * math.hypot(*(accuracy_standard_error(m(n)["test_accuracy"], m(n)["test_images"]) for n in names))
+    def test_noise(*names):
+        return difference_noise(*((m(n)["test_accuracy"], m(n)["test_images"]) for n in names))
 
     claim = "Residual models beat the plain CNN"
     residual = [n for n in ("resnet18", "se_resnet18", "densenet_cifar") if runs.get(n) is not None]
@@ -203,12 +208,12 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
         val_images = min(m(n)["val_images"] for n in ("se_resnet18", "resnet18"))
         races = [race_to(t, runs["se_resnet18"]["history"], runs["resnet18"]["history"], val_images)
                  for t in THRESHOLDS]
-        rows = ["first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)]
         score = sum(outcome for outcome, _ in races)
         verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
         gap = m("se_resnet18")["test_accuracy"] - m("resnet18")["test_accuracy"]
         out.append({"claim": claim, "verdict": verdict,
-                    "evidence": "; ".join(rows) + f"; final test {gap * 100:+.2f} points for SE, at "
+                    "evidence": "first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)
+                                + f"; final test {gap * 100:+.2f} points for SE, at "
                                 f"{typical_images_per_s(runs['se_resnet18']):.0f} vs {typical_images_per_s(runs['resnet18']):.0f} "
                                 f"img/s (median epoch)"})
 
