@@ -336,17 +336,21 @@ class BatchLoader:
     For training, each epoch shuffles with a generator seeded by (seed, epoch), so a resumed
     run sees exactly the batches of an uninterrupted one, and augments the whole batch at once:
     random 32×32 crop of the 4-pixel reflect-padded image, then a random horizontal flip, both
-    done as one gather on the uint8 tensor.
+    done as one gather on the uint8 tensor; with `cutout` > 0, a random cutout×cutout square
+    inside each image is then set to the data set's mean colour (0 after normalisation).
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, train: bool,
-                 device: str | torch.device = "cpu", seed: int = 0, channels_last: bool = True):
+                 device: str | torch.device = "cpu", seed: int = 0, channels_last: bool = True,
+                 cutout: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if not 0 <= cutout <= IMAGE_SHAPE[-1]:
+            raise ValueError(f"cutout must be in [0, {IMAGE_SHAPE[-1]}], got {cutout}")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
-        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.batch_size, self.train, self.seed, self.cutout = batch_size, train, seed, cutout
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
         self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
@@ -367,7 +371,10 @@ class BatchLoader:
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             idx = order[sl] if self.train else torch.arange(n, device=self.device)[sl]
             x = self.augment(self.images[idx], g) if self.train else self.images[idx]
-            yield self.normalize(x), self.labels[idx]
+            x = self.normalize(x)
+            if self.train and self.cutout:
+                x = self.cut_out(x, g)
+            yield x, self.labels[idx]
 
     def augment(self, x: Tensor, g: torch.Generator) -> Tensor:
         n = len(x)
@@ -379,6 +386,16 @@ class BatchLoader:
         cols = torch.where(flips[:, None], cols.flip(1), cols)
         picked = x[torch.arange(n, device=self.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
         return picked.permute(0, 3, 1, 2)                                 # n×3×32×32, NHWC in memory
+
+    def cut_out(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Zero a cutout×cutout square per image, placed wholly inside it (after the crop and
+        flip draws, so runs without cutout see the same random stream as before)."""
+        n, size = len(x), x.shape[-1]
+        corners = torch.randint(0, size - self.cutout + 1, (n, 2), generator=g).to(self.device)
+        span = torch.arange(size, device=self.device)
+        inside_rows = (span >= corners[:, :1]) & (span < corners[:, :1] + self.cutout)   # n×32
+        inside_cols = (span >= corners[:, 1:]) & (span < corners[:, 1:] + self.cutout)
+        return x.masked_fill_(inside_rows[:, None, :, None] & inside_cols[:, None, None, :], 0.0)  # keeps the layout
 
     def normalize(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=self.memory_format).float()

@@ -24,20 +24,14 @@ import torch
 from torch import nn
 
 from . import data as datalib
-from .evaluate import Evaluation, autocast, evaluate
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from .ema import WeightEMA
+from .evaluate import TTA_LEVELS, Evaluation, autocast, evaluate, evaluate_levels
 from .models import available_models, build_model, check_model_name, count_parameters
 from .results import git_commit, save_run
 
-CHECKPOINT_VERSION = 1
-# Fields that do not change what is computed; a checkpoint may be resumed with other values.
-# `data` is compared through the data checksum instead, so a relative and an absolute path agree.
-RESUMABLE_FIELDS = {"resume", "progress", "device", "compile", "run_name", "tta", "data"}
 # Epoch budgets of the real runs (issue: CNN 30, the others 15).
 RECOMMENDED_EPOCHS = {"cnn": 30}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is corrupt or belongs to another model or config."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,9 +45,12 @@ class TrainConfig:
     batch_size: int = 128           # small batches run fastest per image on CPU (cache-resident)
     lr: float = 0.1                 # peak learning rate, reached after warmup
     warmup_epochs: float = 1.0
+    warmup_start_factor: float = 0.0  # the warmup starts at this fraction of the peak lr
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    cutout: int = 0                 # side of the square cut out of each training image (0 = off)
+    ema_decay: float = 0.0          # per-step decay of an EMA of the weights (0 = off); curves and test use it
     data: str = "auto"              # see labkit.data.load_cifar10
     val_size: int = 5000            # held out from train for curves and tuning
     train_subset: int = 0           # >0: train on a stratified subset of this size
@@ -63,7 +60,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     memory_efficient: bool = False  # densenet_cifar only: recompute concat+BN+ReLU+1×1 in backward
-    tta: bool = True                # flip test-time augmentation at the final evaluation
+    tta: int = 1                    # TTA level reported as the test accuracy: 0 none, 1 flip, 2 flip + shifts
     run_name: str = ""              # defaults to the model name
     resume: bool = False
     progress: bool = True
@@ -79,16 +76,26 @@ class TrainConfig:
             problems.append(f"epochs must be an integer ≥ 1, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             problems.append(f"batch_size must be an integer ≥ 1, got {self.batch_size!r}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
+        not_finite = [f.name for f in fields(self) if f.type == "float" and not finite_number(getattr(self, f.name))]
+        problems += [f"{name} must be a finite number, got {getattr(self, name)!r}" for name in not_finite]
+        if "lr" not in not_finite and not self.lr > 0:
             problems.append(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+        if "warmup_epochs" not in not_finite and not 0 <= self.warmup_epochs <= self.epochs:
             problems.append(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs!r}")
-        if not 0 <= self.momentum < 1:
+        if "warmup_start_factor" not in not_finite and not 0 <= self.warmup_start_factor <= 1:
+            problems.append(f"warmup_start_factor must be in [0, 1], got {self.warmup_start_factor!r}")
+        if "momentum" not in not_finite and not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
+        if "weight_decay" not in not_finite and not self.weight_decay >= 0:
             problems.append(f"weight_decay must be ≥ 0, got {self.weight_decay!r}")
-        if not 0 <= self.label_smoothing < 1:
+        if "label_smoothing" not in not_finite and not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if "ema_decay" not in not_finite and not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must be in [0, 1) (0 = no EMA), got {self.ema_decay!r}")
+        if not isinstance(self.cutout, int) or not 0 <= self.cutout <= 32:
+            problems.append(f"cutout must be an integer in [0, 32] (0 = off), got {self.cutout!r}")
+        if self.tta not in TTA_LEVELS:
+            problems.append(f"tta must be one of {sorted(TTA_LEVELS)} ({TTA_LEVELS}), got {self.tta!r}")
         if not isinstance(self.val_size, int) or self.val_size < 0:
             problems.append(f"val_size must be an integer ≥ 0, got {self.val_size!r}")
         if not isinstance(self.train_subset, int) or self.train_subset < 0:
@@ -114,6 +121,10 @@ class TrainConfig:
                              f"({train_size} images); lower batch_size or val_size")
 
 
+def finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -135,14 +146,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def checkpoint_root() -> Path:
-    return Path(os.environ.get("LABKIT_CHECKPOINTS", datalib.cache_dir() / "checkpoints"))
-
-
-def checkpoint_path(run_name: str) -> Path:
-    return checkpoint_root() / run_name / "last.pt"
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """Nesterov SGD; BN weights and all biases (1-D parameters) get no weight decay."""
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -153,58 +156,29 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Linear warmup from 0 to the peak lr, then linear decay to 0; one step per batch."""
+    """Linear warmup from `warmup_start_factor` × the peak lr to the peak, then linear decay to 0;
+    one step per batch."""
     total = config.epochs * steps_per_epoch
     warmup = round(config.warmup_epochs * steps_per_epoch)
+    start = config.warmup_start_factor
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return start + (1 - start) * (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def config_differences(saved: dict, config: TrainConfig) -> list[str]:
-    current = asdict(config)
-    return [f"{k}: checkpoint {saved.get(k)!r} vs now {current[k]!r}"
-            for k in current if k not in RESUMABLE_FIELDS and saved.get(k) != current[k]]
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write a temp file next to the target, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, config: TrainConfig, data_checksum: str) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved_config = state["config"]
-        state["model"], state["optimizer"], state["schedule"], state["epoch"]  # noqa: B018 - presence check
-    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
-                              f"delete it to train from scratch, or run without resume") from err
-    differences = config_differences(saved_config, config)
-    if state.get("data_checksum") != data_checksum:
-        differences.append(f"data checksum: checkpoint {state.get('data_checksum')!r} vs now {data_checksum!r}")
-    if differences:
-        raise CheckpointError(f"checkpoint {path} belongs to another model, config or data set and was not "
-                              f"loaded: " + "; ".join(differences) +
-                              ". Use another run_name, or delete the checkpoint to start over")
-    return state
-
-
 @dataclass
 class FitResult:
     config: TrainConfig
-    model: nn.Module
+    model: nn.Module                # the evaluated weights: the EMA when ema_decay > 0
     history: list[dict]
-    test: Evaluation | None         # None for a tuning trial (evaluate_test=False)
+    test: Evaluation | None         # at TTA level config.tta; None for a tuning trial (evaluate_test=False)
     test_plain_accuracy: float | None  # without TTA, for reference
-    info: dict                      # device, precision, timings, memory, data provenance, params
+    info: dict                      # device, precision, timings, memory, data provenance, params, and
+                                    # val (and test) accuracy at every TTA level, keyed "0", "1", "2"
 
 
 def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after: int | None = None,
@@ -228,94 +202,76 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     config.validate_sizes(len(train_idx))
     train_loader = datalib.BatchLoader(data.train_images[train_idx], data.train_labels[train_idx],
                                        config.batch_size, train=True, device=device, seed=config.seed,
-                                       channels_last=config.channels_last)
+                                       channels_last=config.channels_last, cutout=config.cutout)
 
     torch.manual_seed(config.seed)
     options = {"memory_efficient": True} if config.memory_efficient else {}
     model = build_model(config.model, len(data.classes), **options).to(device, memory_format=memory_format)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config, len(train_loader))
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
     step_model = torch.compile(model) if config.compile else model
 
     history: list[dict] = []
     start_epoch = 0
-    commit = (git_commit()["git_commit"] or "unknown")[:10]
     ckpt = checkpoint_path(config.run_name)
     if config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, config, data.checksum)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        if ema:
+            ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng_cpu"])
         history, start_epoch = state["history"], state["epoch"]
         print(f"resumed {config.run_name} from {ckpt} after epoch {start_epoch}/{config.epochs}")
     elif config.resume:
         print(f"no checkpoint at {ckpt}; training {config.run_name} from scratch")
 
+    def score_val(net: nn.Module, **options) -> Evaluation:
+        return evaluate(net, data.train_images[val_idx], data.train_labels[val_idx], data.classes,
+                        device=device, precision=precision, channels_last=config.channels_last, **options)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    commit = (git_commit()["git_commit"] or "unknown")[:10]
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     for epoch in range(start_epoch, last_epoch):
-        model.train()
-        train_loader.epoch = epoch
         started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        seen = 0
-        bar = progress_bar(len(train_loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}",
-                           config.progress)
-        for step, (x, y) in enumerate(train_loader):
-            with autocast(device, precision):
-                logits = step_model(x)
-                loss = criterion(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} of {config.run_name}; "
-                    f"the last good checkpoint (epoch {epoch}) is kept at {ckpt}. Lower lr or use fp32")
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}",
-                            refresh=False)
-        bar.close()
-        train_time = time.perf_counter() - started
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-                  "val_loss": None, "val_acc": None, "lr": schedule.get_last_lr()[0],
-                  "train_time_s": train_time, "images_per_s": seen / train_time}
+        record = train_one_epoch(step_model, train_loader, optimizer, schedule, ema, config, epoch,
+                                 device=device, precision=precision, checkpoint=ckpt)
         if len(val_idx):
-            val = evaluate(model, data.train_images[val_idx], data.train_labels[val_idx], data.classes,
-                           device=device, precision=precision, channels_last=config.channels_last)
+            val = score_val(ema.model if ema else model)
             record.update(val_loss=val.loss, val_acc=val.accuracy)
+            if ema:  # the live weights too, so one run measures what the EMA adds
+                record["val_acc_no_ema"] = score_val(model).accuracy
         record["epoch_time_s"] = time.perf_counter() - started
         record["git_commit"] = commit  # the code that trained this epoch (runs may resume across versions)
         history.append(record)
         print(epoch_line(config, record), flush=True)
         save_checkpoint(ckpt, {
-            "version": CHECKPOINT_VERSION, "config": asdict(config), "data_checksum": data.checksum,
-            "epoch": epoch + 1, "history": history, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
+            "config": asdict(config), "data_checksum": data.checksum, "epoch": epoch + 1, "history": history,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "ema": ema.state_dict() if ema else None, "rng_cpu": torch.get_rng_state(),
         })
     if last_epoch < config.epochs:
         return None
 
+    final = ema.model if ema else model
+    round_weights_to_fp16(final)  # evaluate exactly the weights that results/<run>/model.pt ships
+    tta_options = dict(device=device, precision=precision, channels_last=config.channels_last)
+    info = {}
+    if len(val_idx):
+        val_levels = evaluate_levels(final, data.train_images[val_idx], data.train_labels[val_idx], data.classes,
+                                     **tta_options)
+        info["val_accuracy_by_tta"] = {str(level): e.accuracy for level, e in val_levels.items()}
     test, plain = None, None
     if evaluate_test:
-        round_weights_to_fp16(model)  # evaluate exactly the weights that results/<run>/model.pt ships
-        test = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
-                        precision=precision, tta=config.tta, channels_last=config.channels_last)
-        plain = evaluate(model, data.test_images, data.test_labels, data.classes, device=device,
-                         precision=precision, tta=False, channels_last=config.channels_last).accuracy \
-            if config.tta else test.accuracy
+        test_levels = evaluate_levels(final, data.test_images, data.test_labels, data.classes, **tta_options)
+        test, plain = test_levels[config.tta], test_levels[0].accuracy
+        info["test_accuracy_by_tta"] = {str(level): e.accuracy for level, e in test_levels.items()}
     train_time = sum(r["train_time_s"] for r in history)
-    info = {
+    info.update({
         "device": device_name(device), "device_type": device.type, "precision": precision,
         "threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(data.test_labels) if evaluate_test else 0,
@@ -323,8 +279,48 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
         "images_per_s": len(train_idx) // config.batch_size * config.batch_size * len(history) / train_time,
         "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,
         "params": count_parameters(model), **peak_memory(device),
-    }
-    return FitResult(config, model, history, test, plain, info)
+    })
+    return FitResult(config, final, history, test, plain, info)
+
+
+def train_one_epoch(model: nn.Module, loader: datalib.BatchLoader, optimizer: torch.optim.Optimizer, schedule,
+                    ema: WeightEMA | None, config: TrainConfig, epoch: int, *, device: torch.device,
+                    precision: str, checkpoint: Path) -> dict:
+    """One pass over the shuffled, augmented training split; returns the epoch's train record."""
+    model.train()
+    loader.epoch = epoch
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    started = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    seen = 0
+    bar = progress_bar(len(loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}", config.progress)
+    for step, (x, y) in enumerate(loader):
+        with autocast(device, precision):
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if ema:
+            ema.update()
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} of {config.run_name}; "
+                f"the last good checkpoint (epoch {epoch}) is kept at {checkpoint}. Lower lr or use fp32")
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}",
+                        refresh=False)
+    bar.close()
+    train_time = time.perf_counter() - started
+    return {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+            "val_loss": None, "val_acc": None, "lr": schedule.get_last_lr()[0],
+            "train_time_s": train_time, "images_per_s": seen / train_time}
 
 
 @torch.no_grad()
@@ -383,7 +379,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--memory-efficient", action="store_true", help="DenseNet: recompute in backward")
-    p.add_argument("--no-tta", dest="tta", action="store_false", help="no flip TTA at the final test")
+    p.add_argument("--tta", type=int, default=1, choices=sorted(TTA_LEVELS),
+                   help="TTA level of the reported test accuracy: 0 none, 1 flip, 2 flip + two 1-pixel shifts "
+                        "(all three are recorded)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR-10")

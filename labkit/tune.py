@@ -20,12 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from . import data as datalib
+from .checkpoint import saved_config
 from .compare import format_table
 from .results import atomic_write, git_commit, results_root
 from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-TUNABLE = ("batch_size", "lr", "warmup_epochs", "momentum", "weight_decay", "label_smoothing", "precision")
+TUNABLE = ("batch_size", "lr", "warmup_epochs", "warmup_start_factor", "momentum", "weight_decay",
+           "label_smoothing", "cutout", "ema_decay", "precision")
 
 
 def parse_overrides(text: str) -> dict:
@@ -39,7 +41,8 @@ def parse_overrides(text: str) -> dict:
         try:
             overrides[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
         except ValueError:
-            raise ValueError(f"trial setting {item!r}: {key} takes a number") from None
+            raise ValueError(f"trial setting {item!r}: {key} takes {'an integer' if kind == 'int' else 'a number'}"
+                             ) from None
     return overrides
 
 
@@ -52,20 +55,29 @@ def log_path(model: str, epochs: int, root: Path | None = None) -> Path:
     return (root or results_root()) / "tuning" / f"{model}-{epochs}ep.json"
 
 
+def trial_configs(base: TrainConfig, trials: list[dict]) -> list[TrainConfig]:
+    """One validated config per trial, built before any trial runs, so a bad one fails at once."""
+    return [TrainConfig(**{**asdict(base), **overrides, "run_name": trial_name(base.model, base.epochs, overrides),
+                           "resume": True, "progress": False})
+            for overrides in trials]
+
+
 def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log: Path) -> list[dict]:
     """Run each override set on top of `base` (skipping those already in `log`); return all records."""
     records = json.loads(log.read_text())["trials"] if log.is_file() else []
-    for overrides in trials:
-        config = TrainConfig(**{**asdict(base), **overrides, "run_name": trial_name(base.model, base.epochs, overrides),
-                                "resume": True, "progress": False})
-        if any(r["config"] == asdict(config) and r["data_checksum"] == data.checksum for r in records):
+    for overrides, config in zip(trials, trial_configs(base, trials)):
+        if any(saved_config(r["config"], config) == asdict(config) and r["data_checksum"] == data.checksum
+               for r in records):
             print(f"{config.run_name}: already recorded in {log}")
             continue
         result = fit(config, data, evaluate_test=False)
+        history = result.history
         records.append({
             "overrides": overrides, "run_name": config.run_name,
-            "final_val_accuracy": result.history[-1]["val_acc"],
-            "val_accuracy_by_epoch": [r["val_acc"] for r in result.history],
+            "final_val_accuracy": history[-1]["val_acc"],
+            "val_accuracy_by_epoch": [r["val_acc"] for r in history],
+            **({"val_accuracy_no_ema_by_epoch": [r["val_acc_no_ema"] for r in history]} if config.ema_decay else {}),
+            "final_val_accuracy_by_tta": result.info["val_accuracy_by_tta"],
             **{key: result.info[key] for key in ("training_wall_time_s", "images_per_s", "device",
                                                  "torch_version", "data_source", "data_checksum")},
             "config": asdict(config), **git_commit(),
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                            device=args.device)
         if base.val_size == 0:
             raise ValueError("tuning is judged on the validation split: val_size must be > 0")
+        trial_configs(base, trials)
         data = datalib.load_cifar10(base.data)
         log = log_path(base.model, base.epochs)
         records = run_trials(base, trials, data, log)

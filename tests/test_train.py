@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 from labkit import train as trainlib
 from labkit.data import synthetic_cifar10
 from labkit.models import build_model
+from labkit.storage import load_verified
 from labkit.train import CheckpointError, NonFiniteLossError, TrainConfig, checkpoint_path, fit, main
 
 FAST = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02)
@@ -18,17 +20,21 @@ def learnable():
 
 
 def test_fit_learns_synthetic_data_and_evaluates_test_once(learnable, monkeypatch):
-    test_calls = []
-    original = trainlib.evaluate
-    monkeypatch.setattr(trainlib, "evaluate", lambda m, images, *a, **k: test_calls.append(len(images))
-                        or original(m, images, *a, **k))
+    calls = []
+    for name in ("evaluate", "evaluate_levels"):
+        original = getattr(trainlib, name)
+        monkeypatch.setattr(trainlib, name, lambda m, images, *a, original=original, name=name, **k:
+                            calls.append((name, len(images))) or original(m, images, *a, **k))
     result = fit(TrainConfig(epochs=6, **dict(FAST, batch_size=64, val_size=100)), learnable)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0] * 0.6
     assert result.history[-1]["val_acc"] >= 0.9
     assert result.test.accuracy >= 0.9
-    # val every epoch (100 images), the test split (200) only after the last one: TTA + plain
-    assert test_calls == [100] * 6 + [200, 200]
+    # val every epoch (100 images); after the last one val and test (200) once, at every TTA level
+    assert calls == [("evaluate", 100)] * 6 + [("evaluate_levels", 100), ("evaluate_levels", 200)]
+    assert set(result.info["test_accuracy_by_tta"]) == set(result.info["val_accuracy_by_tta"]) == {"0", "1", "2"}
+    assert result.test.accuracy == result.info["test_accuracy_by_tta"]["1"]       # the default level, flip
+    assert result.test_plain_accuracy == result.info["test_accuracy_by_tta"]["0"]
     assert set(result.history[0]) >= {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                                       "epoch_time_s", "images_per_s"}
     assert result.info["params"] == 62_006 and result.info["data_source"] == "synthetic"
@@ -38,7 +44,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data):
     config = dict(epochs=3, **FAST)
     whole = fit(TrainConfig(run_name="whole", **config), tiny_data)
     assert fit(TrainConfig(run_name="split", **config), tiny_data, stop_after=1) is None
-    assert torch.load(checkpoint_path("split"), weights_only=True)["epoch"] == 1
+    assert load_verified(checkpoint_path("split"))[0]["epoch"] == 1
     resumed = fit(TrainConfig(run_name="split", resume=True, **config), tiny_data)
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -91,13 +97,22 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tiny_dat
     monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), steps_per_epoch + 3))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 3 .*checkpoint \(epoch 1\)"):
         fit(TrainConfig(run_name="n", epochs=3, **FAST), tiny_data)
-    assert torch.load(checkpoint_path("n"), weights_only=True)["epoch"] == 1
+    assert load_verified(checkpoint_path("n"))[0]["epoch"] == 1
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(epochs=0), "epochs must be an integer ≥ 1"),
     (dict(lr=0.0), "lr must be a finite number > 0"),
-    (dict(lr=float("nan")), "lr must be a finite number > 0"),
+    (dict(lr=float("nan")), "lr must be a finite number, got nan"),
+    (dict(warmup_epochs=float("nan")), "warmup_epochs must be a finite number, got nan"),
+    (dict(weight_decay=float("inf")), "weight_decay must be a finite number, got inf"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number, got nan"),
+    (dict(momentum=float("-inf")), "momentum must be a finite number"),
+    (dict(warmup_start_factor=1.5), "warmup_start_factor must be in [0, 1]"),
+    (dict(ema_decay=1.0), "ema_decay must be in [0, 1)"),
+    (dict(cutout=40), "cutout must be an integer in [0, 32]"),
+    (dict(cutout=2.5), "cutout must be an integer in [0, 32]"),
+    (dict(tta=3), "tta must be one of [0, 1, 2]"),
     (dict(batch_size=0), "batch_size must be an integer ≥ 1"),
     (dict(device="tpu"), "device must be auto, cpu, cuda or cuda:N"),
     (dict(precision="fp8"), "precision must be auto, bf16 or fp32"),
@@ -108,7 +123,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tiny_dat
     (dict(memory_efficient=True), "memory_efficient applies to densenet_cifar only"),
 ])
 def test_config_rejects_bad_values(overrides, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig(**overrides)
 
 

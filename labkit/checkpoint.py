@@ -1,0 +1,80 @@
+"""Training checkpoints: one per run, `<LABKIT_CHECKPOINTS or ~/.cache/labkit/checkpoints>/<run>/last.pt`,
+rewritten atomically after every epoch.
+
+Format versions, all of which load:
+    1  plain torch.save of {config, data_checksum, epoch, history, model, optimizer, schedule, rng_cpu}
+    2  the same state behind a sha256 header (labkit.storage), plus "ema" (None when off)
+
+A checkpoint is resumed only with the config it was written with. Fields added to TrainConfig after
+a checkpoint was written take their defaults when it is read, so runs in flight stay resumable
+across labkit versions; fields that do not change what is computed (RESUMABLE_FIELDS) may differ.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from .data import cache_dir
+from .storage import IntegrityError, load_verified, save_verified
+
+CHECKPOINT_VERSION = 2
+# Fields that do not change what is computed; a checkpoint may be resumed with other values.
+# `data` is compared through the data checksum instead, so a relative and an absolute path agree.
+RESUMABLE_FIELDS = {"resume", "overwrite", "progress", "device", "compile", "run_name", "tta", "data"}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is damaged, unreadable, or belongs to another model, config or data set."""
+
+
+def checkpoint_root() -> Path:
+    return Path(os.environ.get("LABKIT_CHECKPOINTS", cache_dir() / "checkpoints"))
+
+
+def checkpoint_path(run_name: str) -> Path:
+    return checkpoint_root() / run_name / "last.pt"
+
+
+def saved_config(saved: dict, config) -> dict:
+    """The checkpoint's config with today's defaults for fields it predates."""
+    defaults = {f.name: f.default for f in fields(config)}
+    return {**defaults, **saved}
+
+
+def config_differences(saved: dict, config) -> list[str]:
+    saved, current = saved_config(saved, config), asdict(config)
+    return [f"{k}: checkpoint {saved[k]!r} vs now {current[k]!r}"
+            for k in current if k not in RESUMABLE_FIELDS and saved[k] != current[k]]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    save_verified(path, {"version": CHECKPOINT_VERSION, **state})
+
+
+def load_checkpoint(path: Path, config, data_checksum: str) -> dict:
+    """The checkpoint's state, if it is intact and was written for this config and data."""
+    advice = "delete it (or move it aside) to train from scratch, or run without resume"
+    try:
+        state, _ = load_verified(path)
+    except IntegrityError as err:
+        raise CheckpointError(f"checkpoint {err.strerror}; nothing was loaded or overwritten. {advice}") from err
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+                              f"{advice}") from err
+    missing = [key for key in ("config", "model", "optimizer", "schedule", "epoch", "history", "rng_cpu")
+               if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable (missing {', '.join(missing)}); {advice}")
+    if state.get("version", 1) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} was written by a newer labkit (format {state['version']}, "
+                              f"this one reads up to {CHECKPOINT_VERSION}); update labkit to resume it")
+    differences = config_differences(state["config"], config)
+    if state.get("data_checksum") != data_checksum:
+        differences.append(f"data checksum: checkpoint {state.get('data_checksum')!r} vs now {data_checksum!r}")
+    if differences:
+        raise CheckpointError(f"checkpoint {path} belongs to another model, config or data set and was not "
+                              f"loaded: " + "; ".join(differences) +
+                              ". Use another run_name, or delete the checkpoint to start over")
+    state.setdefault("ema", None)
+    return state
