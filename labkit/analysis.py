@@ -2,6 +2,7 @@
 SE excitations and DenseNet channel growth. Used by notebooks, results and the report."""
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 import torch
@@ -56,13 +57,17 @@ def stage_summary(model: nn.Module) -> list[dict]:
 
 
 def activation_memory(model: nn.Module, batch_size: int = 64) -> float:
-    """MB per image of the tensors autograd keeps for backward in one training forward
-    (fp32, each storage counted once). Device-independent, unlike allocator peaks."""
+    """MB per image of the activations autograd keeps for backward in one training forward
+    (fp32, each storage counted once). Parameters and buffers that autograd also saves are not
+    activations and are left out, so the figure does not depend on the batch size it is
+    measured with. Device-independent, unlike allocator peaks."""
+    weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
     storages: dict[int, int] = {}
 
     def pack(t: Tensor):
         storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
         return t
 
     was_training = model.training
@@ -72,6 +77,14 @@ def activation_memory(model: nn.Module, batch_size: int = 64) -> float:
     del loss
     model.train(was_training)
     return sum(storages.values()) / 2**20 / batch_size
+
+
+@functools.lru_cache(maxsize=None)
+def architecture_activation_mb(model_name: str) -> float:
+    """`activation_memory` of a freshly built `model_name` (a property of the architecture)."""
+    from .models import build_model
+
+    return activation_memory(build_model(model_name), batch_size=8)
 
 
 def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:

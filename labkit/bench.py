@@ -33,10 +33,11 @@ from torch import nn
 
 from .analysis import count_flops
 from .data import BatchLoader, reference_loader, synthetic_cifar10
-from .evaluate import autocast
+from .precision import autocast, resolve_precision
 from .models import build_model
-from .results import atomic_write, git_commit, results_root
-from .train import device_name, resolve_device, resolve_precision
+from .results import git_commit, results_root
+from .storage import write_atomic
+from .train import device_name, device_problem, resolve_device
 
 VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_efficient": True})}
 WARMUP_STEPS = 2
@@ -157,27 +158,38 @@ def summarise(runs: list[dict], flops: int, peak_gflops: float) -> dict:
             "warmup_s": statistics.median(r["warmup_s"] for r in runs)}
 
 
+PIPELINE_LABELS = {"reference": "reference: fp32 NCHW, PIL transforms + DataLoader",
+                   "fast": "labkit fast path", "compiled": "fast path + torch.compile"}
+PIPELINE_COLOURS = {"reference": "tab:gray", "fast": "tab:blue", "compiled": "tab:purple"}
+
+
 def figure(report: dict, path) -> None:
+    """One panel per model (models differ 50-fold in speed), linear axes from zero, every
+    pipeline measured side by side, the legend below the panels; titled by the benchmark file."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     names = list(report["models"])
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.6))
-    ref = [report["models"][n].get("reference", {}).get("images_per_s", 0) for n in names]
-    fast = [report["models"][n]["fast"]["images_per_s"] for n in names]
-    ax.bar(x - 0.2, ref, 0.4, label="reference: fp32 NCHW, PIL transforms + DataLoader")
-    bars = ax.bar(x + 0.2, fast, 0.4, label="labkit fast path")
-    ax.bar_label(bars, labels=[f"×{report['models'][n]['speedup']:.1f}" if report["models"][n].get("speedup")
-                               else "" for n in names])
-    ax.set_yscale("log")
-    ax.set_xticks(x, names, rotation=15)
-    ax.set(ylabel="training images/s (log)", title=f"{report['device']}, batch {report['settings']['batch_size']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    fig, axes = plt.subplots(1, len(names), figsize=(max(7.0, 2.3 * len(names) + 1), 3.8), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        entry = report["models"][name]
+        pipelines = [p for p in PIPELINE_LABELS if p in entry]
+        speeds = [entry[p]["images_per_s"] for p in pipelines]
+        bars = ax.bar(range(len(pipelines)), speeds, color=[PIPELINE_COLOURS[p] for p in pipelines],
+                      label=[PIPELINE_LABELS[p] for p in pipelines])
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in speeds], fontsize=8)
+        ax.set_xticks([])
+        ax.set_ylim(0, max(speeds) * 1.2)
+        ax.set_title(name + (f"\n×{entry['speedup']:.1f}" if entry.get("speedup") else ""), fontsize=9)
+    axes.flat[0].set_ylabel("training images/s")
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(2, len(handles)), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"benchmark {Path(path).stem}\n{report['device']}, batch {report['settings']['batch_size']}",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
 
 
@@ -198,8 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.repeats < 1 or args.batch_size < 1:
         p.error("--steps, --repeats and --batch-size must be ≥ 1")
     specs = [s.strip() for s in args.models.split(",") if s.strip()]
-    for spec in specs:
-        build(spec)  # fails early, with the valid names, on a typo
+    try:
+        for spec in specs:
+            build(spec)  # fails early, with the valid names, on a typo
+        if device_problem(args.device):
+            raise ValueError(device_problem(args.device))
+    except ValueError as err:
+        p.error(str(err))
     device = resolve_device(args.device)
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
     report = {"device": device_name(device), "torch_version": torch.__version__, **git_commit(),
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
     slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
     path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else Path(args.output)
-    atomic_write(path, (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     figure(report, path.with_suffix(".png"))
     print(f"matmul peak: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; wrote {path}")
     return 0

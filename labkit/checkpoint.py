@@ -4,6 +4,7 @@ rewritten atomically after every epoch.
 Format versions, all of which load:
     1  plain torch.save of {config, data_checksum, epoch, history, model, optimizer, schedule, rng_cpu}
     2  the same state behind a sha256 header (labkit.storage), plus "ema" (None when off)
+    3  plus "scaler", the fp16 GradScaler's state (None for other precisions)
 
 A checkpoint is resumed only with the config it was written with. Fields added to TrainConfig after
 a checkpoint was written take their defaults when it is read, so runs in flight stay resumable
@@ -11,25 +12,23 @@ across labkit versions; fields that do not change what is computed (RESUMABLE_FI
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .data import cache_dir
+from .paths import checkpoint_root
 from .storage import IntegrityError, load_verified, save_verified
 
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 # Fields that do not change what is computed; a checkpoint may be resumed with other values.
 # `data` is compared through the data checksum instead, so a relative and an absolute path agree.
 RESUMABLE_FIELDS = {"resume", "overwrite", "progress", "device", "compile", "run_name", "tta", "data"}
 
 
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that is damaged, unreadable, or belongs to another model, config or data set."""
-
-
-def checkpoint_root() -> Path:
-    return Path(os.environ.get("LABKIT_CHECKPOINTS", cache_dir() / "checkpoints"))
 
 
 def checkpoint_path(run_name: str) -> Path:
@@ -46,6 +45,16 @@ def config_differences(saved: dict, config) -> list[str]:
     saved, current = saved_config(saved, config), asdict(config)
     return [f"{k}: checkpoint {saved[k]!r} vs now {current[k]!r}"
             for k in current if k not in RESUMABLE_FIELDS and saved[k] != current[k]]
+
+
+def plain_keys(state_dict: dict) -> dict:
+    """State-dict keys without the prefixes torch.compile ('_orig_mod.') and DDP ('module.') add, so
+    weights saved from a wrapped model load into the plain one, compiled or not."""
+    def plain(key: str) -> str:
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        return key
+    return {plain(key): value for key, value in state_dict.items()}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -76,5 +85,7 @@ def load_checkpoint(path: Path, config, data_checksum: str) -> dict:
         raise CheckpointError(f"checkpoint {path} belongs to another model, config or data set and was not "
                               f"loaded: " + "; ".join(differences) +
                               ". Use another run_name, or delete the checkpoint to start over")
+    state["model"] = plain_keys(state["model"])
     state.setdefault("ema", None)
+    state.setdefault("scaler", None)
     return state

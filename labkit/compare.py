@@ -4,27 +4,52 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .results import load_run, results_root
+from . import plots
+from .analysis import architecture_activation_mb
+from .results import RunDataError, load_run, results_root
 
 DEFAULT_RUNS = ("cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
 THRESHOLDS = (0.80, 0.85, 0.90)
 
 
-def load_runs(names=DEFAULT_RUNS, root: Path | None = None) -> dict[str, dict | None]:
-    """{name: run dict from `load_run`, or None where results/<name>/ does not exist}."""
+def load_runs(names=DEFAULT_RUNS, root: Path | None = None, problems: list[str] | None = None
+              ) -> dict[str, dict | None]:
+    """{name: run dict from `load_run`, or None where results/<name>/ does not exist or is broken}.
+    A broken run is skipped with a warning that names the file, also appended to `problems`."""
     runs = {}
     for name in names:
         try:
             runs[name] = load_run(name, root)
         except FileNotFoundError:
             runs[name] = None
+        except RunDataError as err:
+            runs[name] = None
+            skip(f"run {name} skipped: {err}", problems)
     return runs
+
+
+def skip(message: str, problems: list[str] | None) -> None:
+    warnings.warn(message, stacklevel=3)
+    if problems is not None:
+        problems.append(message)
+
+
+def load_json_files(folder: Path, problems: list[str] | None = None) -> dict[str, dict]:
+    """{file stem: content} for folder/*.json; a truncated or damaged file is skipped with a warning."""
+    loaded = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            loaded[path.stem] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            skip(f"{path} skipped: not valid JSON ({err}); it is truncated or damaged", problems)
+    return loaded
 
 
 def present(runs: dict) -> dict:
@@ -37,7 +62,13 @@ def typical_images_per_s(run: dict) -> float:
     return float(run["history"].images_per_s.median())
 
 
+ACCURACY_COLUMNS = ["params", "MFLOPs/img", "test acc", "test acc (no TTA)", "final val acc", "epochs"]
+COST_COLUMNS = ["train min (as run)", "train min (median pace)", "img/s", "median epoch img/s", "act. MB/img",
+                "peak mem (MB)"]
+
+
 def comparison_table(runs: dict) -> pd.DataFrame:
+    """One row per run: ACCURACY_COLUMNS then COST_COLUMNS (the report shows them as two tables)."""
     rows = []
     for name, run in runs.items():
         if run is None:
@@ -48,35 +79,53 @@ def comparison_table(runs: dict) -> pd.DataFrame:
             "run": name, "status": "ok", "params": m["params"], "MFLOPs/img": m["flops_per_image"] / 1e6,
             "test acc": m["test_accuracy"], "test acc (no TTA)": m["test_accuracy_no_tta"],
             "final val acc": m["final_val_accuracy"], "epochs": m["epochs"],
-            "train time (min)": m["training_wall_time_s"] / 60, "img/s": m["images_per_s"],
-            "median epoch img/s": typical_images_per_s(run),
-            "act. MB/img": m.get("activation_mb_per_image"), "peak mem (MB)": m["peak_memory_mb"],
-            "device": m["device"],
+            "train min (as run)": m["training_wall_time_s"] / 60,
+            "train min (median pace)": paced_minutes(run["history"]).iloc[-1],
+            "img/s": m["images_per_s"], "median epoch img/s": typical_images_per_s(run),
+            "act. MB/img": architecture_activation_mb(m["model"]), "peak mem (MB)": m["peak_memory_mb"],
         })
     return pd.DataFrame(rows).set_index("run")
 
 
-def elapsed_minutes(history: pd.DataFrame) -> pd.Series:
-    return history.epoch_time_s.cumsum() / 60
+def training_commits(history: pd.DataFrame) -> str:
+    """'abc1234 (epochs 1–6), def5678 (epochs 7–15)': the code that trained each stretch of epochs,
+    from the history's git_commit column; epochs trained before labkit recorded it say so."""
+    commits = history.get("git_commit", pd.Series([None] * len(history))).fillna("").astype(str)
+    stretches, start = [], 0
+    for i in range(1, len(history) + 1):
+        if i == len(history) or commits.iloc[i] != commits.iloc[start]:
+            first, last = int(history.epoch.iloc[start]), int(history.epoch.iloc[i - 1])
+            span = f"epoch {first}" if first == last else f"epochs {first}–{last}"
+            stretches.append(f"{commits.iloc[start][:7] or 'not recorded'} ({span})")
+            start = i
+    return ", ".join(stretches)
+
+
+def paced_minutes(history: pd.DataFrame) -> pd.Series:
+    """Training time after each epoch at the run's median epoch time. Wall-clock as it happened
+    counts epochs slowed by other jobs on a shared machine; the median pace does not."""
+    return history.epoch * history.epoch_time_s.median() / 60
 
 
 def curves_figure(runs: dict):
-    """Val accuracy and loss, against epoch and against wall-clock minutes."""
+    """Val accuracy and loss, against epoch and against training time at the median epoch pace."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     for name, run in present(runs).items():
         h = run["history"]
         if h.val_acc.isna().all():
             continue
+        colour = plots.model_colour(name)
         for row, column in enumerate(("val_acc", "val_loss")):
-            axes[row, 0].plot(h.epoch, h[column], ".-", label=name)
-            axes[row, 1].plot(elapsed_minutes(h), h[column], ".-", label=name)
+            axes[row, 0].plot(h.epoch, h[column], ".-", label=name if row == 0 else None, color=colour)
+            axes[row, 1].plot(paced_minutes(h), h[column], ".-", color=colour)
     for row, label in enumerate(("val accuracy", "val loss")):
         axes[row, 0].set(xlabel="epoch", ylabel=label)
-        axes[row, 1].set(xlabel="training wall-clock (min)", ylabel=label)
+        axes[row, 1].set(xlabel="training time at the median epoch pace (min)", ylabel=label)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.suptitle("validation curves of every run")
+    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
@@ -86,23 +135,30 @@ def per_class_heatmap(runs: dict):
     table = pd.DataFrame({name: run["metrics"]["test_per_class_accuracy"] for name, run in present(runs).items()}).T
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(table) + 1.5))
     sns.heatmap(table, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0.4, vmax=1.0, ax=ax, cbar=False)
-    ax.set(title="per-class test accuracy", xlabel="", ylabel="")
+    ax.set(title="per-class test accuracy of every run", xlabel="", ylabel="")
     fig.tight_layout()
     return fig
 
 
 def scatter_figure(runs: dict):
-    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name, run in present(runs).items():
+    """Test accuracy against parameters and against training time (median epoch pace × epochs);
+    runs are told apart by colour and marker in one legend, so no label overprints another."""
+    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = "osD^vP*X"
+    for i, (name, run) in enumerate(present(runs).items()):
         m = run["metrics"]
-        for ax, x in ((by_params, m["params"] / 1e6), (by_time, m["training_wall_time_s"] / 60)):
-            ax.scatter(x, m["test_accuracy"])
-            ax.annotate(name, (x, m["test_accuracy"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        style = dict(color=plots.model_colour(name), marker=markers[i % len(markers)], s=50)
+        by_params.scatter(m["params"] / 1e6, m["test_accuracy"], label=name, **style)
+        by_time.scatter(paced_minutes(run["history"]).iloc[-1], m["test_accuracy"], **style)
     by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
-    by_time.set(xlabel="training wall-clock (min)", ylabel="test accuracy", title="accuracy vs time")
+    by_time.set(xlabel="training time at the median epoch pace (min)", ylabel="test accuracy",
+                title="accuracy vs training time")
     for ax in (by_params, by_time):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+        ax.margins(0.15)
+    fig.suptitle("final test accuracy of every run")
+    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
@@ -189,15 +245,15 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
         speeds = benchmark_speeds(benchmarks or {}, ("densenet_cifar", "resnet18"))
         source = "benchmark, measured alone" if speeds else "training runs, median epoch"
         speeds = speeds or [typical_images_per_s(runs[n]) for n in ("densenet_cifar", "resnet18")]
+        memory = [architecture_activation_mb(n) for n in ("densenet_cifar", "resnet18")]
         parts = {"fewer parameters": d["params"] < r["params"], "slower": speeds[0] < speeds[1],
-                 "more activation memory per image": (d.get("activation_mb_per_image") or 0) >
-                 (r.get("activation_mb_per_image") or 0)}
+                 "more activation memory per image": memory[0] > memory[1]}
         held = [k for k, v in parts.items() if v]
         verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
         out.append({"claim": claim, "verdict": verdict,
                     "evidence": f"params {d['params']:,} vs {r['params']:,}; {speeds[0]:.0f} vs "
-                                f"{speeds[1]:.0f} img/s training ({source}); activations {d.get('activation_mb_per_image', 0):.1f}"
-                                f" vs {r.get('activation_mb_per_image', 0):.1f} MB/img; FLOPs/img "
+                                f"{speeds[1]:.0f} img/s training ({source}); activations {memory[0]:.1f}"
+                                f" vs {memory[1]:.1f} MB/img; FLOPs/img "
                                 f"{d['flops_per_image'] / 1e6:.0f}M vs {r['flops_per_image'] / 1e6:.0f}M"})
 
     claim = "SE-ResNet-18 reaches a given accuracy in fewer epochs than ResNet-18"
@@ -233,9 +289,8 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     return out
 
 
-def load_benchmarks(root: Path | None = None) -> dict[str, dict]:
-    folder = (root or results_root()) / "benchmarks"
-    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+def load_benchmarks(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:
+    return load_json_files((root or results_root()) / "benchmarks", problems)
 
 
 def benchmark_table(bench: dict) -> pd.DataFrame:

@@ -28,12 +28,14 @@ from pathlib import Path, PurePosixPath
 import torch
 from torch import Tensor
 
+from .paths import REPO_ROOT, cache_dir
+from .storage import StorageError, load_verified, save_verified
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SHAPE = (3, 32, 32)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CANONICAL_ROOT = REPO_ROOT / "data"
 OFFLINE_ARCHIVE = REPO_ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 # Published checksums of archives we know; a mismatch means a damaged or different file.
@@ -44,7 +46,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # torchvision 0.29 marks its image codecs deprecated in favour of torchcodec; they are the fast
 # decoder here and the version is pinned.
 warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: written behind a sha256 header (labkit.storage)
 
 
 class DataError(ValueError):
@@ -63,10 +65,6 @@ class Cifar10:
     checksum: str         # sha256 of the archive, or a fingerprint of the source
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LABKIT_CACHE", Path.home() / ".cache" / "labkit"))
-
-
 # ----------------------------------------------------------------------------- sources
 
 def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, use_cache: bool = True,
@@ -75,7 +73,10 @@ def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, us
     <repo>/data), or a path: a folder holding cifar-10-batches-py, an image tree, or an archive."""
     spec = str(data)
     if spec == "auto":
-        return load_cifar10(resolve_auto(), download=True, use_cache=use_cache)
+        resolved = resolve_auto()
+        if os.environ.get("LABKIT_DATA"):
+            return load_from_environment(resolved, use_cache=use_cache)
+        return load_cifar10(resolved, download=resolved == "torchvision", use_cache=use_cache)
     if spec == "synthetic":
         return synthetic_cifar10()
     if spec == "torchvision":
@@ -88,6 +89,17 @@ def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, us
         return load_torchvision(path.parent if path.name == "cifar-10-batches-py" else path,
                                 download=False, use_cache=use_cache)
     return load_folder(path, use_cache=use_cache, expected_sha256=expected_sha256)
+
+
+def load_from_environment(spec: str, *, use_cache: bool) -> Cifar10:
+    """`auto` as set by env LABKIT_DATA: errors say where the value came from."""
+    if spec == "auto":
+        raise DataError("LABKIT_DATA=auto refers to itself; set LABKIT_DATA to 'synthetic', 'torchvision' or a "
+                        "data path, or unset it to let 'auto' search the usual places")
+    try:
+        return load_cifar10(spec, download=spec == "torchvision", use_cache=use_cache)
+    except DataError as err:
+        raise DataError(f"LABKIT_DATA={spec!r}: {err}") from err
 
 
 def resolve_auto() -> str:
@@ -120,7 +132,12 @@ def load_torchvision(root: Path, *, download: bool = False, use_cache: bool = Tr
     md5s = "".join(m for _, m in CIFAR10.train_list + CIFAR10.test_list)
     checksum = hashlib.sha256(md5s.encode()).hexdigest()
     if download:
-        CIFAR10(str(root), train=True, download=True)
+        try:
+            CIFAR10(str(root), train=True, download=True)
+        except OSError as err:  # URLError, socket errors, a full disk
+            raise DataError(f"could not download CIFAR-10 into {root} ({err}); without network, put the "
+                            f"canonical copy in {root}/cifar-10-batches-py or pass the path of an offline "
+                            f"copy (e.g. {OFFLINE_ARCHIVE.name})") from err
     if not (Path(root) / "cifar-10-batches-py").is_dir():
         raise DataError(f"no canonical CIFAR-10 in {root}/cifar-10-batches-py; pass download=True "
                         f"(--download) to fetch it, or give the offline archive's path")
@@ -166,6 +183,8 @@ def read_image_tree(path: Path) -> dict[str, dict[str, list[tuple[str, bytes]]]]
 
     def add(name: str, read) -> None:
         parts = PurePosixPath(name).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in parts):
+            return   # macOS resource forks (__MACOSX/…/._0000.jpg) and other hidden files
         if len(parts) >= 3 and parts[-3] in ("train", "test") and parts[-1].lower().endswith(IMAGE_SUFFIXES):
             tree.setdefault(parts[-3], {}).setdefault(parts[-2], []).append((name, read()))
 
@@ -268,28 +287,30 @@ def export_image_folder(data: Cifar10, root: Path, fmt: str = "png") -> Path:
 
 def cached(key: str, checksum: str, build) -> Cifar10:
     """Return the decoded tensors from cache_dir()/cifar10-<key>.pt, rebuilding the file when it
-    is missing, truncated, stale or malformed."""
+    is missing, damaged (its sha256 does not match), stale or malformed. A cache that cannot be
+    written is skipped with a warning: the run carries on with the freshly decoded tensors."""
     path = cache_dir() / f"cifar10-{key}.pt"
     if path.is_file():
         try:
-            blob = torch.load(path, weights_only=True)
+            blob, _ = load_verified(path)
             if blob["version"] == CACHE_VERSION and blob["checksum"] == checksum:
                 data = Cifar10(blob["train_images"], blob["train_labels"], blob["test_images"],
                                blob["test_labels"], tuple(blob["classes"]), blob["source"], blob["location"],
                                checksum)
                 check_tensors(data)
                 return data
-        except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt, never trusted
+        except Exception:  # noqa: BLE001 - any unreadable or damaged cache is rebuilt, never trusted
             pass
     data = build()
     check_tensors(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = dict(version=CACHE_VERSION, checksum=checksum, classes=list(data.classes), source=data.source,
                 location=data.location, train_images=data.train_images, train_labels=data.train_labels,
                 test_images=data.test_images, test_labels=data.test_labels)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    try:
+        save_verified(path, blob)
+    except StorageError as err:
+        warnings.warn(f"data cache not written, carrying on without it: {err.strerror}. Set LABKIT_CACHE to a "
+                      f"writable folder to decode the data only once", stacklevel=2)
     return data
 
 
@@ -338,11 +359,15 @@ class BatchLoader:
     random 32×32 crop of the 4-pixel reflect-padded image, then a random horizontal flip, both
     done as one gather on the uint8 tensor; with `cutout` > 0, a random cutout×cutout square
     inside each image is then set to the data set's mean colour (0 after normalisation).
+
+    Under data-parallel training (`world_size` > 1) every rank draws the same shuffled order and
+    takes its own `batch_size` slice of each global batch of batch_size × world_size images; rank
+    0 augments with the same random stream as a single process, the others with their own.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int, *, train: bool,
                  device: str | torch.device = "cpu", seed: int = 0, channels_last: bool = True,
-                 cutout: int = 0):
+                 cutout: int = 0, rank: int = 0, world_size: int = 1):
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         if not 0 <= cutout <= IMAGE_SHAPE[-1]:
@@ -351,6 +376,7 @@ class BatchLoader:
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size, self.train, self.seed, self.cutout = batch_size, train, seed, cutout
+        self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
         self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
@@ -361,19 +387,22 @@ class BatchLoader:
 
     def __len__(self) -> int:
         n = len(self.labels)
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
+        return n // (self.batch_size * self.world_size) if self.train else -(-n // self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=g).to(self.device) if self.train else None
+        augment_g = g if self.rank == 0 else \
+            torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_009 + self.rank)
         for b in range(len(self)):
-            sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            start = (b * self.world_size + self.rank) * self.batch_size if self.train else b * self.batch_size
+            sl = slice(start, start + self.batch_size)
             idx = order[sl] if self.train else torch.arange(n, device=self.device)[sl]
-            x = self.augment(self.images[idx], g) if self.train else self.images[idx]
+            x = self.augment(self.images[idx], augment_g) if self.train else self.images[idx]
             x = self.normalize(x)
             if self.train and self.cutout:
-                x = self.cut_out(x, g)
+                x = self.cut_out(x, augment_g)
             yield x, self.labels[idx]
 
     def augment(self, x: Tensor, g: torch.Generator) -> Tensor:

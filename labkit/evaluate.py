@@ -2,20 +2,13 @@
 (TTA) at three levels: none, flip, flip + two 1-pixel translations."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .data import BatchLoader
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast context for 'bf16', a no-op for 'fp32'."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from .precision import autocast
 
 
 TTA_LEVELS = {0: "none", 1: "flip", 2: "flip + two 1-pixel translations"}

@@ -6,7 +6,8 @@ LABKIT_RESULTS points (the suite points it at a temporary folder).
 """
 from __future__ import annotations
 
-import os
+import ast
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -15,16 +16,46 @@ from torch import nn
 
 from . import analysis, plots
 from .data import BatchLoader, Cifar10, load_cifar10
+from .evaluate import TTA_LEVELS
+from .paths import smoke_mode
 from .results import run_dir
+from .storage import write_atomic
 from .train import TrainConfig
 
-SMOKE = os.environ.get("LABKIT_SMOKE", "") not in ("", "0")
+SMOKE = smoke_mode()
 SMOKE_SETTINGS = dict(data="synthetic", epochs=1, val_size=100, batch_size=64, train_subset=0, resume=False)
+
+
+def injected_parameters() -> set[str]:
+    """Names papermill injected (`-p name value`) in this kernel: it runs them as a cell that
+    starts with the line '# Parameters'. Empty outside papermill."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    cells = [cell for cell in (shell.user_ns.get("In", []) if shell else []) if cell.startswith("# Parameters\n")]
+    if not cells:
+        return set()
+    tree = ast.parse(cells[-1])
+    return {target.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def reject_unknown_parameters(known) -> None:
+    """Fail with the valid names when papermill was given a parameter this notebook does not take
+    (papermill itself only logs 'Passed unknown parameter' and carries on)."""
+    unknown = sorted(injected_parameters() - set(known))
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}; this notebook takes: "
+                         f"{', '.join(sorted(known))}")
 
 
 def configure(**parameters) -> TrainConfig:
     """Check the notebook's parameters and build the training config. Fails here, in the
-    first code cell, with a message naming the bad value. Smoke mode overrides the size."""
+    first code cell, with a message naming the bad value or an unknown parameter name.
+    Smoke mode overrides the size."""
+    reject_unknown_parameters(parameters)
     data = str(parameters.get("data", "auto"))
     if data not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
         raise ValueError(f"data path {data!r} does not exist (relative paths resolve from "
@@ -77,15 +108,32 @@ def sample_grid(data: Cifar10, count: int = 32, seed: int = 0):
                             title="training images")
 
 
+def prediction_sample(data: Cifar10, count: int = 24, seed: int = 0) -> torch.Tensor:
+    """Indices of the random test images the prediction figure shows."""
+    return torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
+
+
 def prediction_grid(result, data: Cifar10, count: int = 24, seed: int = 0):
     """Random test images, 'true → predicted (confidence)'; mistakes in red."""
-    index = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
-    probs = result.test.probabilities[index]
-    predicted, truth = probs.argmax(1), data.test_labels[index]
+    index = prediction_sample(data, count, seed)
+    return predictions_figure(result.test.probabilities[index], data, index, result.config.run_name)
+
+
+def predictions_figure(probabilities: torch.Tensor, data: Cifar10, index: torch.Tensor, run_name: str):
+    predicted, truth = probabilities.argmax(1), data.test_labels[index]
     titles = [f"{data.classes[t]} → {data.classes[p]}\n{c:.0%}"
-              for t, p, c in zip(truth.tolist(), predicted.tolist(), probs.max(1).values.tolist())]
+              for t, p, c in zip(truth.tolist(), predicted.tolist(), probabilities.max(1).values.tolist())]
     return plots.image_grid(data.test_images[index], titles, mistakes=(predicted != truth).tolist(),
-                            title="test predictions (true → predicted); mistakes in red")
+                            title=f"{run_name}: test predictions (true → predicted); mistakes in red")
+
+
+def accuracy_summary(result) -> str:
+    """The final test accuracy at the chosen TTA level, every level measured, and the final val accuracy."""
+    levels = ", ".join(f"{TTA_LEVELS[int(level)]} {accuracy:.2%}"
+                       for level, accuracy in result.info["test_accuracy_by_tta"].items())
+    return (f"test accuracy: {result.test.accuracy:.2%} at TTA level {result.config.tta} "
+            f"({TTA_LEVELS[result.config.tta]}); by TTA level: {levels}; "
+            f"final val accuracy: {result.history[-1]['val_acc']:.2%}")
 
 
 def per_class_table(result) -> pd.DataFrame:
@@ -95,11 +143,15 @@ def per_class_table(result) -> pd.DataFrame:
     return table
 
 
-def save_figure(fig, run_name: str, name: str) -> Path:
-    """Keep a notebook figure with its run: results/<run>/figures/<name>.png."""
+def save_figure(fig, run_name: str, name: str, table: pd.DataFrame | None = None) -> Path:
+    """Keep a notebook figure with its run: results/<run>/figures/<name>.png, and the numbers
+    it plots as <name>.csv when given (the report reads them)."""
     path = run_dir(run_name) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+    if table is not None:
+        write_atomic(path.with_suffix(".csv"), table.to_csv().encode())
     return path
 
 
@@ -112,7 +164,8 @@ def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cp
 
 
 def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed: int = 0):
-    """Gradient norm per block of a freshly initialised net, with and without shortcuts."""
+    """Gradient norm per block of a freshly initialised net, with and without shortcuts, and a
+    sentence saying what the measurement shows."""
     from .models import build_model
 
     torch.manual_seed(seed)
@@ -122,7 +175,21 @@ def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed:
     without = analysis.block_gradient_norms(model, x, y, use_shortcut=False)
     table = pd.DataFrame({"with shortcuts": with_sc, "shortcuts removed": without})
     table["ratio"] = table["with shortcuts"] / table["shortcuts removed"]
-    return table, plots.gradient_norms(with_sc, without)
+    return table, plots.gradient_norms(with_sc, without, f"{model_name}: gradient norm per block at initialisation")
+
+
+def gradient_reading(table: pd.DataFrame) -> str:
+    """What the with/without-shortcut gradient table shows, in words, from its numbers."""
+    first, last = table.index[0], table.index[-1]
+    lower = [name for name, r in table.ratio.items() if r < 1]
+    return (f"At initialisation the shortcuts change the gradient norm of the first block ({first}) by "
+            f"×{table.ratio.iloc[0]:.2f} and of the last ({last}) by ×{table.ratio.iloc[-1]:.2f}; "
+            f"{len(lower)} of {len(table)} blocks get a smaller gradient with them than without. So at step 0 "
+            f"the plain stack does not starve its early blocks: with BN after every convolution the gradient "
+            f"does not vanish over 18 layers, and the identity additions let activations grow with depth, so "
+            f"gradients flowing back through the later BN layers are divided by a larger scale. The usual "
+            f"case for shortcuts (plain nets much deeper than 18 layers train worse over many steps) is not "
+            f"what this one-batch measurement at initialisation tests.")
 
 
 def densenet_memory_look(batch: int = 32):
@@ -135,10 +202,11 @@ def densenet_memory_look(batch: int = 32):
                   build_model("densenet_cifar", memory_efficient=True), batch),
               "resnet18": analysis.activation_memory(build_model("resnet18"), batch)}
     rows = analysis.densenet_channels(densenet)
-    return pd.DataFrame(rows), memory, plots.densenet_growth(rows, memory)
+    return pd.DataFrame(rows), memory, plots.densenet_growth(rows, memory, "densenet_cifar: channel growth and "
+                                                                           "activation memory")
 
 
-def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000):
+def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000, title: str = "se_resnet18"):
     """Mean SE gates per class for the last block of each stage, on test images."""
     device = next(model.parameters()).device
     x, y = normalised_batch(data, min(count, len(data.test_labels)), device)
@@ -146,7 +214,21 @@ def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000):
     last_blocks = {name: g for name, g in gates.items() if name.endswith(".1")}
     spread = pd.DataFrame({name: {"mean gate": g.mean().item(), "spread across classes": g.std(0).mean().item()}
                            for name, g in last_blocks.items()}).T
-    return spread, plots.excitation_heatmaps(last_blocks, data.classes)
+    return spread, plots.excitation_heatmaps(last_blocks, data.classes, f"{title}: SE excitation per class")
+
+
+def architecture_look(model_name: str, model: nn.Module, data: Cifar10, run_name: str):
+    """The look inside each architecture that its notebook shows: (figure name, figure, the table
+    of numbers behind it or None)."""
+    if model_name == "cnn":
+        return "filters", plots.conv_filters(model.features[0].weight,
+                                             f"{run_name}: first-layer filters (6 × 5×5×3)"), None
+    if model_name == "resnet18":
+        table, figure = resnet_gradient_look(model_name, data)
+        return "gradient_norms", figure, table
+    if model_name == "densenet_cifar":
+        return "channels_memory", densenet_memory_look()[2], None
+    return "excitation", excitation_look(model, data, title=run_name)[1], None
 
 
 def densenet_benchmarks() -> pd.DataFrame:

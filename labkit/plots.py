@@ -1,9 +1,22 @@
-"""Figures shared by the notebooks and the report. Each function returns a matplotlib Figure."""
+"""Figures shared by the notebooks and the report. Each function returns a matplotlib Figure.
+Every model keeps one colour in every figure (`model_colour`)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
+                 "densenet_cifar_memory_efficient": "yellowgreen", "se_resnet18": "tab:orange",
+                 "se_resnet18_imagenet_stem": "tab:red"}
+
+
+def model_colour(name: str) -> str:
+    """The model's colour; a run name like 'resnet18-40ep' takes its model's colour."""
+    for model in sorted(MODEL_COLOURS, key=len, reverse=True):
+        if name == model or name.startswith(model + "-") or name.startswith(model + " "):
+            return MODEL_COLOURS[model]
+    return "tab:purple"
 
 
 def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8, mistakes: list[bool] | None = None,
@@ -49,12 +62,14 @@ def training_curves(history, title: str = ""):
     return fig
 
 
-def per_class_bars(per_class: dict[str, float], title: str = "per-class test accuracy"):
+def per_class_bars(per_class: dict[str, float], title: str = "per-class test accuracy", colour: str = "steelblue"):
+    """Bars on an axis that starts just below the weakest class, so the differences show."""
     fig, ax = plt.subplots(figsize=(8, 3))
     names, values = list(per_class), list(per_class.values())
-    bars = ax.bar(names, values, color="steelblue")
+    bars = ax.bar(names, values, color=colour)
     ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], fontsize=7)
-    ax.set(ylim=(0, 1.08), ylabel="accuracy", title=title)
+    low = max(0.0, np.floor((min(values) - 0.05) * 20) / 20)
+    ax.set(ylim=(low, 1.0 + (1.0 - low) * 0.08), ylabel=f"accuracy (axis from {low:.0%})", title=title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
@@ -78,7 +93,7 @@ def conv_filters(weight: torch.Tensor, title: str = "first-layer filters"):
     w = (w - w.amin((1, 2, 3), keepdim=True)) / (w.amax((1, 2, 3), keepdim=True) - w.amin((1, 2, 3), keepdim=True) + 1e-8)
     columns = min(8, len(w))
     rows = -(-len(w) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4.5, columns * 1.5), rows * 1.5 + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, f in zip(axes.flat, w):
@@ -88,36 +103,47 @@ def conv_filters(weight: torch.Tensor, title: str = "first-layer filters"):
     return fig
 
 
-def gradient_norms(with_shortcuts: dict[str, float], without: dict[str, float]):
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+def gradient_norms(with_shortcuts: dict[str, float], without: dict[str, float], title: str):
+    """Per block: the two gradient norms side by side (linear, from 0) and their ratio."""
     names = list(with_shortcuts)
+    ratio = [with_shortcuts[n] / without[n] for n in names]
     x = np.arange(len(names))
-    ax.bar(x - 0.2, [with_shortcuts[n] for n in names], 0.4, label="with shortcuts")
-    ax.bar(x + 0.2, [without[n] for n in names], 0.4, label="shortcuts removed")
-    ax.set_yscale("log")
+    fig, (ax, ratio_ax) = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    ax.bar(x - 0.2, [with_shortcuts[n] for n in names], 0.4, label="with shortcuts", color="tab:blue")
+    ax.bar(x + 0.2, [without[n] for n in names], 0.4, label="shortcuts removed", color="tab:gray")
     ax.set_xticks(x, names, rotation=30)
-    ax.set(ylabel="‖∂loss/∂θ‖ (log)", title="gradient norm per residual block at initialisation")
-    ax.legend()
+    ax.set(ylabel="‖∂loss/∂θ‖", title="gradient norm per residual block")
+    ax.legend(fontsize=8)
+    ratio_ax.bar(x, ratio, color=["tab:green" if r >= 1 else "tab:red" for r in ratio])
+    ratio_ax.axhline(1, color="black", lw=0.8)
+    ratio_ax.bar_label(ratio_ax.containers[0], labels=[f"{r:.2f}" for r in ratio], fontsize=7)
+    ratio_ax.set_xticks(x, names, rotation=30)
+    ratio_ax.set(ylabel="with / without shortcuts", title="ratio (above 1: shortcuts raise it)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def densenet_growth(rows: list[dict], memory: dict[str, float]):
-    fig, (ax, mem_ax) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+def densenet_growth(rows: list[dict], memory: dict[str, float], title: str = "densenet_cifar"):
+    fig, (ax, mem_ax) = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [3, 2]})
     layers = [r for r in rows if r["kind"] == "dense layer"]
-    ax.plot(range(len(layers)), [r["in_channels"] for r in layers], ".-")
+    ax.plot(range(len(layers)), [r["in_channels"] for r in layers], ".-", color=MODEL_COLOURS["densenet_cifar"])
     ax.set(xlabel="bottleneck layer (in forward order)", ylabel="input channels",
            title="channels seen by each dense layer (transitions halve them)")
     ax.grid(alpha=0.3)
     names = list(memory)
-    bars = mem_ax.bar(names, [memory[n] for n in names], color=["tab:orange", "tab:blue"][: len(names)])
-    mem_ax.bar_label(bars, fmt="%.1f")
-    mem_ax.set(ylabel="MB per image", title="activation memory kept for backward")
+    bars = mem_ax.barh(names, [memory[n] for n in names],
+                       color=[model_colour(n.replace(" (memory-efficient)", "_memory_efficient")) for n in names])
+    mem_ax.bar_label(bars, fmt="%.1f MB", fontsize=8)
+    mem_ax.invert_yaxis()
+    mem_ax.set(xlabel="MB per image", title="activation memory kept for backward")
+    mem_ax.set_xlim(0, max(memory.values()) * 1.3)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes):
+def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes, title: str = "SE excitation per class"):
     """One panel per stage: mean SE gate per channel (x) for each class (rows)."""
     names = list(excitations)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
@@ -127,5 +153,5 @@ def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes):
         ax.set(title=name, xlabel="channel")
         ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=7)
     fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="mean gate")
-    fig.suptitle("SE excitation per class (last block of each stage)", y=1.04)
+    fig.suptitle(f"{title} (last block of each stage)", y=1.04)
     return fig

@@ -8,7 +8,9 @@ or the machine that renders it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +18,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import pandas as pd  # noqa: E402
+
 from . import compare, plots, tune  # noqa: E402
+from .lab import gradient_reading  # noqa: E402
+from .evaluate import TTA_LEVELS  # noqa: E402
+from .train import TrainConfig  # noqa: E402
 from .data import CLASSES, REPO_ROOT  # noqa: E402
 from .results import results_root  # noqa: E402
 
@@ -70,15 +77,25 @@ def peak_ratio(bench: dict) -> float:
     return peaks["bf16"] / peaks["fp32"]
 
 
-def tuning_section(root: Path) -> list[str]:
+def tta_note(metrics: dict) -> str:
+    """'(TTA: flip; none 88.49 %, flip 89.08 %)': the level reported and every level measured."""
+    level = int(metrics["test_tta"])
+    by_level = metrics.get("test_accuracy_by_tta") or {"0": metrics["test_accuracy_no_tta"],
+                                                       str(level): metrics["test_accuracy"]}
+    measured = ", ".join(f"{TTA_LEVELS[int(k)]} {v:.2%}" for k, v in sorted(by_level.items()))
+    return f"(TTA: {TTA_LEVELS[level]}; measured: {measured})"
+
+
+def tuning_section(root: Path, problems: list[str] | None = None) -> list[str]:
     """The recipe trials of results/tuning/: judged on val only, so they never saw the test split."""
     lines = []
-    for stem, log in tune.load_logs(root).items():
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for stem, log in tune.load_logs(root, problems).items():
         trials = log["trials"]
         val_images = trials[0]["config"]["val_size"]
         best = max(r["final_val_accuracy"] for r in trials)
         minutes = sum(r["training_wall_time_s"] for r in trials) / 60
-        base = [r["config"] for r in trials if not r["overrides"]]
+        base = [{**defaults, **r["config"]} for r in trials if not r["overrides"]]
         recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
         lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
                   f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
@@ -87,20 +104,59 @@ def tuning_section(root: Path) -> list[str]:
                   f"{len(trials)} trials, {minutes:.0f} min of training in all. The standard error of one val "
                   f"accuracy near {best:.1%} is ±{compare.accuracy_standard_error(best, val_images):.2%}, one seed per "
                   f"trial (`results/tuning/{stem}.json`).", "",
-                  markdown_table(compare.format_table(tune.trials_table(log))), ""]
+                  markdown_table(compare.format_table(tune.trials_table(log))), "",
+                  tuning_conclusion(log, root), ""]
     return lines
 
 
+def tuning_conclusion(log: dict, root: Path) -> str:
+    """Which trials the noise separates from the best, and which trial's recipe the runs in
+    results/ went on to use (matched on the tunable settings of their recorded config)."""
+    trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
+    val_images = trials[0]["config"]["val_size"]
+    best = trials[0]
+    noise = [compare.difference_noise((best["final_val_accuracy"], val_images), (r["final_val_accuracy"], val_images))
+             for r in trials]
+    label = lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["overrides"].items())) or "base recipe"  # noqa: E731
+    close = [label(r) for r, n in zip(trials[1:], noise[1:]) if best["final_val_accuracy"] - r["final_val_accuracy"] <= n]
+    worse = [label(r) for r, n in zip(trials[1:], noise[1:]) if best["final_val_accuracy"] - r["final_val_accuracy"] > n]
+    text = (f"Reading: the best final val accuracy is {label(best)} ({best['final_val_accuracy']:.2%}). "
+            f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
+            f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    adopted = []
+    for name in compare.DEFAULT_RUNS + tuple(sorted(p.parent.name for p in root.glob("*/metrics.json"))):
+        path = root / name / "metrics.json"
+        if not path.is_file() or name in [a for a, _ in adopted]:
+            continue
+        config = {**defaults, **json.loads(path.read_text()).get("config", {})}
+        if config["model"] != log["model"]:
+            continue
+        for trial in trials:
+            if all(config[key] == {**defaults, **trial["config"]}[key] for key in tune.TUNABLE):
+                adopted.append((name, label(trial)))
+    if adopted:
+        text += " Adopted: " + "; ".join(f"run {name} uses the recipe of trial '{trial}'" for name, trial in adopted) + "."
+    return text
+
+
 def build(root: Path, output: Path) -> str:
+    """Write the report. A run, tuning log or benchmark whose files are broken is left out, with a
+    warning at the top of the report naming the file and what is wrong with it."""
     figures = root / "figures"
     link = lambda p: os.path.relpath(p, output.parent)  # noqa: E731
-    runs = compare.load_runs(compare.DEFAULT_RUNS, root)
+    problems: list[str] = []
+    runs = compare.load_runs(compare.DEFAULT_RUNS, root, problems)
     found = compare.present(runs)
-    lines = ["# CIFAR-10 with four architectures: results", "",
+    lines = ["# CIFAR-10 with four architectures and an ablation: results", "",
              "Generated by `python -m labkit.report` from `results/` alone; every number below comes from "
              "the run whose provenance is listed at the end. Test accuracy is measured once, after the last "
-             "epoch; curves and any tuning use the validation split carved from train.", ""]
-    missing = [n for n, r in runs.items() if r is None]
+             "epoch; curves and any tuning use the validation split carved from train.", "",
+             "How to read this report: one section per run (accuracy, curves, per-class results, a look "
+             "inside the model), then the comparison tables and figures, the recipe tuning, the lab report's "
+             "claims checked against these numbers, training speed, and the provenance of every run.", ""]
+    header_end = len(lines)
+    missing = [n for n, r in runs.items() if r is None and not (root / n / "metrics.json").is_file()]
     if missing:
         lines += [f"**Missing runs** (not trained yet, so not reported): {', '.join(missing)}.", ""]
     sources = sorted({(r['metrics']['data_source'], r['metrics']['data_location']) for r in found.values()})
@@ -111,8 +167,7 @@ def build(root: Path, output: Path) -> str:
     for name, run in found.items():
         m, title_text = run["metrics"], ARCHITECTURES[name]
         lines += [f"## {title_text[0]}", "", title_text[1], ""]
-        lines += [f"- final test accuracy: **{m['test_accuracy']:.2%}**"
-                  f"{' (flip TTA; ' + format(m['test_accuracy_no_tta'], '.2%') + ' without)' if m['test_tta'] else ''}",
+        lines += [f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}",
                   f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images",
                   f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
                   f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
@@ -120,7 +175,8 @@ def build(root: Path, output: Path) -> str:
         curves = figures / f"{name}_curves.png"
         save(plots.training_curves(run["history"], title=name), curves)
         bars = figures / f"{name}_per_class.png"
-        save(plots.per_class_bars(m["test_per_class_accuracy"], title=f"{name}: per-class test accuracy"), bars)
+        save(plots.per_class_bars(m["test_per_class_accuracy"], title=f"{name}: per-class test accuracy",
+                                  colour=plots.model_colour(name)), bars)
         heat = figures / f"{name}_confusion.png"
         save(plots.confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=f"{name}: confusion"), heat)
         lines += [f"![{name} curves]({link(curves)})", "", f"![{name} per-class]({link(bars)})", "",
@@ -129,18 +185,26 @@ def build(root: Path, output: Path) -> str:
             path = run["folder"] / "figures" / f"{extra}.png"
             if path.is_file():
                 lines += [f"![{name} {extra}]({link(path)})", ""]
+            if extra == "gradient_norms" and path.with_suffix(".csv").is_file():
+                lines += [gradient_reading(pd.read_csv(path.with_suffix(".csv"), index_col=0)), ""]
 
     if found:
-        lines += ["## Comparison", "", markdown_table(compare.format_table(compare.comparison_table(runs))), ""]
+        table = compare.format_table(compare.comparison_table(runs))
+        lines += ["## Comparison", "", "Accuracy and size:", "",
+                  markdown_table(table.reindex(columns=["status", *compare.ACCURACY_COLUMNS])), "",
+                  "Cost: training time as it ran (other jobs sometimes shared the 2 cores) and at the run's "
+                  "median epoch pace, throughput, activation memory per image kept for backward (a property of "
+                  "the architecture) and the process's peak memory:", "",
+                  markdown_table(table.reindex(columns=["status", *compare.COST_COLUMNS])), ""]
         for key, fig in (("curves", compare.curves_figure(runs)), ("per_class", compare.per_class_heatmap(runs)),
                          ("scatter", compare.scatter_figure(runs))):
             path = figures / f"comparison_{key}.png"
             save(fig, path)
             lines += [f"![comparison {key}]({link(path)})", ""]
 
-    lines += tuning_section(root)
+    lines += tuning_section(root, problems)
 
-    benches = compare.load_benchmarks(root)
+    benches = compare.load_benchmarks(root, problems)
     lines += ["## Discussion: the lab report's claims against these numbers", "",
               "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
               "set size): each model is one training run, one seed.", ""]
@@ -168,15 +232,20 @@ def build(root: Path, output: Path) -> str:
         lines += ["## Provenance", "",
                   "Training times are wall-clock as they happened. On the shared 2-core machine other jobs "
                   "sometimes ran beside a training run and slowed it; the benchmark section above measures "
-                  "each pipeline alone.", "", "| run | data | checksum | device | precision | epochs | train time | torch "
-                  "| commit | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "each pipeline alone. 'Trained by' lists the commit of the code that trained each stretch of "
+                  "epochs (a run resumed across sessions may span several); 'saved by' is the commit at save time.",
+                  "", "| run | data | checksum | device | precision | epochs | train time | torch "
+                  "| trained by | saved by | date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, run in found.items():
             m = run["metrics"]
             commit = (m.get("git_commit") or "unknown")[:10] + (" (dirty)" if m.get("git_dirty") else "")
             lines += [f"| {name} | {m['data_source']}: {Path(m['data_location']).name} | {m['data_checksum'][:12]} "
                       f"| {m['device']} | {m['precision']} | {m['epochs']} | {m['training_wall_time_s'] / 60:.1f} min "
-                      f"| {m['torch_version']} | {commit} | {m['date']} |"]
+                      f"| {m['torch_version']} | {compare.training_commits(run['history'])} | {commit} | {m['date']} |"]
         lines += [""]
+    if problems:
+        lines[header_end:header_end] = ["**Left out, broken files** (repair or remove them, then rebuild):", "",
+                      *[f"- {problem}" for problem in problems], ""]
     text = "\n".join(lines)
     output.write_text(text)
     return text

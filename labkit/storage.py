@@ -6,6 +6,7 @@
     save_verified(path, obj)      torch.save with a header holding the sha256 of the payload
     load_verified(path)           checks that sha256 before loading (weights_only), so a flipped
                                   byte is a clear error, never silently wrong tensors
+    publish_folder(folder, files) a whole folder replaced at once (a run's results)
 
 A verified file is one header line, b"LABKIT-SHA256 <64 hex digits>\\n", followed by the bytes
 torch.save wrote. Files written before the header existed (plain torch.save zip files) still load,
@@ -17,6 +18,7 @@ import errno
 import hashlib
 import io
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -78,3 +80,35 @@ def load_verified(path: Path, map_location="cpu") -> tuple[object, bool]:
     else:
         payload = raw
     return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True), verified
+
+
+def publish_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Make `folder` hold exactly `files` (relative name -> bytes), all at once: they are written
+    to a temporary sibling, which then replaces the folder by rename. If anything fails, the
+    previous folder is left as it was and the temporary one is removed."""
+    folder = Path(folder)
+    staging = folder.with_name(f".{folder.name}.new{os.getpid()}")
+    retired = folder.with_name(f".{folder.name}.old{os.getpid()}")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, payload in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            with open(staging / name, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+        if folder.exists():
+            os.replace(folder, retired)
+            try:
+                os.replace(staging, folder)
+            except OSError:
+                os.replace(retired, folder)
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(err.errno, f"could not write {folder}: {describe(err)} ({err}); "
+                                      f"its previous content, if any, is unchanged") from err

@@ -23,19 +23,31 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import data as datalib
+from . import data as datalib, distributed
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from .ema import WeightEMA
-from .evaluate import TTA_LEVELS, Evaluation, autocast, evaluate, evaluate_levels
+from .evaluate import TTA_LEVELS, Evaluation, evaluate, evaluate_levels
 from .models import available_models, build_model, check_model_name, count_parameters
-from .results import git_commit, save_run
+from .precision import PRECISIONS, autocast, grad_scaler, resolve_precision
+from .progress import progress_bar
+from .results import RESERVED_NAMES, git_commit, run_dir, save_run
+from .runlock import RunInUseError, claim_run
+from .storage import StorageError
 
 # Epoch budgets of the real runs (issue: CNN 30, the others 15).
 RECOMMENDED_EPOCHS = {"cnn": 30}
 
 
+HOST_SYNC_STEPS = 50      # on CUDA, steps between reads of loss and accuracy by the host
+MAX_SKIPPED_STEPS = 10    # fp16: overflowing steps in a row the scaler may skip before the run stops
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunExistsError(ValueError):
+    """A fresh run would replace an existing checkpoint or finished results."""
 
 
 @dataclass
@@ -56,13 +68,15 @@ class TrainConfig:
     train_subset: int = 0           # >0: train on a stratified subset of this size
     seed: int = 0
     device: str = "auto"            # auto, cpu, cuda, cuda:N
-    precision: str = "auto"         # auto (bf16 where supported), bf16, fp32
+    precision: str = "auto"         # auto, bf16, fp16 (with a GradScaler) or fp32; see labkit.precision
     channels_last: bool = True
     compile: bool = False
+    sync_batchnorm: bool = False    # torchrun with several ranks: batch-norm statistics over the global batch
     memory_efficient: bool = False  # densenet_cifar only: recompute concat+BN+ReLU+1×1 in backward
     tta: int = 1                    # TTA level reported as the test accuracy: 0 none, 1 flip, 2 flip + shifts
     run_name: str = ""              # defaults to the model name
-    resume: bool = False
+    resume: bool = False            # continue from the run's checkpoint
+    overwrite: bool = False         # replace the run's checkpoint and results instead of refusing
     progress: bool = True
 
     def __post_init__(self):
@@ -100,17 +114,21 @@ class TrainConfig:
             problems.append(f"val_size must be an integer ≥ 0, got {self.val_size!r}")
         if not isinstance(self.train_subset, int) or self.train_subset < 0:
             problems.append(f"train_subset must be an integer ≥ 0 (0 = all), got {self.train_subset!r}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
-            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        elif str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            problems.append(f"device {self.device!r} asked for, but CUDA is not available here")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            problems.append(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if device_problem(self.device):
+            problems.append(device_problem(self.device))
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.memory_efficient and self.model != "densenet_cifar":
             problems.append("memory_efficient applies to densenet_cifar only")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.run_name):
             problems.append(f"run_name must be letters, digits, '_', '-' or '.', without path separators, "
                             f"got {self.run_name!r}")
+        elif self.run_name in RESERVED_NAMES:
+            problems.append(f"run_name {self.run_name!r} is reserved: results/{self.run_name}/ holds "
+                            f"{', '.join(RESERVED_NAMES)} rather than a run")
+        if self.resume and self.overwrite:
+            problems.append("resume and overwrite exclude each other: resume continues the run, overwrite "
+                            "starts it again")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
@@ -125,25 +143,19 @@ def finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def device_problem(name: str) -> str | None:
+    """Why `name` is not a usable device here, or None."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        return f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        return f"device {name!r} asked for, but CUDA is not available here"
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
-    return name
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -189,7 +201,9 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     checkpoints and returns None (to split a long run across sessions; resume later).
     `evaluate_test=False` (recipe tuning, judged on val) never touches the test split.
     """
-    device = resolve_device(config.device)
+    check_stop_after(stop_after)
+    context = distributed.from_environment()
+    device = distributed.start(context, resolve_device(config.device))
     precision = resolve_precision(config.precision, device)
     data = data if data is not None else datalib.load_cifar10(config.data)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -202,7 +216,8 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     config.validate_sizes(len(train_idx))
     train_loader = datalib.BatchLoader(data.train_images[train_idx], data.train_labels[train_idx],
                                        config.batch_size, train=True, device=device, seed=config.seed,
-                                       channels_last=config.channels_last, cutout=config.cutout)
+                                       channels_last=config.channels_last, cutout=config.cutout,
+                                       rank=context.rank, world_size=context.world_size)
 
     torch.manual_seed(config.seed)
     options = {"memory_efficient": True} if config.memory_efficient else {}
@@ -210,11 +225,21 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config, len(train_loader))
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
-    step_model = torch.compile(model) if config.compile else model
+    scaler = grad_scaler(device, precision)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True   # fixed input shapes: let cuDNN pick its fastest kernels
+    step_model = distributed.wrap(model, context, device, config.sync_batchnorm)
+    step_model = torch.compile(step_model) if config.compile else step_model
 
     history: list[dict] = []
     start_epoch = 0
     ckpt = checkpoint_path(config.run_name)
+    refuse_to_replace(config, ckpt)
+    if context.is_main:
+        claim_run(config.run_name)
+        if config.overwrite:
+            ckpt.unlink(missing_ok=True)
+    distributed.barrier(context)
     if config.resume and ckpt.is_file():
         state = load_checkpoint(ckpt, config, data.checksum)
         model.load_state_dict(state["model"])
@@ -222,9 +247,14 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
         schedule.load_state_dict(state["schedule"])
         if ema:
             ema.load_state_dict(state["ema"])
+        if scaler.is_enabled() and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
         history, start_epoch = state["history"], state["epoch"]
-        print(f"resumed {config.run_name} from {ckpt} after epoch {start_epoch}/{config.epochs}")
+        print(f"resumed {config.run_name} from {ckpt} after epoch {start_epoch}/{config.epochs}; "
+              f"the epochs before, from the checkpoint's history:")
+        for record in history:
+            print(epoch_line(config, record), flush=True)
     elif config.resume:
         print(f"no checkpoint at {ckpt}; training {config.run_name} from scratch")
 
@@ -235,12 +265,14 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     commit = (git_commit()["git_commit"] or "unknown")[:10]
+    guard = NonFiniteGuard(MAX_SKIPPED_STEPS if scaler.is_enabled() else 0, ckpt)
     last_epoch = config.epochs if stop_after is None else min(stop_after, config.epochs)
     for epoch in range(start_epoch, last_epoch):
         started = time.perf_counter()
-        record = train_one_epoch(step_model, train_loader, optimizer, schedule, ema, config, epoch,
-                                 device=device, precision=precision, checkpoint=ckpt)
-        if len(val_idx):
+        guard.checkpoint_epoch = epoch
+        record = train_one_epoch(step_model, train_loader, optimizer, schedule, scaler, ema, config, epoch,
+                                 device=device, precision=precision, guard=guard, context=context)
+        if len(val_idx) and context.is_main:
             val = score_val(ema.model if ema else model)
             record.update(val_loss=val.loss, val_acc=val.accuracy)
             if ema:  # the live weights too, so one run measures what the EMA adds
@@ -248,14 +280,22 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
         record["epoch_time_s"] = time.perf_counter() - started
         record["git_commit"] = commit  # the code that trained this epoch (runs may resume across versions)
         history.append(record)
+        if not context.is_main:
+            distributed.barrier(context)   # rank 0 evaluates and checkpoints meanwhile
+            continue
         print(epoch_line(config, record), flush=True)
         save_checkpoint(ckpt, {
             "config": asdict(config), "data_checksum": data.checksum, "epoch": epoch + 1, "history": history,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "ema": ema.state_dict() if ema else None, "rng_cpu": torch.get_rng_state(),
+            "ema": ema.state_dict() if ema else None, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "rng_cpu": torch.get_rng_state(),
         })
+        distributed.barrier(context)
     if last_epoch < config.epochs:
         return None
+    if not context.is_main:   # rank 0 alone evaluates and publishes the run
+        distributed.barrier(context)
+        return FitResult(config, model, history, None, None, {"rank": context.rank})
 
     final = ema.model if ema else model
     round_weights_to_fp16(final)  # evaluate exactly the weights that results/<run>/model.pt ships
@@ -276,48 +316,100 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
         "threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "train_images": len(train_idx), "val_images": len(val_idx), "test_images": len(data.test_labels) if evaluate_test else 0,
         "training_wall_time_s": sum(r["epoch_time_s"] for r in history),
-        "images_per_s": len(train_idx) // config.batch_size * config.batch_size * len(history) / train_time,
+        "images_per_s": len(train_loader) * config.batch_size * context.world_size * len(history) / train_time,
+        "world_size": context.world_size,
         "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,
         "params": count_parameters(model), **peak_memory(device),
     })
+    distributed.barrier(context)
     return FitResult(config, final, history, test, plain, info)
 
 
+def check_stop_after(stop_after: int | None) -> None:
+    if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after (--stop-after) must be an epoch ≥ 1, got {stop_after!r}")
+
+
+def refuse_to_replace(config: TrainConfig, ckpt: Path) -> None:
+    """A run starts afresh only where it would destroy nothing, or when told to overwrite."""
+    if config.overwrite:
+        return
+    how = ("pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to start again, "
+           "or choose another run_name")
+    if ckpt.is_file() and not config.resume:
+        raise RunExistsError(f"run {config.run_name!r} already has a checkpoint at {ckpt}; {how}")
+    finished = run_dir(config.run_name) / "metrics.json"
+    if finished.is_file():
+        raise RunExistsError(f"run {config.run_name!r} already has finished results in {finished.parent}; "
+                             f"pass overwrite=True (--overwrite) to train it again and replace them, "
+                             f"or choose another run_name")
+
+
+class NonFiniteGuard:
+    """Stops the run on a non-finite loss; with fp16 only once it has stayed non-finite for more
+    than `tolerated` steps in a row (the scaler skips such steps and lowers its scale)."""
+
+    def __init__(self, tolerated: int, checkpoint: Path):
+        self.tolerated, self.checkpoint, self.run, self.checkpoint_epoch = tolerated, checkpoint, 0, 0
+
+    def check(self, bad_steps: int, window: int, where: str) -> None:
+        """`bad_steps` of the last `window` steps had a non-finite loss."""
+        self.run = self.run + bad_steps if bad_steps == window else 0
+        if self.run > self.tolerated:
+            lasted = f" and stayed non-finite for {self.run} steps" if self.tolerated else ""
+            raise NonFiniteLossError(f"{where}{lasted}; the last good checkpoint (epoch {self.checkpoint_epoch}) "
+                                     f"is kept at {self.checkpoint}. Lower lr or use fp32")
+
+
 def train_one_epoch(model: nn.Module, loader: datalib.BatchLoader, optimizer: torch.optim.Optimizer, schedule,
-                    ema: WeightEMA | None, config: TrainConfig, epoch: int, *, device: torch.device,
-                    precision: str, checkpoint: Path) -> dict:
-    """One pass over the shuffled, augmented training split; returns the epoch's train record."""
+                    scaler: torch.amp.GradScaler, ema: WeightEMA | None, config: TrainConfig, epoch: int, *,
+                    device: torch.device, precision: str, guard: NonFiniteGuard,
+                    context: distributed.Context = distributed.SINGLE) -> dict:
+    """One pass over the shuffled, augmented training split; returns the epoch's train record.
+
+    Loss and accuracy accumulate on the device. The host reads them (a GPU sync) only every
+    HOST_SYNC_STEPS steps on CUDA, every step elsewhere, and at the end of the epoch. With fp16 the
+    scaler skips a step whose gradients overflowed; only a loss that stays non-finite stops the run.
+    """
     model.train()
     loader.epoch = epoch
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    sync_every = HOST_SYNC_STEPS if device.type == "cuda" else 1
     started = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = 0
+    non_finite = torch.zeros((), device=device, dtype=torch.int64)   # in the current sync window
+    seen, loss_value = 0, float("nan")
     bar = progress_bar(len(loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}", config.progress)
     for step, (x, y) in enumerate(loader):
         with autocast(device, precision):
             logits = model(x)
             loss = criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)       # an ordinary optimizer.step() unless fp16
+        scaler.update()
         schedule.step()
         if ema:
             ema.update()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} of {config.run_name}; "
-                f"the last good checkpoint (epoch {epoch}) is kept at {checkpoint}. Lower lr or use fp32")
-        loss_sum += loss.detach() * len(y)
+        finite = torch.isfinite(loss.detach())
+        non_finite += ~finite
+        loss_sum += torch.where(finite, loss.detach(), 0.0) * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
+        if (step + 1) % sync_every == 0 or step + 1 == len(loader):
+            loss_value = loss.item()
+            guard.check(int(non_finite.item()), (step % sync_every) + 1,
+                        f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} of {config.run_name}")
+            non_finite.zero_()
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{seen / (time.perf_counter() - started):.0f}",
                         refresh=False)
     bar.close()
     train_time = time.perf_counter() - started
+    images = torch.tensor(seen, device=device)
+    distributed.sum_over_ranks(context, loss_sum, correct, images)   # the whole global batch's statistics
+    seen = int(images.item())
     return {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "val_loss": None, "val_acc": None, "lr": schedule.get_last_lr()[0],
             "train_time_s": train_time, "images_per_s": seen / train_time}
@@ -332,19 +424,11 @@ def round_weights_to_fp16(model: nn.Module) -> None:
 
 def epoch_line(config: TrainConfig, r: dict) -> str:
     val = f" val_loss {r['val_loss']:.4f} val_acc {r['val_acc']:.4f}" if r["val_acc"] is not None else ""
+    if r.get("val_acc_no_ema") is not None:
+        val += f" (no EMA {r['val_acc_no_ema']:.4f})"
     return (f"[{config.run_name}] epoch {r['epoch']}/{config.epochs} train_loss {r['train_loss']:.4f} "
             f"train_acc {r['train_acc']:.4f}{val} lr {r['lr']:.4f} {r['images_per_s']:.0f} img/s "
             f"{r['epoch_time_s']:.0f} s")
-
-
-def progress_bar(total: int, description: str, enabled: bool):
-    """tqdm.auto: a widget in JupyterLab, a text bar in a terminal. Refreshes at most every
-    LABKIT_PROGRESS_INTERVAL seconds (default 1) so headless notebooks stay small."""
-    from tqdm.auto import tqdm
-
-    interval = float(os.environ.get("LABKIT_PROGRESS_INTERVAL", "1"))
-    return tqdm(total=total, desc=description, disable=not enabled, leave=False, mininterval=interval,
-                dynamic_ncols=True)
 
 
 def device_name(device: torch.device) -> str:
@@ -372,13 +456,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="resnet18", choices=available_models())
     for f in fields(TrainConfig):
-        if f.name in ("model", "epochs", "resume", "progress", "channels_last", "compile", "memory_efficient", "tta"):
+        if f.name in ("model", "epochs", "resume", "overwrite", "progress", "channels_last", "compile",
+                      "memory_efficient", "tta", "sync_batchnorm"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     p.add_argument("--epochs", type=int, default=None, help="default: 30 for cnn, 15 for the others")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run's existing checkpoint and results (otherwise a fresh run refuses)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--memory-efficient", action="store_true", help="DenseNet: recompute in backward")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="under torchrun: batch-norm statistics over all ranks' images (SyncBatchNorm)")
     p.add_argument("--tta", type=int, default=1, choices=sorted(TTA_LEVELS),
                    help="TTA level of the reported test accuracy: 0 none, 1 flip, 2 flip + two 1-pixel shifts "
                         "(all three are recorded)")
@@ -395,20 +484,29 @@ def main(argv: list[str] | None = None) -> int:
     if args["epochs"] is None:
         args["epochs"] = RECOMMENDED_EPOCHS.get(args["model"], 15)
     try:
+        check_stop_after(stop_after)
         config = TrainConfig(**args)
         data = datalib.load_cifar10(config.data, download=download) if config.data != "auto" \
             else datalib.load_cifar10("auto")
         result = fit(config, data, stop_after=stop_after)
-    except (ValueError, CheckpointError, NonFiniteLossError) as err:
+    except (ValueError, CheckpointError, NonFiniteLossError, RunInUseError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        distributed.stop(distributed.from_environment())
     if result is None:
         print(f"stopped after epoch {stop_after}; continue with --resume")
         return 0
-    run_dir = save_run(result)
+    if result.test is None:   # a rank other than 0 under torchrun: rank 0 saves the run
+        return 0
+    try:
+        folder = save_run(result)
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"[{config.run_name}] test accuracy {result.test.accuracy:.4f} "
           f"(no TTA {result.test_plain_accuracy:.4f}) | wall time {result.info['training_wall_time_s']:.0f} s | "
-          f"{result.info['images_per_s']:.0f} img/s | saved to {run_dir}")
+          f"{result.info['images_per_s']:.0f} img/s | saved to {folder}")
     return 0
 
 

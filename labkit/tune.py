@@ -21,8 +21,9 @@ import pandas as pd
 
 from . import data as datalib
 from .checkpoint import saved_config
-from .compare import format_table
-from .results import atomic_write, git_commit, results_root
+from .compare import format_table, load_json_files
+from .results import git_commit, results_root
+from .storage import write_atomic
 from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
@@ -84,15 +85,15 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         })
         log.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
+        write_atomic(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
                            + "\n").encode())
     return records
 
 
-def load_logs(root: Path | None = None) -> dict[str, dict]:
-    """Every tuning log under results/tuning/, keyed by its file stem ('resnet18-4ep')."""
-    folder = (root or results_root()) / "tuning"
-    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+def load_logs(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:
+    """Every tuning log under results/tuning/, keyed by its file stem ('resnet18-4ep'); a broken
+    one is skipped with a warning."""
+    return load_json_files((root or results_root()) / "tuning", problems)
 
 
 def trials_table(log: dict) -> pd.DataFrame:

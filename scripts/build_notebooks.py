@@ -9,14 +9,23 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 PARAMETERS = '''# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
 model = "{model}"          # one of labkit.models.available_models()
-epochs = {epochs}                   # training epochs (the committed runs: 30 for cnn, 15 for the others)
+epochs = {epochs}                   # training epochs (the whole schedule: warmup, then linear decay to zero)
 batch_size = 128              # images per SGD step
-lr = 0.1                      # peak learning rate, reached after a 1-epoch warmup
+lr = 0.1                      # peak learning rate, reached after the warmup
+warmup_epochs = 1.0           # length of the linear warmup, in epochs
+warmup_start_factor = 0.0     # the warmup starts at this fraction of the peak lr
+weight_decay = 5e-4           # on conv and linear weights only
+label_smoothing = 0.1         # 0 turns it off
+cutout = 0                    # side of the square blanked in each training image; 0 turns it off
+ema_decay = 0.0               # per-step decay of an average of the weights used for curves and test; 0 off
+tta = 1                       # TTA level of the reported test accuracy: 0 none, 1 flip, 2 flip and shifts
+precision = "auto"            # "auto" (bf16 or fp16 by device), "bf16", "fp16" (with loss scaling) or "fp32"
 data = "auto"                 # "auto", "synthetic", "torchvision", or a path to an image folder or archive
 val_size = 5000               # train images held out for curves and tuning; the test split is used once
 seed = 0                      # seeds the split, the initialisation and the batch order
 run_name = ""                 # folder name under results/ (empty: the model name)
 resume = False                # continue from the run's checkpoint in ~/.cache/labkit/checkpoints if there is one
+overwrite = False             # replace the run's existing checkpoint and results (otherwise a fresh run refuses)
 device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
 compile = False               # torch.compile the model
 train_subset = 0              # > 0: train on a stratified subset of this many images (quick trials)'''
@@ -27,8 +36,11 @@ from labkit.results import save_run
 from labkit.train import fit
 
 # Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the run.
-config = lab.configure(model=model, epochs=epochs, batch_size=batch_size, lr=lr, data=data, val_size=val_size,
-                       seed=seed, run_name=run_name, resume=resume, device=device, compile=compile,
+config = lab.configure(model=model, epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs,
+                       warmup_start_factor=warmup_start_factor, weight_decay=weight_decay,
+                       label_smoothing=label_smoothing, cutout=cutout, ema_decay=ema_decay, tta=tta,
+                       precision=precision, data=data, val_size=val_size, seed=seed, run_name=run_name,
+                       resume=resume, overwrite=overwrite, device=device, compile=compile,
                        train_subset=train_subset)
 config'''
 
@@ -44,7 +56,7 @@ how well the signal and gradient survive the stack; this is the baseline the oth
         look_md="""## A look inside: the learned first-layer filters
 The six 5×5×3 kernels of the first convolution, each scaled to its own range. Trained on CIFAR-10 they
 become colour blobs and oriented edges: the same kind of detectors that appear in much larger nets.""",
-        look_code='''look = plots.conv_filters(result.model.features[0].weight, "cnn: first-layer filters (6 × 5×5×3)")''',
+        look_code='''look = plots.conv_filters(result.model.features[0].weight, f"{config.run_name}: first-layer filters (6 × 5×5×3)")''',
         look_name="filters"),
     "02_resnet18": dict(
         model="resnet18", epochs=15, title="ResNet-18",
@@ -62,9 +74,11 @@ average pool and a linear head: 11,173,962 parameters.""",
         look_md="""## A look inside: gradients at initialisation, with and without the shortcuts
 For one batch and a freshly initialised network, the norm of the loss gradient reaching each block's
 convolution weights, once with the shortcuts and once with every shortcut removed (the same weights).
-Without the additions, the gradient must pass through every convolution on its way back; the ratio
-column shows how much the shortcuts preserve.""",
+Without the additions, the gradient must pass through every convolution on its way back. The ratio
+column says whether the shortcuts raise (above 1) or lower (below 1) each block's gradient; the sentence
+under the table reads the measured numbers.""",
         look_code='''gradients, look = lab.resnet_gradient_look(config.model, data_set)
+print(lab.gradient_reading(gradients))
 gradients''',
         look_name="gradient_norms"),
     "03_densenet": dict(
@@ -117,7 +131,7 @@ whose 7×7 stride-2 stem and max-pool shrink 32×32 images to 8×8 before layer1
 The mean SE gate of every channel (x axis) for each class (rows), at the last block of each stage, over
 test images. Early stages gate channels almost the same way for every class; the deepest stage's gates
 become class-specific, which is where SE does its recalibration.""",
-        look_code='''spread, look = lab.excitation_look(result.model, data_set)
+        look_code='''spread, look = lab.excitation_look(result.model, data_set, title=config.run_name)
 spread''',
         look_name="excitation"),
 }
@@ -143,10 +157,11 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
                           "validation loss; the gap between the accuracies is the one to watch."),
         new_code_cell("plots.training_curves(result.history, title=config.run_name);"),
         new_markdown_cell("## Accuracy on the test split"),
-        new_code_cell('print(f"test accuracy: {result.test.accuracy:.2%} (flip TTA; {result.test_plain_accuracy:.2%} '
-                      'without), final val accuracy: {result.history[-1][\'val_acc\']:.2%}")\nlab.per_class_table(result)'),
-        new_code_cell("plots.per_class_bars(result.test.per_class);\n"
-                      "plots.confusion_heatmap(result.test.confusion, data_set.classes);"),
+        new_code_cell('print(lab.accuracy_summary(result))\nlab.per_class_table(result)'),
+        new_code_cell("plots.per_class_bars(result.test.per_class, f\"{config.run_name}: per-class test accuracy\", "
+                      "plots.model_colour(config.model));\n"
+                      "plots.confusion_heatmap(result.test.confusion, data_set.classes, "
+                      "f\"{config.run_name}: test confusion matrix (rows: true class)\");"),
         new_markdown_cell("## Sample predictions\nRandom test images, true → predicted class with the model's "
                           "confidence; mistakes are framed in red."),
         new_code_cell("predictions = lab.prediction_grid(result, data_set)"),
@@ -156,7 +171,8 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
         new_markdown_cell("## Saving\nMetrics, history, confusion matrix and fp16 weights go to "
                           "`results/<run_name>/` (or `$LABKIT_RESULTS`), with the figures above."),
         new_code_cell(f'folder = save_run(result)\nlab.save_figure(predictions, config.run_name, "predictions")\n'
-                      f'lab.save_figure(look, config.run_name, "{spec["look_name"]}")\nprint("saved to", folder)'),
+                      f'lab.save_figure(look, config.run_name, "{spec["look_name"]}"'
+                      f'{", gradients" if spec["look_name"] == "gradient_norms" else ""})\nprint("saved to", folder)'),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 
@@ -168,9 +184,10 @@ def comparison_notebook() -> nbformat.NotebookNode:
                           "missing, never filled in."),
         new_code_cell('# Parameters (papermill: -p name value)\n'
                       'runs = "cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"  # run names, comma-separated\n'
-                      'results_dir = ""     # results root; empty = labkit\'s default (results/ or $LABKIT_RESULTS)',
+                      'results_dir = ""     # results root; empty means labkit\'s default (results/ or $LABKIT_RESULTS)',
                       metadata={"tags": ["parameters"]}),
-        new_code_cell("from pathlib import Path\n\nfrom labkit import compare\n\n"
+        new_code_cell("from pathlib import Path\n\nfrom labkit import compare, lab\n\n"
+                      "lab.reject_unknown_parameters([\"runs\", \"results_dir\"])\n"
                       "root = Path(results_dir) if results_dir else None\n"
                       "names = [name.strip() for name in runs.split(\",\") if name.strip()]\n"
                       "if root is not None and not root.is_dir():\n"
@@ -180,7 +197,9 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("## The table\nParameters, forward FLOPs per image, final test and validation accuracy, "
                           "epochs, training time, training throughput, activation memory per image and peak "
                           "memory, and the device each run used."),
-        new_code_cell("compare.format_table(compare.comparison_table(loaded))"),
+        new_code_cell("table = compare.format_table(compare.comparison_table(loaded))\n"
+                      "display(table.reindex(columns=[\"status\", *compare.ACCURACY_COLUMNS]))\n"
+                      "table.reindex(columns=[\"status\", *compare.COST_COLUMNS])"),
         new_markdown_cell("## Validation curves, against epochs and against wall-clock time"),
         new_code_cell("if compare.present(loaded):\n    compare.curves_figure(loaded);"),
         new_markdown_cell("## Per-class accuracy\nWhich classes each model finds hard (cat and dog, usually)."),

@@ -18,6 +18,25 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
     assert out.with_suffix(".png").is_file()
 
 
-def test_bench_rejects_unknown_models():
-    with pytest.raises(ValueError, match="unknown model 'vgg'"):
-        bench.main(["--models", "vgg", "--output", "/dev/null"])
+def test_doctor_reports_the_machine_and_times_a_short_training(isolated_roots, capsys):
+    from labkit import doctor
+
+    assert doctor.main(["--models", "cnn", "--steps", "1", "--batch-size", "16", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    for fact in ("precision_auto", "torch_version", "data_auto", "img/s", "TFLOP/s"):
+        assert fact in printed
+    [written] = (isolated_roots / "results" / "benchmarks").glob("*-doctor.json")
+    report = json.loads(written.read_text())
+    assert report["kind"] == "doctor" and report["environment"]["device_type"] == "cpu"
+    assert report["models"]["cnn"]["fast"]["images_per_s"] > 0
+    assert written.with_suffix(".png").is_file()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_doctor_on_a_gpu_measures_fp16_and_picks_by_compute_capability(isolated_roots):
+    from labkit import doctor
+
+    assert doctor.main(["--models", "resnet18", "--steps", "10"]) == 0
+    [written] = (isolated_roots / "results" / "benchmarks").glob("*-doctor.json")
+    report = json.loads(written.read_text())
+    assert "fp16" in report["matmul_peak_gflops"] and report["environment"]["compute_capability"]

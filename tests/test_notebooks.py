@@ -16,6 +16,9 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
     (dict(epochs=0), "epochs must be an integer ≥ 1"),
     (dict(data="/no/such/cifar.tar.gz"), "data path '/no/such/cifar.tar.gz' does not exist"),
     (dict(run_name="../../etc"), "without path separators"),
+    (dict(foo=1), "unknown notebook parameter(s) foo; this notebook takes: batch_size, compile, cutout"),
+    (dict(epochs=2, precision="fp8"), "precision must be one of auto, bf16, fp16, fp32"),
+    (dict(cutout=12.5), "cutout must be an integer in [0, 32]"),
 ])
 def test_bad_parameters_fail_in_the_first_code_cell(tmp_path, parameters, message):
     output = tmp_path / "out.ipynb"
@@ -28,6 +31,14 @@ def test_bad_parameters_fail_in_the_first_code_cell(tmp_path, parameters, messag
     failing = [i for i, c in enumerate(code_cells) if any(o.get("output_type") == "error" for o in c.outputs)]
     # code cells: parameters, injected-parameters, then the configure cell that must fail
     assert failing == [2]
+
+
+def test_the_comparison_notebook_rejects_unknown_parameters_and_lists_its_own(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="unknown notebook parameter.*takes: results_dir, runs"):
+        pm.execute_notebook(str(NOTEBOOKS / "05_comparison.ipynb"), str(tmp_path / "o.ipynb"), kernel_name="python3",
+                            progress_bar=False, parameters=dict(run="cnn"))
+    listed = {p["name"] for p in pm.inspect_notebook(str(NOTEBOOKS / "05_comparison.ipynb")).values()}
+    assert listed == {"runs", "results_dir"}
 
 
 def test_comparison_notebook_reads_the_given_runs(tmp_path, monkeypatch):

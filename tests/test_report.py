@@ -10,16 +10,18 @@ from labkit.train import TrainConfig, fit
 def results_root(tmp_path_factory):
     import os
     root = tmp_path_factory.mktemp("results")
-    old = os.environ.get("LABKIT_RESULTS")
+    old = {name: os.environ.get(name) for name in ("LABKIT_RESULTS", "LABKIT_CHECKPOINTS")}
     os.environ["LABKIT_RESULTS"] = str(root)
+    os.environ["LABKIT_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
     data = synthetic_cifar10(train_per_class=20, test_per_class=5)
     for name in ("cnn", "resnet18"):
         save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=2, batch_size=32, val_size=50,
                                  data="synthetic", progress=False), data))
-    if old is None:
-        del os.environ["LABKIT_RESULTS"]
-    else:
-        os.environ["LABKIT_RESULTS"] = old
+    for name, value in old.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
     return root
 
 
@@ -98,3 +100,50 @@ def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
         == "no difference beyond test noise"
     assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.91, se_resnet18=0.89))) \
         == "not supported"
+
+
+def test_broken_files_are_left_out_with_a_warning_naming_them(results_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(results_root, root)
+    metrics = root / "resnet18" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:50])
+    for folder in ("benchmarks", "tuning"):
+        (root / folder).mkdir(exist_ok=True)
+        (root / folder / "cut.json").write_text('{"models": {"cnn": ')
+    with pytest.warns(UserWarning, match="skipped"):
+        text = report.build(root, tmp_path / "report.md")
+    assert "**Left out, broken files**" in text
+    assert f"run resnet18 skipped: {metrics} is not valid JSON" in text
+    for folder in ("benchmarks", "tuning"):
+        assert f"{root / folder / 'cut.json'} skipped: not valid JSON" in text
+    assert "## CNN" in text and "## ResNet-18" not in text       # the intact run is still reported
+
+
+def figure_title(fig) -> str:
+    return " | ".join(filter(None, [fig._suptitle.get_text() if fig._suptitle else ""] +
+                             [ax.get_title() for ax in fig.axes]))
+
+
+def test_every_embedded_figure_exists_and_report_figures_have_distinct_titles(results_root, tmp_path, monkeypatch):
+    import re
+
+    titles = {}
+    original = report.save
+    monkeypatch.setattr(report, "save", lambda fig, path: titles.setdefault(path.name, figure_title(fig))
+                        and original(fig, path))
+    out = tmp_path / "report.md"
+    text = report.build(results_root, out)
+    embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert embedded and all((out.parent / link).is_file() for link in embedded), embedded
+    assert all(titles.values()) and len(set(titles.values())) == len(titles), titles
+
+
+def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
+    from labkit.analysis import activation_memory
+    from labkit.models import build_model
+
+    for name in ("cnn", "resnet18"):
+        sizes = [activation_memory(build_model(name), batch) for batch in (2, 8)]
+        assert abs(sizes[0] - sizes[1]) < 0.01 * sizes[1], (name, sizes)

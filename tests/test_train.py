@@ -115,7 +115,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tiny_dat
     (dict(tta=3), "tta must be one of [0, 1, 2]"),
     (dict(batch_size=0), "batch_size must be an integer ≥ 1"),
     (dict(device="tpu"), "device must be auto, cpu, cuda or cuda:N"),
-    (dict(precision="fp8"), "precision must be auto, bf16 or fp32"),
+    (dict(precision="fp8"), "precision must be one of auto, bf16, fp16, fp32, got 'fp8'"),
     (dict(run_name="../escape"), "without path separators"),
     (dict(model="vgg"), "unknown model 'vgg'; valid names: cnn, resnet18"),
     (dict(val_size=-1), "val_size must be an integer ≥ 0"),

@@ -1,0 +1,101 @@
+"""Self-check of a machine before a long run: what labkit will use here, and how fast it trains.
+
+    python -m labkit.doctor [--models cnn,resnet18] [--steps 50] [--batch-size 128] [--device auto]
+
+Prints the device, its compute capability, the precision `auto` picks, the torch / CUDA / cuDNN
+versions, the number of GPUs, and where `--data auto` would find CIFAR-10. Then it times a short
+training of each model on the fast path (synthetic data, so it needs no download) and reports
+images/s, achieved TFLOP/s (3 × forward FLOPs per image) against the machine's matmul peak, and
+peak memory. Writes results/benchmarks/<device>-doctor.json (+ .png), which the report shows beside
+the benchmarks. It runs on a CPU too, with fewer steps by default.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from . import bench
+from .analysis import count_flops
+from .data import OFFLINE_ARCHIVE, resolve_auto
+from .precision import native_bf16, resolve_precision
+from .results import git_commit, results_root
+from .storage import write_atomic
+from .train import device_name, device_problem, resolve_device
+
+DEFAULT_MODELS = "cnn,resnet18,se_resnet18,densenet_cifar"
+
+
+def environment(device: torch.device) -> dict:
+    facts = {"device": device_name(device), "device_type": device.type,
+             "precision_auto": resolve_precision("auto", device), "native_bf16": native_bf16(device),
+             "torch_version": torch.__version__, "cuda_version": torch.version.cuda,
+             "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+             "gpus": torch.cuda.device_count(), "cpu_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        facts["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        facts["memory_gb"] = torch.cuda.get_device_properties(device).total_memory / 2**30
+    spec = resolve_auto()
+    facts["data_auto"] = spec
+    facts["data_found"] = spec in ("synthetic",) or (spec != "torchvision" and Path(spec).exists())
+    if spec == "torchvision":
+        facts["data_note"] = (f"no local copy (neither data/cifar-10-batches-py nor {OFFLINE_ARCHIVE}); "
+                              f"--data auto would download it")
+    return facts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m labkit.doctor", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=DEFAULT_MODELS)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 50 on a GPU, 5 on CPU)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>-doctor.json)")
+    args = p.parse_args(argv)
+    specs = [s.strip() for s in args.models.split(",") if s.strip()]
+    try:
+        if device_problem(args.device):
+            raise ValueError(device_problem(args.device))
+        for spec in specs:
+            bench.build(spec)
+        if (args.steps is not None and args.steps < 1) or args.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be ≥ 1")
+    except ValueError as err:
+        p.error(str(err))
+    device = resolve_device(args.device)
+    steps = args.steps or (50 if device.type == "cuda" else 5)
+    facts = environment(device)
+    for key, value in facts.items():
+        print(f"{key:>20}: {value}")
+    peaks = {"fp32": bench.matmul_peak(device, torch.float32), "bf16": bench.matmul_peak(device, torch.bfloat16)}
+    if device.type == "cuda":
+        peaks["fp16"] = bench.matmul_peak(device, torch.float16)
+    print(f"{'matmul peak':>20}: " + ", ".join(f"{k} {v / 1e3:.2f} TFLOP/s" for k, v in peaks.items()))
+    report = {"device": facts["device"], "kind": "doctor", "environment": facts, "torch_version": torch.__version__,
+              **git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "settings": {"steps": steps, "warmup_steps": bench.WARMUP_STEPS, "batch_size": args.batch_size,
+                           "repeats": 1, "reference_workers": 0},
+              "matmul_peak_gflops": peaks, "models": {}}
+    for spec in specs:
+        flops = count_flops(bench.build(spec))
+        run = bench.worker(spec, "fast", steps, args.batch_size, args.device, False)
+        fast = bench.summarise([run], flops, peaks.get(run["precision"], peaks["fp32"]))
+        report["models"][spec] = {"flops_per_image": flops, "fast": fast}
+        print(f"{spec:>20}: {fast['images_per_s']:,.0f} img/s, {fast['achieved_gflops'] / 1e3:.2f} TFLOP/s "
+              f"({fast['peak_share']:.0%} of the {run['precision']} matmul peak), peak memory "
+              f"{fast['peak_memory_mb']:,.0f} MB", flush=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", facts["device"].lower()).strip("-")
+    path = Path(args.output) if args.output else results_root() / "benchmarks" / f"{slug}-doctor.json"
+    write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+    bench.figure(report, path.with_suffix(".png"))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Redraw the figures each architecture notebook saves (predictions and the look inside the model)
+for runs already in results/, from their saved weights, without retraining. Used when the
+figure code changes; the executed notebooks of those runs keep the figures they were run with.
+
+    python scripts/refresh_run_figures.py [RUN ...]      # default: every run in results/
+"""
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from labkit import lab  # noqa: E402
+from labkit.data import load_cifar10  # noqa: E402
+from labkit.evaluate import predict  # noqa: E402
+from labkit.results import list_runs, load_model, read_metrics, run_dir  # noqa: E402
+
+
+def refresh(run_name: str, data) -> list[str]:
+    metrics = read_metrics(run_dir(run_name))
+    model = load_model(run_name)
+    index = lab.prediction_sample(data)
+    probabilities = predict(model, data.test_images[index], tta=metrics["test_tta"], precision=metrics["precision"])
+    figures = {"predictions": (lab.predictions_figure(probabilities, data, index, run_name), None)}
+    name, look, table = lab.architecture_look(metrics["model"], model, data, run_name)
+    figures[name] = (look, table)
+    for figure_name, (figure, numbers) in figures.items():
+        lab.save_figure(figure, run_name, figure_name, numbers)
+        plt.close(figure)
+    return list(figures)
+
+
+if __name__ == "__main__":
+    runs = sys.argv[1:] or list_runs()
+    data = load_cifar10(read_metrics(run_dir(runs[0]))["data_location"]) if runs else None
+    for run in runs:
+        print(run, "→", ", ".join(refresh(run, data)), flush=True)
