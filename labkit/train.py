@@ -31,11 +31,12 @@ from .models import available_models, build_model, check_model_name, count_param
 from .precision import PRECISIONS, autocast, grad_scaler, resolve_precision
 from .progress import progress_bar
 from .results import RESERVED_NAMES, git_commit, run_dir, save_run
-from .runlock import RunInUseError, claim_run
+from .runlock import RunInUseError, claim_run, release_run
 from .storage import StorageError
 
 # Epoch budgets of the real runs (issue: CNN 30, the others 15).
 RECOMMENDED_EPOCHS = {"cnn": 30}
+SYNTHETIC_VAL_SIZE = 100   # the synthetic set has 1,000 train images: CIFAR's 5,000 would not fit
 
 
 HOST_SYNC_STEPS = 50      # on CUDA, steps between reads of loss and accuracy by the host
@@ -200,8 +201,23 @@ def fit(config: TrainConfig, data: datalib.Cifar10 | None = None, *, stop_after:
     `data` defaults to `load_cifar10(config.data)`. `stop_after=k` trains up to epoch k,
     checkpoints and returns None (to split a long run across sessions; resume later).
     `evaluate_test=False` (recipe tuning, judged on val) never touches the test split.
+    The run name stays claimed by this process (labkit.runlock) until `save_run` publishes the
+    result; it is released at once when there is nothing to publish or training fails.
     """
     check_stop_after(stop_after)
+    try:
+        result = train_run(config, data, stop_after, evaluate_test)
+    except BaseException:
+        release_run(config.run_name)
+        raise
+    if result is None or result.test is None:
+        release_run(config.run_name)
+    return result
+
+
+def train_run(config: TrainConfig, data: datalib.Cifar10 | None, stop_after: int | None,
+              evaluate_test: bool) -> FitResult | None:
+    """The body of `fit`: set-up, resume, the epochs, the final evaluation."""
     context = distributed.from_environment()
     device = distributed.start(context, resolve_device(config.device))
     precision = resolve_precision(config.precision, device)
@@ -380,7 +396,8 @@ def train_one_epoch(model: nn.Module, loader: datalib.BatchLoader, optimizer: to
     correct = torch.zeros((), device=device, dtype=torch.int64)
     non_finite = torch.zeros((), device=device, dtype=torch.int64)   # in the current sync window
     seen, loss_value = 0, float("nan")
-    bar = progress_bar(len(loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}", config.progress)
+    bar = progress_bar(len(loader), f"{config.run_name} epoch {epoch + 1}/{config.epochs}",
+                       config.progress and context.is_main)
     for step, (x, y) in enumerate(loader):
         with autocast(device, precision):
             logits = model(x)
@@ -457,10 +474,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="resnet18", choices=available_models())
     for f in fields(TrainConfig):
         if f.name in ("model", "epochs", "resume", "overwrite", "progress", "channels_last", "compile",
-                      "memory_efficient", "tta", "sync_batchnorm"):
+                      "memory_efficient", "tta", "sync_batchnorm", "val_size"):
             continue
         p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     p.add_argument("--epochs", type=int, default=None, help="default: 30 for cnn, 15 for the others")
+    p.add_argument("--val-size", type=int, default=None,
+                   help=f"train images held out for validation (default: {TrainConfig.val_size}; "
+                        f"{SYNTHETIC_VAL_SIZE} with --data synthetic, whose train split has 1,000 images)")
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run's existing checkpoint and results (otherwise a fresh run refuses)")
@@ -483,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     download, stop_after = args.pop("download"), args.pop("stop_after")
     if args["epochs"] is None:
         args["epochs"] = RECOMMENDED_EPOCHS.get(args["model"], 15)
+    if args["val_size"] is None:
+        args["val_size"] = SYNTHETIC_VAL_SIZE if args["data"] == "synthetic" else TrainConfig.val_size
     try:
         check_stop_after(stop_after)
         config = TrainConfig(**args)

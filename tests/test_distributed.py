@@ -114,3 +114,19 @@ def test_weights_saved_through_a_wrapper_load_into_the_plain_model():
     assert plain_keys({f"module.{k}": v for k, v in model.state_dict().items()}).keys() == model.state_dict().keys()
     assert plain_keys({f"_orig_mod.{k}": v for k, v in model.state_dict().items()}).keys() == model.state_dict().keys()
     assert plain_keys(wrapped).keys() == model.state_dict().keys()
+
+
+@pytest.mark.parametrize("first, second", [(True, False), (False, True)])
+def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tiny_data, monkeypatch, first, second):
+    from labkit.train import TrainConfig, fit
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))  # no C++ toolchain
+    config = dict(model="cnn", epochs=2, batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02)
+    whole = fit(TrainConfig(run_name="plain", **config), tiny_data)
+    fit(TrainConfig(run_name="mixed", compile=first, **config), tiny_data, stop_after=1)
+    saved = load_verified(checkpoint_path("mixed"))[0]["model"]
+    assert not any(key.startswith(("_orig_mod.", "module.")) for key in saved)
+    resumed = fit(TrainConfig(run_name="mixed", compile=second, resume=True, **config), tiny_data)
+    for key, value in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value)

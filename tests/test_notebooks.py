@@ -54,3 +54,22 @@ def test_comparison_notebook_reads_the_given_runs(tmp_path, monkeypatch):
     text = output.read_text()
     assert "'se_resnet18': 'missing'" in text
     assert "Residual models beat the plain CNN" in text and "missing run(s): se_resnet18" in text
+
+
+def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_epochs(tmp_path, monkeypatch):
+    """papermill output keeps the epoch summaries only; after a resume it lists the epochs from
+    the checkpoint's history too."""
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_PROGRESS_INTERVAL", "0")     # redraw at every step: the worst case
+    fit(TrainConfig(model="cnn", epochs=2, batch_size=64, val_size=100, data="synthetic", progress=False),
+        synthetic_cifar10(), stop_after=1)
+    output = tmp_path / "out.ipynb"
+    monkeypatch.setenv("LABKIT_SMOKE", "0")
+    pm.execute_notebook(str(NOTEBOOKS / "01_cnn.ipynb"), str(output), kernel_name="python3", progress_bar=False,
+                        parameters=dict(epochs=2, batch_size=64, val_size=100, data="synthetic", resume=True))
+    [training] = [c for c in nbformat.read(output, 4).cells if c.cell_type == "code" and "fit(config" in c.source]
+    texts = [o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in training.outputs]
+    shown = "".join(texts)
+    assert "steps (" not in shown and "%|" not in shown        # no stale bars
+    assert "resumed cnn from" in shown and "[cnn] epoch 1/2" in shown and "[cnn] epoch 2/2" in shown

@@ -11,6 +11,7 @@ from labkit.data import synthetic_cifar10
 from labkit.models import build_model
 from labkit.storage import load_verified
 from labkit.train import NonFiniteLossError, TrainConfig, fit
+from tests.test_train import NaNAfter
 
 FP16 = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02, precision="fp16")
 
@@ -74,22 +75,8 @@ def test_fp16_resume_with_the_scaler_is_exact(tiny_data):
     assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
 
 
-class NaNFrom(nn.Module):
-    def __init__(self, inner, n):
-        super().__init__()
-        self.inner, self.n, self.calls = inner, n, 0
-
-    def forward(self, x):
-        out = self.inner(x)
-        if self.training:
-            self.calls += 1
-            if self.calls >= self.n:
-                out = out * math.nan
-        return out
-
-
 def test_a_loss_that_stays_non_finite_still_stops_an_fp16_run(tiny_data, monkeypatch):
-    monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: NaNFrom(build_model("cnn"), 2))
+    monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), 2))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch \d, step \d+ .*stayed non-finite for 11 "
                                                  r"steps; the last good checkpoint"):
         fit(TrainConfig(run_name="nan16", epochs=3, **FP16), tiny_data)
