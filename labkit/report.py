@@ -201,7 +201,7 @@ def build(root: Path, output: Path) -> str:
             path = figures / f"comparison_{key}.png"
             save(fig, path)
             lines += [f"![comparison {key}]({link(path)})", ""]
-        every_run = compare.load_runs(tuple(dict.fromkeys([*runs, *list_runs(root)])), root)
+        every_run = {**runs, **compare.load_runs([n for n in list_runs(root) if n not in runs], root, problems)}
         lines += ["## The lab report said, we measure", "",
                   "For each model, its longest run in `results/`; a gap counts only beyond two standard errors of "
                   "the test accuracy.", "",
