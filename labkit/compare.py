@@ -353,6 +353,35 @@ def benchmark_table(bench: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+PIPELINES = ("reference", "fast", "compiled")
+
+
+def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per device, model and setting (batch size, pipeline): the newest measurement of it
+    across the benchmark files. Also returns the files none of whose measurements is the newest."""
+    newest: dict[tuple, tuple[str, str, dict, dict]] = {}
+    for stem, bench in benchmarks.items():
+        for model, entry in bench.get("models", {}).items():
+            for pipeline in PIPELINES:
+                if pipeline in entry:
+                    key = (bench["device"], model, bench["settings"]["batch_size"], pipeline)
+                    if key not in newest or bench["date"] > newest[key][0]:
+                        newest[key] = (bench["date"], stem, bench, entry)
+    rows = []
+    for (device, model, batch, pipeline), (date, stem, bench, entry) in sorted(newest.items()):
+        measured = entry[pipeline]
+        reference = entry.get("reference", {}).get("images_per_s")
+        rows.append({"device": device, "model": model, "batch": batch, "pipeline": pipeline,
+                     "precision": measured.get("precision", ""), "img/s": measured["images_per_s"],
+                     "× reference": measured["images_per_s"] / reference if reference and pipeline != "reference" else None,
+                     "share of matmul peak": measured.get("peak_share"), "peak mem (MB)": measured.get("peak_memory_mb"),
+                     "bf16 matmul peak (GFLOP/s)": bench["matmul_peak_gflops"]["bf16"],
+                     "file": f"{stem}.json", "date": date[:10]})
+    used = {row["file"] for row in rows}
+    older = [stem for stem in benchmarks if "models" in benchmarks[stem] and f"{stem}.json" not in used]
+    return pd.DataFrame(rows).set_index(["model", "batch", "pipeline"]) if rows else pd.DataFrame(), older
+
+
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """Human formatting for display (percentages, thousands separators)."""
     shown = table.copy()

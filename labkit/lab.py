@@ -14,13 +14,17 @@ import pandas as pd
 import torch
 from torch import nn
 
+import matplotlib.pyplot as plt
+
 from . import analysis, plots
+from .beyond import AnalysisSettings, save_analysis
 from .data import BatchLoader, Cifar10, load_cifar10
 from .evaluate import TTA_LEVELS
+from .models import available_models
 from .paths import smoke_mode
-from .results import run_dir
+from .results import list_runs, results_root, run_dir, save_run
 from .storage import write_atomic
-from .train import TrainConfig
+from .train import TrainConfig, fit
 
 SMOKE = smoke_mode()
 SMOKE_SETTINGS = dict(data="synthetic", epochs=1, val_size=100, batch_size=64, train_subset=0, resume=False)
@@ -143,10 +147,10 @@ def per_class_table(result) -> pd.DataFrame:
     return table
 
 
-def save_figure(fig, run_name: str, name: str, table: pd.DataFrame | None = None) -> Path:
-    """Keep a notebook figure with its run: results/<run>/figures/<name>.png, and the numbers
-    it plots as <name>.csv when given (the report reads them)."""
-    path = run_dir(run_name) / "figures" / f"{name}.png"
+def save_figure(fig, run_name: str, name: str, table: pd.DataFrame | None = None, root: Path | None = None) -> Path:
+    """Keep a notebook figure with its run: results/<run>/figures/<name>.png (under `root` if
+    given), and the numbers it plots as <name>.csv when given (the report reads them)."""
+    path = (root / run_name if root else run_dir(run_name)) / "figures" / f"{name}.png"
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     write_atomic(path, buffer.getvalue())
@@ -244,3 +248,67 @@ def densenet_benchmarks() -> pd.DataFrame:
                 rows.append({"benchmark": file, "batch": bench["settings"]["batch_size"], "model": name,
                              "img/s": fast["images_per_s"], "peak memory (MB)": fast["peak_memory_mb"]})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- 06_analysis
+
+ANALYSIS_SMOKE_SIZES = dict(calibration_size=200, corruption_size=50, attack_size=20)
+
+
+def model_of_run(run_name: str) -> str:
+    """The model a run name stands for: 'resnet18' and 'resnet18-40ep' both mean resnet18."""
+    for model in sorted(available_models(), key=len, reverse=True):
+        if run_name == model or run_name.startswith(model + "-"):
+            return model
+    raise ValueError(f"run name {run_name!r} does not start with a model name ({', '.join(available_models())})")
+
+
+def configure_analysis(runs: str, results_dir: str, epsilons: str, **settings):
+    """Check the analysis notebook's parameters: (run names, results root or None, AnalysisSettings).
+    Every run must be in the results root. In smoke mode the subsets shrink, and a run that is
+    not there is trained for one epoch on synthetic data first."""
+    reject_unknown_parameters(["runs", "results_dir", "epsilons", "data", "save", *settings])
+    names = [name.strip() for name in runs.split(",") if name.strip()]
+    if not names:
+        raise ValueError("runs is empty; give run names separated by commas, e.g. 'cnn,resnet18'")
+    root = Path(results_dir) if results_dir else None
+    if root is not None and not root.is_dir():
+        raise ValueError(f"results_dir {results_dir!r} is not a folder")
+    try:
+        budgets = tuple(float(e) for e in str(epsilons).split(",") if e.strip())
+    except ValueError:
+        raise ValueError(f"epsilons must be numbers separated by commas (in units of 1/255), got {epsilons!r}") from None
+    config = AnalysisSettings(epsilons=budgets, **settings)
+    if SMOKE:
+        config = AnalysisSettings(**{**settings, **ANALYSIS_SMOKE_SIZES, "epsilons": budgets})
+        print("LABKIT_SMOKE=1: smoke mode, small subsets; runs come from", root or results_root())
+        for name in names:
+            if not ((root or results_root()) / name / "metrics.json").is_file():
+                save_run(fit(TrainConfig(model=model_of_run(name), run_name=name, progress=False, **SMOKE_SETTINGS)))
+    missing = [name for name in names if not ((root or results_root()) / name / "metrics.json").is_file()]
+    if missing:
+        raise ValueError(f"no saved run {', '.join(missing)} in {root or results_root()}; runs there: "
+                         f"{', '.join(list_runs(root)) or 'none'}")
+    return names, root, config
+
+
+def analysis_data(data: str) -> Cifar10:
+    """The data set to analyse on: the one the runs trained on (synthetic in smoke mode)."""
+    return load_cifar10("synthetic" if SMOKE else data)
+
+
+def gradcam_figure(analyses: dict, data: Cifar10, picks: dict):
+    """The picked test images, then each analysed run's Grad-CAM over them."""
+    index = torch.tensor(picks["test_indices"], dtype=torch.long)
+    captions = [f"{data.classes[int(data.test_labels[i])]}\n{kind}" for i, kind in zip(index.tolist(), picks["kinds"])]
+    return plots.gradcam_overlays(data.test_images[index], {name: a.summary["gradcam"] for name, a in analyses.items()},
+                                  captions)
+
+
+def save_analyses(analyses: dict, data: Cifar10, picks: dict, root: Path | None = None) -> None:
+    """Each run's analysis.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
+    for name, analysis in analyses.items():
+        print("saved", save_analysis(analysis, root))
+        fig = gradcam_figure({name: analysis}, data, picks)
+        save_figure(fig, name, "gradcam", root=root)
+        plt.close(fig)

@@ -155,3 +155,87 @@ def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes, title: st
     fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="mean gate")
     fig.suptitle(f"{title} (last block of each stage)", y=1.04)
     return fig
+
+
+def reliability_diagrams(summaries: dict[str, dict]):
+    """Per run: accuracy against confidence in 15 bins, before and after temperature scaling;
+    bars below the diagonal are over-confident, above it under-confident."""
+    fig, axes = plt.subplots(1, len(summaries), figsize=(3.2 * len(summaries), 3.4), squeeze=False)
+    for ax, (name, s) in zip(axes[0], summaries.items()):
+        c = s["calibration"]
+        for key, label, style in (("bins_before", f"T = 1: ECE {c['before']['ece']:.1%}", dict(alpha=0.45)),
+                                  ("bins_after", f"T = {c['temperature']:.2f}: ECE {c['after']['ece']:.1%}",
+                                   dict(fill=False, edgecolor="black"))):
+            bins = [b for b in c[key] if b["count"]]
+            ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / len(c[key]), align="edge",
+                   color=model_colour(name), label=label, **style)
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=name)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylabel("accuracy in the bin")
+    fig.tight_layout()
+    return fig
+
+
+def corruption_heatmaps(summaries: dict[str, dict]):
+    """Per run: accuracy for each corruption (rows) at severities 1–5 (columns)."""
+    fig, axes = plt.subplots(1, len(summaries), figsize=(2.6 * len(summaries) + 1.5, 5.2), squeeze=False,
+                             sharey=True)
+    for ax, (name, s) in zip(axes[0], summaries.items()):
+        table = s["corruptions"]["accuracy"]
+        values = np.array([[row[k] for k in sorted(row, key=int)] for row in table.values()])
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (r, col), v in np.ndenumerate(values):
+            ax.text(col, r, f"{v:.0%}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+        ax.set_xticks(range(values.shape[1]), [str(k) for k in range(1, values.shape[1] + 1)])
+        ax.set_yticks(range(len(table)), list(table))
+        ax.set(xlabel="severity", title=f"{name}\nmean {s['corruptions']['mean_accuracy']:.1%}, "
+                                        f"clean {s['corruptions']['clean_accuracy']:.1%}")
+        ax.title.set_fontsize(8)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.7, label="accuracy")
+    return fig
+
+
+def attack_curves(summaries: dict[str, dict]):
+    """Accuracy against the L∞ budget ε, FGSM dashed and PGD-10 solid, one colour per run."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, s in summaries.items():
+        a = s["attacks"]
+        eps = [0.0] + [float(e) for e in a["pgd"]]
+        for attack, style in (("fgsm", "--"), ("pgd", "-")):
+            ax.plot(eps, [a["clean"]] + list(a[attack].values()), style, marker="o", color=model_colour(name),
+                    label=f"{name} {attack.upper()}")
+    ax.set(xscale="symlog", xlabel="ε (× 1/255), 0 = clean", ylabel="accuracy", ylim=(0, 1),
+           title="adversarial accuracy: FGSM (dashed), PGD-10 (solid)")
+    ax.set_xticks([0.0] + [float(e) for e in next(iter(summaries.values()))["attacks"]["pgd"]])
+    ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.grid(alpha=0.3), ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list[str]):
+    """The images (first row, with `captions`), then per run (a row each) its Grad-CAM maps over
+    them, titled with the prediction and its confidence; wrong predictions in red.
+    rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
+    from .gradcam import upsample
+
+    columns = len(images)
+    fig, axes = plt.subplots(len(rows) + 1, columns, figsize=(1.45 * columns, 1.65 * (len(rows) + 1)), squeeze=False)
+    pictures = images.permute(0, 2, 3, 1).cpu().numpy()
+    for ax, picture, caption in zip(axes[0], pictures, captions):
+        ax.imshow(picture)
+        ax.set_title(caption, fontsize=6)
+    for r, (name, row) in enumerate(rows.items(), start=1):
+        maps = upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy()
+        for c, ax in enumerate(axes[r]):
+            ax.imshow(pictures[c])
+            ax.imshow(maps[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            wrong = row["predicted"][c] != row["true"][c]
+            ax.set_title(f"{row['predicted'][c]} {row['confidence'][c]:.0%}", fontsize=6,
+                         color="crimson" if wrong else "black")
+        axes[r][0].set_ylabel(f"{name}\n{row['layer']} ({row['map_size']}×{row['map_size']})", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,4 @@
-"""Writes notebooks/*.ipynb, so the five notebooks share one structure and stay in step
+"""Writes notebooks/*.ipynb, so the six notebooks share one structure and stay in step
 with labkit. Edit this file, then run `python scripts/build_notebooks.py`."""
 from pathlib import Path
 
@@ -231,6 +231,96 @@ def comparison_notebook() -> nbformat.NotebookNode:
     return new_notebook(cells=cells, metadata=KERNEL)
 
 
+ANALYSIS_PARAMETERS = """# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
+runs = "cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"  # saved runs to analyse, comma-separated
+data = "auto"                 # the data set the runs trained on: "auto", "torchvision", or the path they used
+calibration_size = 10000      # test images for calibration (10000: the whole test split)
+corruption_size = 1000        # test images corrupted at each corruption and severity
+attack_size = 1000            # test images attacked at each ε
+epsilons = "0.5,1,2,4,8"      # L∞ attack budgets in units of 1/255, comma-separated
+seed = 0                      # seeds the subsets and the random parts of corruptions and attacks
+device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
+precision = "auto"            # "auto" (bf16 where native), "bf16", "fp16", "fp32"
+results_dir = ""              # results root; empty means labkit's default (results/ or $LABKIT_RESULTS)
+save = True                   # write results/<run>/analysis.json and figures/gradcam.png"""
+
+
+def analysis_notebook() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell("""# Beyond the lab report: calibration, robustness and what the networks look at
+
+The lab report asked for accuracy, per-class results and speed. A reviewer of image classifiers asks next:
+
+- **Are the probabilities trustworthy?** Expected calibration error (ECE, 15 bins), NLL and Brier score on
+  the test split, before and after *temperature scaling* (one scalar T dividing the logits, fitted on the
+  validation split). For scale: an uncalibrated CIFAR-10 ResNet-110 has ECE 4.6 %, and 0.83 % after
+  temperature scaling (Guo et al., 2017). Our models train with label smoothing, which lowers confidence.
+- **How do they hold up when images are degraded?** Fifteen corruptions in the manner of CIFAR-10-C
+  (noises, blurs, contrast, brightness, saturate, pixelate, JPEG, elastic) at severities 1–5. These are
+  generated here from our JPEG copy, so the numbers compare our models with each other and are *not*
+  comparable to published CIFAR-10-C figures (for scale only: a standard ResNet-18 has about 74 % mean
+  corruption accuracy at 95 % clean).
+- **And when they are attacked?** FGSM and PGD-10 (L∞) at ε = 0.5–8/255, by torchattacks.
+- **What do they look at?** Grad-CAM of each model's prediction on the same 8 test images, 4 that every
+  model gets right and 4 that most get wrong.
+
+Every analysis runs on fixed, stratified, seeded test subsets; sizes are parameters."""),
+        new_code_cell(ANALYSIS_PARAMETERS, metadata={"tags": ["parameters"]}),
+        new_code_cell("""import pandas as pd
+
+from labkit import beyond, explorer, lab, plots
+
+# Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the subsets.
+names, root, settings = lab.configure_analysis(runs=runs, results_dir=results_dir, epsilons=epsilons,
+                                               calibration_size=calibration_size, corruption_size=corruption_size,
+                                               attack_size=attack_size, seed=seed, device=device, precision=precision)
+data_set = lab.analysis_data(data)
+settings"""),
+        new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
+                          "The corrupted images are made once and shared by all runs."),
+        new_code_cell("analyses = beyond.analyse_runs(names, data_set, settings, root)\n"
+                      "summaries = {name: a.summary for name, a in analyses.items()}"),
+        new_markdown_cell("""## Calibration
+ECE is the gap between confidence and accuracy, averaged over 15 confidence bins weighted by their image
+counts; NLL and Brier score reward confident right answers and punish confident wrong ones. Columns with
+(T) are after temperature scaling. T < 1 sharpens under-confident probabilities, T > 1 softens
+over-confident ones."""),
+        new_code_cell("beyond.calibration_table(summaries)"),
+        new_code_cell("plots.reliability_diagrams(summaries);"),
+        new_markdown_cell("""## Corruption robustness
+Accuracy for each corruption, averaged over its five severities, and the mean over all 75 corrupted sets
+(the *mean corruption accuracy*), on the same corrupted images for every model."""),
+        new_code_cell("beyond.corruption_table(summaries)"),
+        new_code_cell("plots.corruption_heatmaps(summaries);"),
+        new_markdown_cell("""## Adversarial robustness
+Accuracy on attacked images; ε is the largest change to any pixel, in grey levels of 255. None of these
+models was trained to resist attacks, so a few grey levels of PGD usually bring them near zero."""),
+        new_code_cell("beyond.attack_table(summaries)"),
+        new_code_cell("plots.attack_curves(summaries);"),
+        new_markdown_cell("""## Grad-CAM: what each model looks at
+The gradient of the predicted class's score weighs the channels of the deepest stage whose maps are
+still at least 4×4; red is where the evidence is. The CIFAR ResNets and DenseNet explain with 4×4 maps
+and the CNN with 10×10. The ImageNet-stem variant shrinks the image to 8×8 before its first stage, and
+its last two stages are 2×2 and 1×1, which cannot localise anything; its maps come from layer2 (4×4),
+halfway through the network."""),
+        new_code_cell("picks = beyond.pick_gradcam_images(list(analyses.values()), data_set.test_labels, settings.seed)\n"
+                      "for analysis in analyses.values():\n"
+                      "    beyond.add_gradcam(analysis, data_set, picks)\n"
+                      "lab.gradcam_figure(analyses, data_set, picks);"),
+        new_markdown_cell("""## Explorer
+Pick a model, a true class and a predicted class (a cell of the confusion matrix) to see those test
+images with the model's top-3 probabilities; choose one to see every model's prediction and Grad-CAM
+side by side. Above the widgets, the same views for the default selection as plain figures."""),
+        new_code_cell("view = explorer.show(analyses, data_set)"),
+        new_markdown_cell("## Time taken and saving\nWall time per analysis and run (minutes), then "
+                          "`results/<run>/analysis.json` and `results/<run>/figures/gradcam.png`, which "
+                          "`python -m labkit.report` reads."),
+        new_code_cell("display(beyond.wall_time_table(summaries).round(2))\n"
+                      "if save:\n    lab.save_analyses(analyses, data_set, picks, root)"),
+    ]
+    return new_notebook(cells=cells, metadata=KERNEL)
+
+
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
 
@@ -238,6 +328,7 @@ if __name__ == "__main__":
     NOTEBOOKS.mkdir(exist_ok=True)
     books = {name: architecture_notebook(name, spec) for name, spec in ARCHITECTURES.items()}
     books["05_comparison"] = comparison_notebook()
+    books["06_analysis"] = analysis_notebook()
     for name, book in books.items():
         for index, cell in enumerate(book.cells):
             cell.id = f"cell-{index:02d}"  # stable ids keep regenerated notebooks diff-free

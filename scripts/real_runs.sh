@@ -27,4 +27,10 @@ run 02_resnet18 resnet18 15
 run 04_se_resnet18 se_resnet18 15
 run 03_densenet densenet_cifar 15
 papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
+analysed="cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"
+if python -c "import sys; from labkit import beyond; sys.exit(not beyond.analyses_current(sys.argv[1].split(',')))" "$analysed"; then
+  echo "every analysis in results/ is from the present weights; skipping notebooks/06_analysis"
+else
+  papermill -k python3 --log-output notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data" -p runs "$analysed"
+fi
 python -m labkit.report

@@ -73,3 +73,18 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     shown = "".join(texts)
     assert "steps (" not in shown and "%|" not in shown        # no stale bars
     assert "resumed cnn from" in shown and "[cnn] epoch 1/2" in shown and "[cnn] epoch 2/2" in shown
+
+
+@pytest.mark.parametrize("parameters, message", [
+    (dict(epsilons="1,two"), "epsilons must be numbers separated by commas"),
+    (dict(runs="no_such_run"), "no saved run no_such_run in"),
+    (dict(attack_size=3), "attack_size must be an integer ≥ 10"),
+    (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: attack_size, calibration_size"),
+])
+def test_the_analysis_notebook_fails_in_its_first_code_cell_on_bad_parameters(tmp_path, monkeypatch, parameters,
+                                                                              message):
+    monkeypatch.setenv("LABKIT_SMOKE", "0")      # no smoke runs made up for a missing run
+    with pytest.raises(pm.PapermillExecutionError) as error:
+        pm.execute_notebook(str(NOTEBOOKS / "06_analysis.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                            progress_bar=False, parameters=parameters)
+    assert message in error.value.evalue

@@ -1,0 +1,296 @@
+"""Beyond the lab report: calibration, corruption and adversarial robustness, and Grad-CAM for
+the trained runs in results/, as `notebooks/06_analysis.ipynb` runs them.
+
+    analyse_run(name, data, settings)   calibration, corruptions and attacks for one run
+    pick_gradcam_images(analyses)       the same 8 test images for every model: 4 that all get
+                                        right, 4 that most get wrong
+    add_gradcam(analysis, data, picks)  each model's Grad-CAM maps of its predicted class
+    save_analysis(analysis)             results/<run>/analysis.json, with provenance
+
+Every analysis uses fixed, stratified, seeded test subsets (sizes in `AnalysisSettings`), and
+the temperature is fitted on the run's own validation split, the train images it held out.
+The analysis records the sha256 of the weights it read, so a report can tell when a run has
+been retrained since (the analysis is then stale: rerun the notebook).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from . import adversarial, calibration, corruptions, gradcam
+from .data import Cifar10, DataError, subset_indices, train_val_split
+from .evaluate import predict
+from .precision import resolve_precision
+from .results import RunDataError, git_commit, load_model, read_metrics, results_root
+from .storage import write_atomic
+from .train import device_name, finite_number, resolve_device
+
+ANALYSIS_FILE = "analysis.json"
+ANALYSIS_VERSION = 1
+GRADCAM_RIGHT = GRADCAM_WRONG = 4
+
+
+@dataclass
+class AnalysisSettings:
+    calibration_size: int = 10_000   # test images for calibration (10,000: the whole test split)
+    corruption_size: int = 1_000     # test images corrupted at each corruption and severity
+    attack_size: int = 1_000         # test images attacked at each ε
+    epsilons: tuple[float, ...] = adversarial.EPSILONS   # L∞ budgets, × 1/255
+    seed: int = 0                    # seeds the subsets and the random parts of corruptions and attacks
+    device: str = "auto"
+    precision: str = "auto"          # as for training: bf16 where native, fp32 elsewhere
+
+    def __post_init__(self):
+        self.epsilons = tuple(float(e) for e in self.epsilons)
+        for name in ("calibration_size", "corruption_size", "attack_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 10:
+                raise ValueError(f"{name} must be an integer ≥ 10 (one image per class at least), got {value!r}")
+        if not self.epsilons or any(not finite_number(e) or e <= 0 for e in self.epsilons):
+            raise ValueError(f"epsilons must be positive numbers (in units of 1/255), got {list(self.epsilons)}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be one of auto, bf16, fp16, fp32, got {self.precision!r}")
+        resolve_device(self.device)   # raises on an unknown or absent device
+
+
+@dataclass
+class RunAnalysis:
+    run_name: str
+    model: nn.Module
+    test_index: Tensor          # the calibration subset of the test split
+    probabilities: Tensor       # the model's probabilities on it (no TTA), N×C
+    summary: dict = field(default_factory=dict)   # what analysis.json holds
+
+
+def test_subset(labels: Tensor, size: int, seed: int) -> Tensor:
+    """A stratified, seeded subset of test indices; the whole split when `size` covers it."""
+    return torch.arange(len(labels)) if size >= len(labels) else subset_indices(labels, size, seed).sort().values
+
+
+def weights_sha256(run_name: str, root: Path | None = None) -> str:
+    return hashlib.sha256(((root or results_root()) / run_name / "model.pt").read_bytes()).hexdigest()
+
+
+def check_same_data(run_name: str, metrics: dict, data: Cifar10) -> None:
+    """The validation split is only held out if the data set is the one the run trained on."""
+    if metrics.get("data_checksum") != data.checksum:
+        raise DataError(f"run {run_name!r} was trained on {metrics.get('data_source')} data from "
+                        f"{metrics.get('data_location')} (checksum {str(metrics.get('data_checksum'))[:12]}…), but the "
+                        f"data given is {data.source} from {data.location} (checksum {data.checksum[:12]}…); its "
+                        "validation split would include images the run trained on. Pass the run's data set")
+
+
+def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings | None = None,
+                 root: Path | None = None, log=print) -> dict[str, RunAnalysis]:
+    """`analyse_run` for each run, corrupting the images once for all of them."""
+    settings = settings or AnalysisSettings()
+    started = time.perf_counter()
+    shared = corrupted_sets(data, settings)
+    making = time.perf_counter() - started
+    analyses = {name: analyse_run(name, data, settings, root, log, corrupted=shared) for name in run_names}
+    for analysis in analyses.values():   # made once for all the runs, so not in any run's total
+        analysis.summary["corrupted_sets_made_in_s"] = making
+    return analyses
+
+
+def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None = None, root: Path | None = None,
+                log=print, corrupted: dict | None = None) -> RunAnalysis:
+    """Calibration, corruption robustness and adversarial robustness of a saved run.
+    `corrupted`: the output of `corrupted_sets` for these settings, to share it between runs."""
+    settings = settings or AnalysisSettings()
+    metrics = read_metrics((root or results_root()) / run_name)
+    check_same_data(run_name, metrics, data)
+    config = metrics["config"]
+    if not config.get("val_size"):
+        raise ValueError(f"run {run_name!r} held out no validation images (val_size 0), so there is nothing to fit "
+                         "the temperature on without touching the test split")
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    model = load_model(run_name, root).to(device, memory_format=torch.channels_last)
+    options = dict(device=device, precision=precision)
+    timings, started = {}, time.perf_counter()
+
+    log(f"[{run_name}] calibration: val split, then {settings.calibration_size:,} test images")
+    _, val_idx = train_val_split(data.train_labels, config["val_size"], config["seed"])
+    test_idx = test_subset(data.test_labels, settings.calibration_size, settings.seed)
+    val_p = predict(model, data.train_images[val_idx], **options)
+    test_p = predict(model, data.test_images[test_idx], **options)
+    calibrated = calibration.calibrate(val_p, data.train_labels[val_idx], test_p, data.test_labels[test_idx])
+    timings["calibration_s"] = time.perf_counter() - started
+
+    log(f"[{run_name}] corruptions: {len(corruptions.CORRUPTIONS)} × {len(corruptions.SEVERITIES)} severities on "
+        f"{settings.corruption_size:,} images")
+    mark = time.perf_counter()
+    robust = corruption_accuracy(model, corrupted or corrupted_sets(data, settings), options)
+    timings["corruptions_s"] = time.perf_counter() - mark
+
+    log(f"[{run_name}] FGSM and PGD-{adversarial.PGD_STEPS} at ε = {', '.join(f'{e:g}' for e in settings.epsilons)}/255 "
+        f"on {settings.attack_size:,} images")
+    mark = time.perf_counter()
+    attack_idx = test_subset(data.test_labels, settings.attack_size, settings.seed + 2)
+    attacks = adversarial.attack_accuracy(model, data.test_images[attack_idx], data.test_labels[attack_idx],
+                                          epsilons=settings.epsilons, seed=settings.seed, **options)
+    timings["attacks_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+
+    summary = {"version": ANALYSIS_VERSION, "run_name": run_name, "model": metrics["model"],
+               "calibration": calibrated, "corruptions": robust, "attacks": attacks,
+               "settings": {**asdict(settings), "device": str(device), "precision": precision},
+               "val_images": len(val_idx), "wall_time_s": timings, "device": device_name(device),
+               "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,
+               "weights_sha256": weights_sha256(run_name, root), "torch_version": torch.__version__,
+               "libraries": library_versions(), **git_commit(),
+               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    log(f"[{run_name}] ECE {calibrated['before']['ece']:.2%} → {calibrated['after']['ece']:.2%} (T = "
+        f"{calibrated['temperature']:.2f}); mean corruption accuracy {robust['mean_accuracy']:.2%} (clean "
+        f"{robust['clean_accuracy']:.2%}); PGD at {max(settings.epsilons):g}/255 {attacks['pgd'][f'{max(settings.epsilons):g}']:.2%}; "
+        f"{timings['total_s'] / 60:.1f} min")
+    return RunAnalysis(run_name, model, test_idx, test_p, summary)
+
+
+def corrupted_sets(data: Cifar10, settings: AnalysisSettings) -> dict:
+    """The corruption subset of the test split, clean and at every corruption and severity:
+    {"labels": …, "clean": uint8 images, (name, severity): uint8 images}."""
+    index = test_subset(data.test_labels, settings.corruption_size, settings.seed + 1)
+    images = data.test_images[index]
+    sets = {"labels": data.test_labels[index], "clean": images}
+    for name in corruptions.CORRUPTIONS:
+        for severity in corruptions.SEVERITIES:
+            sets[name, severity] = corruptions.corrupt(images, name, severity, settings.seed)
+    return sets
+
+
+def corruption_accuracy(model: nn.Module, sets: dict, options: dict) -> dict:
+    """{"images", "clean_accuracy", "accuracy": {corruption: {severity: acc}}, "mean_accuracy"}."""
+    def accuracy(batch: Tensor) -> float:
+        return float((predict(model, batch, **options).argmax(1) == sets["labels"]).float().mean())
+
+    table = {name: {str(s): accuracy(sets[name, s]) for s in corruptions.SEVERITIES} for name in corruptions.CORRUPTIONS}
+    every = [acc for row in table.values() for acc in row.values()]
+    return {"images": len(sets["labels"]), "clean_accuracy": accuracy(sets["clean"]), "accuracy": table,
+            "mean_accuracy": sum(every) / len(every)}
+
+
+def library_versions() -> dict:
+    from importlib.metadata import version
+    return {name: version(name) for name in ("torchvision", "torchmetrics", "torchattacks", "captum")}
+
+
+def pick_gradcam_images(analyses: list[RunAnalysis], labels: Tensor, seed: int = 0) -> dict:
+    """The same test images for every model: 4 that every model gets right, and 4 that the most
+    models get wrong (ties broken by a seeded shuffle). Returns {"test_indices", "kinds"}."""
+    index = analyses[0].test_index
+    if any(not torch.equal(a.test_index, index) for a in analyses):
+        raise ValueError("the analyses used different test subsets; run them with the same settings")
+    truth = labels[index]
+    wrong = torch.stack([a.probabilities.argmax(1) != truth for a in analyses]).sum(0)   # models wrong, per image
+    order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))
+    right = order[wrong[order] == 0][:GRADCAM_RIGHT]
+    by_wrong = order[torch.argsort(wrong[order], descending=True, stable=True)]
+    mistaken = by_wrong[wrong[by_wrong] > 0][:GRADCAM_WRONG]
+    chosen = torch.cat([right, mistaken])
+    return {"test_indices": index[chosen].tolist(),
+            "kinds": ["right for every model"] * len(right) +
+                     [f"wrong for {int(wrong[i])} of {len(analyses)} models" for i in mistaken]}
+
+
+def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
+    """Grad-CAM of the model's predicted class on the picked images, kept in the summary."""
+    started = time.perf_counter()
+    chosen = torch.tensor(picks["test_indices"], dtype=torch.long)
+    position = {int(t): i for i, t in enumerate(analysis.test_index.tolist())}
+    probabilities = analysis.probabilities[[position[int(t)] for t in chosen]]
+    predicted = probabilities.argmax(1)
+    maps, layer, side = gradcam.grad_cam(analysis.model.float(), data.test_images[chosen], predicted)
+    sides = {stage: side for stage, _, side in gradcam.feature_map_stages(analysis.model)}
+    analysis.summary["gradcam"] = {
+        "layer": layer, "map_size": side, "stage_map_sizes": sides, **picks,
+        "true": [data.classes[int(c)] for c in data.test_labels[chosen]],
+        "predicted": [data.classes[int(c)] for c in predicted],
+        "confidence": [round(float(p), 4) for p in probabilities.max(1).values],
+        "maps": [[[round(float(v), 3) for v in row] for row in m] for m in maps]}
+    timings = analysis.summary["wall_time_s"]
+    total = timings.pop("total_s") + time.perf_counter() - started
+    timings.update(gradcam_s=time.perf_counter() - started, total_s=total)   # total stays last
+    return analysis.summary["gradcam"]
+
+
+def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
+    path = (root or results_root()) / analysis.run_name / ANALYSIS_FILE
+    write_atomic(path, (json.dumps(analysis.summary, indent=1) + "\n").encode())
+    return path
+
+
+def load_analysis(run_name: str, root: Path | None = None) -> dict | None:
+    """A run's analysis.json, or None if it has none; a broken file raises RunDataError."""
+    path = (root or results_root()) / run_name / ANALYSIS_FILE
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunDataError(f"{path} is not valid JSON ({err}); it is truncated or damaged") from err
+    if not isinstance(summary, dict) or summary.get("version") != ANALYSIS_VERSION:
+        raise RunDataError(f"{path} is not a version-{ANALYSIS_VERSION} analysis; rerun notebooks/06_analysis.ipynb")
+    summary["stale"] = summary["weights_sha256"] != weights_sha256(run_name, root)
+    return summary
+
+
+def analyses_current(run_names: list[str], root: Path | None = None) -> bool:
+    """Whether every run has an analysis made from its present weights."""
+    for name in run_names:
+        try:
+            summary = load_analysis(name, root)
+        except RunDataError:
+            return False
+        if summary is None or summary["stale"]:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------- tables
+
+def calibration_table(summaries: dict[str, dict]):
+    import pandas as pd
+    rows = {}
+    for name, s in summaries.items():
+        c = s["calibration"]
+        rows[name] = {"T": c["temperature"], "ECE": c["before"]["ece"], "ECE (T)": c["after"]["ece"],
+                      "NLL": c["before"]["nll"], "NLL (T)": c["after"]["nll"],
+                      "Brier": c["before"]["brier"], "Brier (T)": c["after"]["brier"],
+                      "test acc (no TTA)": c["before"]["accuracy"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def corruption_table(summaries: dict[str, dict]):
+    """Rows: each corruption's mean over severities, then clean and mean corruption accuracy; columns: runs."""
+    import pandas as pd
+    table = pd.DataFrame({name: {c: sum(row.values()) / len(row) for c, row in s["corruptions"]["accuracy"].items()}
+                          for name, s in summaries.items()})
+    table.loc["clean (same images)"] = [s["corruptions"]["clean_accuracy"] for s in summaries.values()]
+    table.loc["mean corruption accuracy"] = [s["corruptions"]["mean_accuracy"] for s in summaries.values()]
+    return table.rename_axis("corruption")
+
+
+def attack_table(summaries: dict[str, dict]):
+    import pandas as pd
+    rows = {}
+    for name, s in summaries.items():
+        a = s["attacks"]
+        rows[name] = {"clean": a["clean"], **{f"FGSM {e}/255": v for e, v in a["fgsm"].items()},
+                      **{f"PGD {e}/255": v for e, v in a["pgd"].items()}}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def wall_time_table(summaries: dict[str, dict]):
+    import pandas as pd
+    return pd.DataFrame.from_dict({name: {k.removesuffix("_s") + " min": round(v / 60, 2)
+                                          for k, v in s["wall_time_s"].items()}
+                                   for name, s in summaries.items()}, orient="index").rename_axis("run")

@@ -1,0 +1,58 @@
+"""What does each network look at? Grad-CAM (Selvaraju et al., 2017) through captum's
+LayerGradCam: the gradient of the class score, averaged over a layer's map, weighs that layer's
+channels; the ReLU of the weighted sum is a coarse map of the evidence for the class.
+
+The layer is the deepest convolutional stage whose maps are still at least 4×4 (Grad-CAM on a
+2×2 or 1×1 map cannot say where anything is): conv2 of the CNN (10×10), layer4 of the CIFAR
+ResNets (4×4), the last dense block (4×4), but layer2 (4×4) of the ImageNet-stem variant, which
+has shrunk a 32×32 image to 8×8 before its first stage.
+"""
+from __future__ import annotations
+
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import Tensor, nn
+
+from .analysis import stage_summary, stages
+from .data import MEAN, STD
+
+NOT_FEATURE_MAPS = ("ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "Flatten", "Linear")
+MIN_MAP_SIZE = 4
+
+
+def feature_map_stages(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
+    """(name, module, map side) of every stage that outputs feature maps, in forward order."""
+    found = []
+    for row, (name, module) in zip(stage_summary(model), stages(model)):
+        shape = [int(s) for s in row["output_shape"].split("×")]
+        if row["type"] not in NOT_FEATURE_MAPS and len(shape) == 3:
+            found.append((name, module, shape[-1]))
+    return found
+
+
+def target_layer(model: nn.Module) -> tuple[str, nn.Module, int]:
+    """(name, module, map side) of the deepest stage with feature maps of at least 4×4."""
+    usable = [stage for stage in feature_map_stages(model) if stage[2] >= MIN_MAP_SIZE]
+    if not usable:
+        raise ValueError(f"{type(model).__name__} has no stage with maps of at least {MIN_MAP_SIZE}×{MIN_MAP_SIZE}")
+    return usable[-1]
+
+
+def grad_cam(model: nn.Module, images: Tensor, classes: Tensor) -> tuple[Tensor, str, int]:
+    """Grad-CAM maps for uint8 `images` (N×3×32×32) and the class to explain per image (N).
+    Returns (maps N×s×s at the layer's resolution, each scaled to a maximum of 1; layer name; s)."""
+    model = model.eval()
+    name, layer, side = target_layer(model)
+    device = next(model.parameters()).device
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    x = ((images.to(device).float() / 255 - mean) / std).requires_grad_(True)
+    maps = LayerGradCam(model, layer).attribute(x, target=classes.to(device).tolist(), relu_attributions=True)
+    maps = maps.detach().float().sum(1).cpu()                              # N×s×s
+    peak = maps.flatten(1).max(1).values.clamp(min=1e-12)
+    return maps / peak[:, None, None], name, side
+
+
+def upsample(maps: Tensor, size: int = 32) -> Tensor:
+    """Maps N×s×s bilinearly resized to N×size×size, for overlaying on the images."""
+    return LayerAttribution.interpolate(maps[:, None], (size, size), interpolate_mode="bilinear")[:, 0]
