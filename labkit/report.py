@@ -229,7 +229,10 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
     lines += ["### Adversarial robustness", "",
               f"Accuracy under FGSM and PGD-10 (L∞, step 2.5·ε/10, random start; torchattacks "
               f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images; ε in grey levels of 255. "
-              "None of these models was trained against attacks.", "",
+              "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
+              "robust accuracy: a stronger attack can only lower it. The attacks' gradients were computed in "
+              f"{first['settings']['precision']} (the analysis precision), and models trained with label smoothing "
+              "are known to give attacks weaker gradients, so a few percent left at 8/255 need not mean robustness.", "",
               markdown_table(format_percent(beyond.attack_table(summaries), None)), ""]
     path = figures / "analysis_attacks.png"
     save(plots.attack_curves(summaries), path)

@@ -31,10 +31,14 @@ def served(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_SMOKE", "1")
     pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "analysis.ipynb"), kernel_name="python3", progress_bar=False,
                         parameters=dict(runs="cnn"))
+    # JupyterLab renders widget views (an unsafe output type) only in trusted notebooks; a notebook
+    # papermill wrote is trusted once its reader says so, as the README tells users to
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(tmp_path / "analysis.ipynb")], check=True,
+                   capture_output=True)
     port = free_port()
     log = (tmp_path / "jupyterlab.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                               "--IdentityProvider.token=", f"--ServerApp.root_dir={tmp_path}"],
+                               "--IdentityProvider.token=", "--allow-root", f"--ServerApp.root_dir={tmp_path}"],
                               stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
