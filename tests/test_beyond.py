@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from labkit import adversarial, beyond, calibration, corruptions, gradcam
+from labkit import adversarial, beyond, calibration, corruptions, gradcam, lab, report
 from labkit.data import DataError, synthetic_cifar10
 from labkit.explorer import Explorer
 from labkit.models import build_model
@@ -166,7 +166,8 @@ def test_gradcam_finds_the_evidence_where_it_is():
 
 # ----------------------------------------------------------------------------- whole analyses
 
-def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_retrained(trained, monkeypatch):
+def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_retrained(trained, monkeypatch,
+                                                                                       tmp_path):
     root, data = trained
     monkeypatch.setenv("LABKIT_RESULTS", str(root))
     settings = beyond.AnalysisSettings(**SMALL)
@@ -181,11 +182,16 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
     assert len(s["gradcam"]["maps"]) == len(picks["test_indices"]) <= 8
     assert list(s["wall_time_s"])[-1] == "total_s"
 
-    beyond.save_analysis(analysis)
+    lab.save_analyses({"cnn": analysis}, data, picks)
     loaded = beyond.load_analysis("cnn")
     assert loaded["stale"] is False and loaded["calibration"] == json.loads(json.dumps(s["calibration"]))
+    text = report.build(root, tmp_path / "report.md")
+    assert "### Calibration" in text and "| cnn |" in text and "**Stale:**" not in text
+    assert (root / "cnn" / "figures" / "gradcam.png").is_file() and "cnn/figures/gradcam.png" in text
+    assert (root / "figures" / "analysis_corruptions.png").is_file()
     (root / "cnn" / "model.pt").write_bytes((root / "cnn" / "model.pt").read_bytes() + b"retrained")
     assert beyond.load_analysis("cnn")["stale"] is True
+    assert "**Stale:** cnn" in report.build(root, tmp_path / "report.md")
     (root / "cnn" / "analysis.json").write_text('{"version": 1, "calib')
     with pytest.raises(RunDataError, match="analysis.json is not valid JSON"):
         beyond.load_analysis("cnn")

@@ -147,3 +147,42 @@ def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
     for name in ("cnn", "resnet18"):
         sizes = [activation_memory(build_model(name), batch) for batch in (2, 8)]
         assert abs(sizes[0] - sizes[1]) < 0.01 * sizes[1], (name, sizes)
+
+
+def fake_run(model: str, epochs: int, accuracy: float, seed: int = 0) -> dict:
+    return {"metrics": {"model": model, "epochs": epochs, "test_accuracy": accuracy, "test_accuracy_no_tta": accuracy - 0.01,
+                        "test_images": 10_000, "config": {"seed": seed}}}
+
+
+def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_seeds():
+    from labkit.compare import budget_figure, lab_report_table
+    runs = {"resnet18": fake_run("resnet18", 15, 0.89), "resnet18-40ep": fake_run("resnet18", 40, 0.93),
+            "cnn-60ep": fake_run("cnn", 60, 0.75), "cnn-60ep-seed1": fake_run("cnn", 60, 0.77, 1),
+            "cnn-60ep-seed2": fake_run("cnn", 60, 0.76, 2), "cnn": fake_run("cnn", 30, 0.72)}
+    table = lab_report_table(runs)
+    assert table.loc["resnet18", "run"] == "resnet18-40ep" and table.loc["resnet18", "seeds"] == 1
+    assert table.loc["resnet18", "verdict"].startswith("beaten by 3.00 points")
+    assert table.loc["cnn", "our test acc"] == pytest.approx(0.76) and table.loc["cnn", "seeds"] == 3
+    assert table.loc["cnn", "sd over seeds"] == pytest.approx(0.01)
+    assert table.loc["cnn", "verdict"] == "no claim to check"
+    budget_figure(runs)
+
+
+def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_older_files():
+    from labkit.compare import latest_benchmarks
+
+    def bench(date, batch, speeds):
+        return {"device": "CPU", "date": date, "settings": {"batch_size": batch, "steps": 5},
+                "matmul_peak_gflops": {"fp32": 100.0, "bf16": 250.0},
+                "models": {m: {"reference": {"images_per_s": r}, "fast": {"images_per_s": f}} for m, (r, f) in speeds.items()}}
+    benches = {"old": bench("2026-11-01", 128, {"resnet18": (30.0, 60.0), "cnn": (1000.0, 2000.0)}),
+               "new": bench("2026-11-20", 128, {"resnet18": (40.0, 100.0)}),
+               "big": bench("2026-11-10", 256, {"resnet18": (35.0, 90.0)})}
+    table, older = latest_benchmarks(benches)
+    assert table.loc[("resnet18", 128, "fast"), "img/s"] == 100.0
+    assert table.loc[("resnet18", 128, "fast"), "× reference"] == pytest.approx(2.5)
+    assert table.loc[("resnet18", 256, "fast"), "file"] == "big.json"
+    assert table.loc[("cnn", 128, "fast"), "file"] == "old.json"     # only the old file measured it
+    assert older == [] and len(table) == 6
+    del benches["old"]["models"]["cnn"]
+    assert latest_benchmarks(benches)[1] == ["old"]
