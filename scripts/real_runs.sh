@@ -15,10 +15,13 @@ run() {  # notebook run_name model epochs [papermill options: -p name value ...]
     echo "results/$name is complete; skipping"
     return
   fi
-  mkdir -p "results/$name"
+  # papermill rewrites its output after every cell: keep that outside results/ until the run is done
+  local executed="$HOME/.cache/labkit/executed/$name.ipynb"
+  mkdir -p "$(dirname "$executed")"
   LABKIT_PROGRESS_INTERVAL=60 papermill -k python3 --log-output "notebooks/$notebook.ipynb" \
-    "results/$name/notebook.ipynb" -p model "$model" -p run_name "$name" -p epochs "$epochs" -p data "$data" \
+    "$executed" -p model "$model" -p run_name "$name" -p epochs "$epochs" -p data "$data" \
     -p val_size 5000 -p device cpu -p resume True "$@"
+  cp "$executed" "results/$name/notebook.ipynb"
 }
 
 # The 15-epoch runs (the CNN's 30), today's recipe; cheap runs first: the ablation has 15× fewer
