@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def _probe(model: nn.Module, batch: int = 1) -> Tensor:
+def probe(model: nn.Module, batch: int = 1) -> Tensor:
     p = next(model.parameters())
     return torch.randn(batch, 3, 32, 32, device=p.device)
 
@@ -21,7 +21,7 @@ def count_flops(model: nn.Module) -> int:
     was_training = model.training
     model.eval()
     with FlopCounterMode(display=False) as counter:
-        model(_probe(model))
+        model(probe(model))
     model.train(was_training)
     return counter.get_total_flops()
 
@@ -42,7 +42,7 @@ def stage_summary(model: nn.Module) -> list[dict]:
     """One row per stage for a 1×3×32×32 input: parameters, forward FLOPs, output shape."""
     was_training = model.training
     model.eval()
-    x = _probe(model)
+    x = probe(model)
     rows = []
     for name, stage in stages(model):
         if isinstance(stage, nn.Linear) and x.ndim > 2:
@@ -73,7 +73,7 @@ def activation_memory(model: nn.Module, batch_size: int = 64) -> float:
     was_training = model.training
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(_probe(model, batch_size)).sum()
+        loss = model(probe(model, batch_size)).sum()
     del loss
     model.train(was_training)
     return sum(storages.values()) / 2**20 / batch_size

@@ -208,7 +208,7 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
     position = {int(t): i for i, t in enumerate(analysis.test_index.tolist())}
     probabilities = analysis.probabilities[[position[int(t)] for t in chosen]]
     predicted = probabilities.argmax(1)
-    maps, layer, side = gradcam.grad_cam(analysis.model.float(), data.test_images[chosen], predicted)
+    maps, layer, side = gradcam.grad_cam(analysis.model, data.test_images[chosen], predicted)
     sides = {stage: side for stage, _, side in gradcam.feature_map_stages(analysis.model)}
     analysis.summary["gradcam"] = {
         "layer": layer, "map_size": side, "stage_map_sizes": sides, **picks,

@@ -49,7 +49,8 @@ class Explorer:
         return "\n".join(f"{self.classes[c]} {v:.0%}" for v, c in zip(values.tolist(), classes.tolist()))
 
     def gallery_figure(self, run: str, true: int, predicted: int):
-        positions = self.matching(run, true, predicted)[:self.gallery_size]
+        matches = self.matching(run, true, predicted)
+        positions = matches[:self.gallery_size]
         columns = 8
         rows = max(1, -(-len(positions) // columns))
         fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.9 * rows), squeeze=False)
@@ -60,7 +61,7 @@ class Explorer:
             ax.set_title(f"#{int(self.index[position])}\n{self.top3(run, position)}", fontsize=6)
         verb = "correct" if true == predicted else "mistaken"
         fig.suptitle(f"{run}: true {self.classes[true]}, predicted {self.classes[predicted]} ({verb}; "
-                     f"{len(self.matching(run, true, predicted))} images, most confident first)", fontsize=9)
+                     f"{len(matches)} images, most confident first)", fontsize=9)
         fig.tight_layout()
         return fig
 
@@ -119,8 +120,10 @@ class Explorer:
         def show_gallery(_=None):
             draw(gallery, self.gallery_figure(model_box.value, true_box.value, predicted_box.value))
             positions = self.matching(model_box.value, true_box.value, predicted_box.value)[:self.gallery_size]
+            image_box.unobserve(show_detail, names="value")    # draw the detail once, below, not per change
             image_box.options = [(f"#{int(self.index[p])}", int(p)) for p in positions.tolist()]
             image_box.value = image_box.options[0][1] if image_box.options else None
+            image_box.observe(show_detail, names="value")
             show_detail()
 
         for box in (model_box, true_box, predicted_box):

@@ -13,21 +13,29 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
-from .analysis import stage_summary, stages
+from .analysis import probe, stages
 from .data import MEAN, STD
 
 NOT_FEATURE_MAPS = ("ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "Flatten", "Linear")
 MIN_MAP_SIZE = 4
 
 
+@torch.no_grad()
 def feature_map_stages(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
-    """(name, module, map side) of every stage that outputs feature maps, in forward order."""
-    found = []
-    for row, (name, module) in zip(stage_summary(model), stages(model)):
-        shape = [int(s) for s in row["output_shape"].split("×")]
-        if row["type"] not in NOT_FEATURE_MAPS and len(shape) == 3:
-            found.append((name, module, shape[-1]))
-    return found
+    """(name, module, map side) of every stage that outputs feature maps, in forward order,
+    from the output shapes of one forward pass of a probe image."""
+    shapes = {}
+    hooks = [module.register_forward_hook(lambda _, __, out, name=name: shapes.__setitem__(name, out.shape))
+             for name, module in stages(model)]
+    was_training = model.training
+    try:
+        model.eval()(probe(model))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return [(name, module, shapes[name][-1]) for name, module in stages(model)
+            if type(module).__name__ not in NOT_FEATURE_MAPS and len(shapes.get(name, ())) == 4]
 
 
 def target_layer(model: nn.Module) -> tuple[str, nn.Module, int]:

@@ -145,8 +145,7 @@ def speed_section(benches: dict, root: Path, link) -> list[str]:
     table, older = compare.latest_benchmarks(benches)
     if table.empty:
         return []
-    newest = max((b for b in benches.values() if "models" in b), key=lambda b: b["date"])
-    stem = next(s for s, b in benches.items() if b is newest)
+    stem, newest = max(((s, b) for s, b in benches.items() if "models" in b), key=lambda item: item[1]["date"])
     settings = newest["settings"]
     lines = ["## Training speed: labkit's fast path against the reference pipeline", "",
              f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
