@@ -13,8 +13,9 @@ import pandas as pd
 
 from . import plots
 from .analysis import architecture_activation_mb
-from .results import RunDataError, load_run, results_root
+from .results import RunDataError, list_runs, load_run, results_root
 
+# The models in report order; each one's first run (15 epochs, the CNN's 30) is named after it.
 DEFAULT_RUNS = ("cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
 THRESHOLDS = (0.80, 0.85, 0.90)
 # Test accuracies the lab report we replicate claims (it gives none for the CNN and the SE nets).
@@ -35,6 +36,44 @@ def load_runs(names=DEFAULT_RUNS, root: Path | None = None, problems: list[str] 
             runs[name] = None
             skip(f"run {name} skipped: {err}", problems)
     return runs
+
+
+def load_every_run(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict | None]:
+    """Every run in the results root (None for a broken one, with a warning), by run name."""
+    return load_runs(list_runs(root), root, problems)
+
+
+def longest_runs(every_run: dict) -> dict[str, dict | None]:
+    """Each model's run at its longest epoch budget, keyed by run name, in DEFAULT_RUNS order then
+    any other model. Where several seeds ran at that budget, the notebook's run (the one with
+    results/<run>/notebook.ipynb) stands for them, else the first by name. A model of DEFAULT_RUNS
+    with no readable run maps its own name to None, so it is reported as missing."""
+    grouped = runs_by_model(every_run)
+    chosen: dict[str, dict | None] = {}
+    for model in list(DEFAULT_RUNS) + sorted(set(grouped) - set(DEFAULT_RUNS)):
+        if model not in grouped:
+            chosen[model] = None
+            continue
+        _, group = budget_groups(grouped[model])[-1]
+        name, run = min(group, key=lambda entry: (not is_notebook_run(entry[1]), entry[0]))
+        chosen[name] = run
+    return chosen
+
+
+def is_notebook_run(run: dict) -> bool:
+    folder = run.get("folder")
+    return folder is not None and (folder / "notebook.ipynb").is_file()
+
+
+def select_runs(runs: str, root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict | None]:
+    """The runs a comparison or analysis names: "longest" is each model's longest run (`longest_runs`),
+    anything else a comma-separated list of run names."""
+    if runs.strip() == "longest":
+        return longest_runs(load_every_run(root, problems))
+    names = [name.strip() for name in runs.split(",") if name.strip()]
+    if not names:
+        raise ValueError("runs is empty; give 'longest' or run names separated by commas, e.g. 'cnn,resnet18'")
+    return load_runs(names, root, problems)
 
 
 def skip(message: str, problems: list[str] | None) -> None:
@@ -279,14 +318,26 @@ def benchmark_speeds(benchmarks: dict, models: tuple[str, ...]) -> list[float] |
 
 
 def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
-    """Each claim of the lab report with a verdict computed from the runs, and the evidence.
-    Speed is judged on `benchmarks` (each pipeline measured alone) where they cover both models,
-    else on the runs' own throughput."""
+    """Each claim of the lab report with a verdict computed from the runs (at most one per model,
+    keyed by run name), and the evidence, which names the models. Speed is judged on `benchmarks`
+    (each pipeline measured alone) where they cover both models, else on the runs' own throughput."""
+    runs = one_per_model(runs)
     out = []
 
     def need(*names):
         missing = [n for n in names if runs.get(n) is None]
         return f"missing run(s): {', '.join(missing)}" if missing else None
+
+    def unjudgeable(*names):
+        """(verdict, evidence) when the runs are missing or trained for different budgets (a
+        schedule's length changes the whole curve, so only like is compared with like), else None."""
+        problem = need(*names)
+        if problem:
+            return "missing", problem
+        epochs = [m(n)["epochs"] for n in names]
+        if len(set(epochs)) > 1:
+            return "not comparable yet", f"{' vs '.join(names)} trained for {' vs '.join(map(str, epochs))} epochs"
+        return None
 
     def m(name):
         return runs[name]["metrics"]
@@ -328,9 +379,9 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
                                 f"{d['flops_per_image'] / 1e6:.0f}M vs {r['flops_per_image'] / 1e6:.0f}M"})
 
     claim = "SE-ResNet-18 reaches a given accuracy in fewer epochs than ResNet-18"
-    problem = need("se_resnet18", "resnet18")
+    problem = unjudgeable("se_resnet18", "resnet18")
     if problem:
-        out.append({"claim": claim, "verdict": "missing", "evidence": problem})
+        out.append({"claim": claim, "verdict": problem[0], "evidence": problem[1]})
     else:
         val_images = min(m(n)["val_images"] for n in ("se_resnet18", "resnet18"))
         races = [race_to(t, runs["se_resnet18"]["history"], runs["resnet18"]["history"], val_images)
@@ -345,9 +396,9 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
                                 f"img/s (median epoch)"})
 
     claim = "The ImageNet stem (7×7/2 conv + max-pool) costs accuracy on 32×32 images"
-    problem = need("se_resnet18_imagenet_stem", "se_resnet18")
+    problem = unjudgeable("se_resnet18_imagenet_stem", "se_resnet18")
     if problem:
-        out.append({"claim": claim, "verdict": "missing", "evidence": problem})
+        out.append({"claim": claim, "verdict": problem[0], "evidence": problem[1]})
     else:
         a, b = m("se_resnet18_imagenet_stem"), m("se_resnet18")
         gap = a["test_accuracy"] - b["test_accuracy"]
@@ -358,6 +409,17 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
                                 f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:.0f}M vs "
                                 f"{b['flops_per_image'] / 1e6:.0f}M FLOPs/img"})
     return out
+
+
+def one_per_model(runs: dict) -> dict[str, dict]:
+    """{model: run} for the present runs; two runs of one model are an error, not a silent pick."""
+    names: dict[str, str] = {}
+    for name, run in present(runs).items():
+        model = run["metrics"]["model"]
+        if model in names:
+            raise ValueError(f"the claims compare one run per model, but {model} has two: {names[model]} and {name}")
+        names[model] = name
+    return {model: runs[name] for model, name in names.items()}
 
 
 def load_benchmarks(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:

@@ -265,12 +265,12 @@ def model_of_run(run_name: str) -> str:
 
 def configure_analysis(runs: str, results_dir: str, epsilons: str, **settings):
     """Check the analysis notebook's parameters: (run names, results root or None, AnalysisSettings).
-    Every run must be in the results root. In smoke mode the subsets shrink, and a run that is
-    not there is trained for one epoch on synthetic data first."""
+    `runs` is "longest" (each model's longest run) or run names, each of which must be in the results
+    root. In smoke mode the subsets shrink, and a run that is not there (for "longest": a model with
+    no run) is trained for one epoch on synthetic data first."""
+    from .compare import load_every_run, longest_runs
+
     reject_unknown_parameters(["runs", "results_dir", "epsilons", "data", "save", *settings])
-    names = [name.strip() for name in runs.split(",") if name.strip()]
-    if not names:
-        raise ValueError("runs is empty; give run names separated by commas, e.g. 'cnn,resnet18'")
     root = Path(results_dir) if results_dir else None
     if root is not None and not root.is_dir():
         raise ValueError(f"results_dir {results_dir!r} is not a folder")
@@ -279,6 +279,14 @@ def configure_analysis(runs: str, results_dir: str, epsilons: str, **settings):
     except ValueError:
         raise ValueError(f"epsilons must be numbers separated by commas (in units of 1/255), got {epsilons!r}") from None
     config = AnalysisSettings(epsilons=budgets, **settings)
+    if runs.strip() == "longest":
+        names = [name for name, run in longest_runs(load_every_run(root)).items() if run is not None or SMOKE]
+        if not names:
+            raise ValueError(f"no saved run in {root or results_root()}; train one with a model notebook first")
+    else:
+        names = [name.strip() for name in runs.split(",") if name.strip()]
+    if not names:
+        raise ValueError("runs is empty; give 'longest' or run names separated by commas, e.g. 'cnn,resnet18'")
     if SMOKE:
         config = AnalysisSettings(**{**settings, **ANALYSIS_SMOKE_SIZES, "epsilons": budgets})
         print("LABKIT_SMOKE=1: smoke mode, small subsets; runs come from", root or results_root())

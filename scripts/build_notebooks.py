@@ -180,19 +180,19 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
 def comparison_notebook() -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell("# Comparing the four architectures\n\nEverything here is read from `results/`: the "
-                          "runs the architecture notebooks saved. A run that has not been trained is reported as "
-                          "missing, never filled in."),
+                          "runs the architecture notebooks saved. By default each model is represented by its longest "
+                          "run (`resnet18-40ep` rather than the 15-epoch `resnet18`). A run that has not been trained "
+                          "is reported as missing, never filled in."),
         new_code_cell('# Parameters (papermill: -p name value)\n'
-                      'runs = "cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"  # run names, comma-separated\n'
+                      'runs = "longest"     # "longest": each model\'s longest run; or run names, comma-separated\n'
                       'results_dir = ""     # results root; empty means labkit\'s default (results/ or $LABKIT_RESULTS)',
                       metadata={"tags": ["parameters"]}),
         new_code_cell("from pathlib import Path\n\nfrom labkit import compare, lab\n\n"
                       "lab.reject_unknown_parameters([\"runs\", \"results_dir\"])\n"
                       "root = Path(results_dir) if results_dir else None\n"
-                      "names = [name.strip() for name in runs.split(\",\") if name.strip()]\n"
                       "if root is not None and not root.is_dir():\n"
                       "    raise ValueError(f\"results_dir {results_dir!r} is not a folder\")\n"
-                      "loaded = compare.load_runs(names, root)\n"
+                      "loaded = compare.select_runs(runs, root)\n"
                       "print({name: \"found\" if run else \"missing\" for name, run in loaded.items()})"),
         new_markdown_cell("## The table\nParameters, forward FLOPs per image, final test and validation accuracy, "
                           "epochs, training time, training throughput, activation memory per image and peak "
@@ -206,12 +206,21 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_code_cell("if compare.present(loaded):\n    compare.per_class_heatmap(loaded);"),
         new_markdown_cell("## Accuracy against size and against time"),
         new_code_cell("if compare.present(loaded):\n    compare.scatter_figure(loaded);"),
-        new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above; "
-                          "'missing' means a run it needs has not been trained. An accuracy difference counts only "
+        new_markdown_cell("## Accuracy against the training budget\nEvery run in `results/`, grouped by model and "
+                          "epoch budget; runs at one budget are seeds (mean ± sd). The table sets each model's longest "
+                          "budget against what the lab report said."),
+        new_code_cell("every_run = compare.load_every_run(root)\n"
+                      "if compare.present(every_run):\n"
+                      "    display(compare.format_table(compare.lab_report_table(every_run)))\n"
+                      "    compare.budget_figure(every_run);"),
+        new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above, "
+                          "on the longest of the runs above for each model; 'missing' means a run it needs has not "
+                          "been trained, 'not comparable yet' that two runs it compares had different epoch budgets. "
+                          "An accuracy difference counts only "
                           "beyond two standard errors (binomial, from the val or test set size): each model is "
                           "one training run, one seed."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
-                      "pd.DataFrame(compare.claims(loaded, compare.load_benchmarks(root)))"),
+                      "pd.DataFrame(compare.claims(compare.longest_runs(loaded), compare.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
                           "path against the reference pipeline, with the matmul peak of the same machine."),
         new_code_cell("benchmarks = compare.load_benchmarks(root)\n"
@@ -232,7 +241,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
 
 
 ANALYSIS_PARAMETERS = """# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
-runs = "cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"  # saved runs to analyse, comma-separated
+runs = "longest"              # saved runs to analyse: "longest" (each model's longest run) or names, comma-separated
 data = "auto"                 # the data set the runs trained on: "auto", "torchvision", or the path they used
 calibration_size = 10000      # test images for calibration (10000: the whole test split)
 corruption_size = 1000        # test images corrupted at each corruption and severity

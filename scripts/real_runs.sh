@@ -47,11 +47,12 @@ for seed in 1 2 3 4; do   # the CNN's other seeds, by the command line (the note
   fi
 done
 
+# The comparison and the analyses take each model's longest run (notebook parameter runs="longest").
 papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
-analysed="cnn,resnet18,densenet_cifar,se_resnet18,se_resnet18_imagenet_stem"
-if python -c "import sys; from labkit import beyond; sys.exit(not beyond.analyses_current(sys.argv[1].split(',')))" "$analysed"; then
+if python -c "import sys; from labkit import beyond, compare
+sys.exit(not beyond.analyses_current([n for n, r in compare.select_runs('longest').items() if r]))"; then
   echo "every analysis in results/ is from the present weights; skipping notebooks/06_analysis"
 else
-  papermill -k python3 --log-output notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data" -p runs "$analysed"
+  papermill -k python3 --log-output notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data"
 fi
 python -m labkit.report

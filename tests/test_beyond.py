@@ -255,3 +255,19 @@ def test_explorer_finds_the_cells_of_the_confusion_matrix():
     assert len(image_box.options) == 3
     true_box.value = 4                  # no deer mistaken for a dog: an empty cell
     assert image_box.options == () and image_box.value is None
+
+
+def test_the_analysis_takes_each_models_longest_run_by_default(tmp_path, monkeypatch):
+    from labkit import lab
+    from labkit.results import save_run
+    from labkit.train import TrainConfig, fit
+
+    monkeypatch.setattr(lab, "SMOKE", False)
+    with pytest.raises(ValueError, match="no saved run in"):
+        lab.configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
+    for name, epochs in (("cnn", 1), ("cnn-2ep", 2)):
+        save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=epochs, batch_size=64, val_size=100,
+                                 data="synthetic", progress=False)))
+    names, root, _ = lab.configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
+    assert names == ["cnn-2ep"] and root == tmp_path

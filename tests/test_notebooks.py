@@ -45,7 +45,7 @@ def test_comparison_notebook_reads_the_given_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "runs"))
     data = synthetic_cifar10(train_per_class=20, test_per_class=5)
     for name in ("cnn", "resnet18"):
-        save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=2, batch_size=32, val_size=50,
+        save_run(fit(TrainConfig(model=name, run_name=name, epochs=2, batch_size=32, val_size=50,
                                  data="synthetic", progress=False), data))
     output = tmp_path / "comparison.ipynb"
     pm.execute_notebook(str(NOTEBOOKS / "05_comparison.ipynb"), str(output), kernel_name="python3",
@@ -78,6 +78,7 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
 @pytest.mark.parametrize("parameters, message", [
     (dict(epsilons="1,two"), "epsilons must be numbers separated by commas"),
     (dict(runs="no_such_run"), "no saved run no_such_run in"),
+    (dict(), "no saved run in"),                          # runs="longest" with nothing trained yet
     (dict(attack_size=3), "attack_size must be an integer ≥ 10"),
     (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: attack_size, calibration_size"),
 ])

@@ -15,7 +15,7 @@ def results_root(tmp_path_factory):
     os.environ["LABKIT_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
     data = synthetic_cifar10(train_per_class=20, test_per_class=5)
     for name in ("cnn", "resnet18"):
-        save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=2, batch_size=32, val_size=50,
+        save_run(fit(TrainConfig(model=name, run_name=name, epochs=2, batch_size=32, val_size=50,
                                  data="synthetic", progress=False), data))
     for name, value in old.items():
         if value is None:
@@ -87,7 +87,7 @@ def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
     from labkit.compare import claims
 
     def runs(**accs):
-        return {n: {"metrics": {"test_accuracy": a, "test_images": 10_000, "flops_per_image": 1e9}}
+        return {n: {"metrics": {"model": n, "epochs": 15, "test_accuracy": a, "test_images": 10_000, "flops_per_image": 1e9}}
                 for n, a in accs.items()}
 
     def verdict(claim_start, found):
@@ -186,3 +186,59 @@ def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_
     assert older == [] and len(table) == 6
     del benches["old"]["models"]["cnn"]
     assert latest_benchmarks(benches)[1] == ["old"]
+
+
+def test_each_model_is_represented_by_its_longest_run_and_the_notebook_run_among_seeds(tmp_path):
+    from labkit.compare import longest_runs
+    runs = {"resnet18": fake_run("resnet18", 15, 0.89), "resnet18-40ep": fake_run("resnet18", 40, 0.93),
+            "cnn": fake_run("cnn", 30, 0.72), "cnn-60ep-seed1": fake_run("cnn", 60, 0.77, 1),
+            "cnn-60ep": fake_run("cnn", 60, 0.75), "densenet_cifar": None}
+    (tmp_path / "cnn-60ep").mkdir()
+    (tmp_path / "cnn-60ep" / "notebook.ipynb").write_text("{}")
+    runs["cnn-60ep"]["folder"] = tmp_path / "cnn-60ep"
+    chosen = longest_runs(runs)
+    assert list(chosen) == ["cnn-60ep", "resnet18-40ep", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem"]
+    assert chosen["densenet_cifar"] is None and chosen["resnet18-40ep"]["metrics"]["epochs"] == 40
+    del runs["cnn-60ep"]["folder"]        # no notebook run among the seeds: the first by name
+    assert "cnn-60ep" in longest_runs(runs)
+
+
+def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
+    from labkit.compare import claims
+
+    def run(model, epochs, accuracy):
+        return {"metrics": {**fake_run(model, epochs, accuracy)["metrics"], "flops_per_image": 1e9}}
+
+    def verdict(claim_start, found):
+        return next(c for c in found if c["claim"].startswith(claim_start))
+    found = claims({"cnn-60ep": run("cnn", 60, 0.75), "resnet18-40ep": run("resnet18", 40, 0.93),
+                    "se_resnet18_imagenet_stem-40ep": run("se_resnet18_imagenet_stem", 40, 0.87),
+                    "se_resnet18": run("se_resnet18", 15, 0.89)})
+    assert verdict("Residual", found)["verdict"] == "supported"
+    assert "resnet18 93.00% vs cnn 75.00%" in verdict("Residual", found)["evidence"]
+    stem = verdict("The ImageNet stem", found)
+    assert stem["verdict"] == "not comparable yet"
+    assert stem["evidence"] == "se_resnet18_imagenet_stem vs se_resnet18 trained for 40 vs 15 epochs"
+    with pytest.raises(ValueError, match="resnet18 has two: resnet18 and resnet18-40ep"):
+        claims({"resnet18": run("resnet18", 15, 0.89), "resnet18-40ep": run("resnet18", 40, 0.93)})
+
+
+def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(results_root, root)
+    for name, seed, shift in (("cnn-60ep", 0, 0.0), ("cnn-60ep-seed1", 1, 0.02)):
+        shutil.copytree(root / "cnn", root / name)        # stand-ins for longer runs: only the budget differs
+        metrics = json.loads((root / name / "metrics.json").read_text())
+        metrics.update(epochs=60, test_accuracy=metrics["test_accuracy"] + shift,
+                       config={**metrics["config"], "seed": seed})
+        (root / name / "metrics.json").write_text(json.dumps(metrics))
+    (root / "cnn-60ep" / "notebook.ipynb").write_text("{}")
+    text = report.build(root, tmp_path / "report.md")
+    cnn_section = text.split("## CNN")[1].split("\n## ")[0]
+    assert "Run `cnn-60ep`:" in cnn_section and "over 2 seeds at 60 epochs (cnn-60ep, cnn-60ep-seed1)" in cnn_section
+    assert "### On each model's longest run (epochs: cnn-60ep 60, resnet18 2)" in text
+    assert "### On the first runs (epochs: cnn 2, resnet18 2)" in text
+    assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
