@@ -94,11 +94,14 @@ def load_json_files(folder: Path, problems: list[str] | None = None) -> dict[str
 
 
 def runs_by_model(runs: dict) -> dict[str, list[tuple[str, dict]]]:
-    """{model: [(run name, run), ...] ordered by epochs}: one model trained at several budgets."""
+    """{model: [(run name, run), ...] ordered by epochs}: one model trained at several budgets. Models
+    come in DEFAULT_RUNS order, then any others by name."""
     grouped: dict[str, list[tuple[str, dict]]] = {}
     for name, run in present(runs).items():
         grouped.setdefault(run["metrics"]["model"], []).append((name, run))
-    return {model: sorted(entries, key=lambda e: e[1]["metrics"]["epochs"]) for model, entries in grouped.items()}
+    order = {model: i for i, model in enumerate(DEFAULT_RUNS)}
+    return {model: sorted(grouped[model], key=lambda e: e[1]["metrics"]["epochs"])
+            for model in sorted(grouped, key=lambda m: (order.get(m, len(order)), m))}
 
 
 def budget_groups(entries: list[tuple[str, dict]]) -> list[tuple[int, list[tuple[str, dict]]]]:

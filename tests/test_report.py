@@ -160,6 +160,7 @@ def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_see
             "cnn-60ep": fake_run("cnn", 60, 0.75), "cnn-60ep-seed1": fake_run("cnn", 60, 0.77, 1),
             "cnn-60ep-seed2": fake_run("cnn", 60, 0.76, 2), "cnn": fake_run("cnn", 30, 0.72)}
     table = lab_report_table(runs)
+    assert list(table.index) == ["cnn", "resnet18"]             # the report's model order, not the runs' order
     assert table.loc["resnet18", "run"] == "resnet18-40ep" and table.loc["resnet18", "seeds"] == 1
     assert table.loc["resnet18", "verdict"].startswith("beaten by 3.00 points")
     assert table.loc["cnn", "our test acc"] == pytest.approx(0.76) and table.loc["cnn", "seeds"] == 3
