@@ -267,8 +267,8 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
 
 def seeds_line(name: str, run: dict, every_run: dict) -> list[str]:
     """'- over 5 seeds at 60 epochs (...): 75.1 % ± 0.4': where other seeds ran at this run's budget."""
-    same = [(n, r) for n, r in compare.present(every_run).items()
-            if r["metrics"]["model"] == run["metrics"]["model"] and r["metrics"]["epochs"] == run["metrics"]["epochs"]]
+    budgets = dict(compare.budget_groups(compare.runs_by_model(every_run)[run["metrics"]["model"]]))
+    same = budgets[run["metrics"]["epochs"]]
     if len(same) < 2:
         return []
     mean, sd = compare.seed_summary(same)
