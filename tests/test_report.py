@@ -164,7 +164,7 @@ def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_see
     assert table.loc["resnet18", "run"] == "resnet18-40ep" and table.loc["resnet18", "seeds"] == 1
     assert table.loc["resnet18", "verdict"].startswith("beaten by 3.00 points")
     assert table.loc["cnn", "our test acc"] == pytest.approx(0.76) and table.loc["cnn", "seeds"] == 3
-    assert table.loc["cnn", "sd over seeds"] == pytest.approx(0.01)
+    assert table.loc["cnn", "test acc sd over seeds"] == pytest.approx(0.01)
     assert table.loc["cnn", "verdict"] == "no claim to check"
     budget_figure(runs)
 
