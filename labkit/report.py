@@ -409,8 +409,18 @@ def build(root: Path, output: Path) -> str:
         lines[header_end:header_end] = ["**Left out, broken files** (repair or remove them, then rebuild):", "",
                       *[f"- {problem}" for problem in problems], ""]
     text = "\n".join(lines)
+    remove_unshown_figures(figures, text, link)
     output.write_text(text)
     return text
+
+
+def remove_unshown_figures(figures: Path, text: str, link) -> None:
+    """results/figures holds the report's figures and nothing else: one the new report no longer
+    embeds (a run's figures once a longer run represents its model, say) is removed, not left stale."""
+    for path in sorted(figures.glob("*.png")):
+        if f"]({link(path)})" not in text:
+            path.unlink()
+            print(f"removed {path}: the report no longer shows it")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,6 +230,8 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
 
     root = tmp_path / "results"
     shutil.copytree(results_root, root)
+    report.build(root, tmp_path / "report.md")
+    assert (root / "figures" / "cnn_curves.png").is_file()
     for name, seed, shift in (("cnn-60ep", 0, 0.0), ("cnn-60ep-seed1", 1, 0.02)):
         shutil.copytree(root / "cnn", root / name)        # stand-ins for longer runs: only the budget differs
         metrics = json.loads((root / name / "metrics.json").read_text())
@@ -243,3 +245,5 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     assert "### On each model's longest run (epochs: cnn-60ep 60, resnet18 2)" in text
     assert "### On the first runs (epochs: cnn 2, resnet18 2)" in text
     assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
+    figures = {p.name for p in (root / "figures").glob("*.png")}      # the shorter run's figures are gone
+    assert "cnn-60ep_curves.png" in figures and not {n for n in figures if n.startswith("cnn_")}
