@@ -148,7 +148,7 @@ def lab_report_table(runs: dict) -> pd.DataFrame:
 def budget_figure(runs: dict):
     """Test accuracy against the epoch budget, one line per model across its runs (the mean, with
     the seeds' standard deviation as an error bar, where several seeds ran at one budget)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for model, entries in runs_by_model(runs).items():
         groups = budget_groups(entries)
         summaries = [seed_summary(group) for _, group in groups]
@@ -160,7 +160,7 @@ def budget_figure(runs: dict):
     ax.set(xlabel="training epochs (the whole schedule)", ylabel="final test accuracy",
            title="accuracy against training budget (dotted: the lab report's claims)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: points span the whole plot
     fig.tight_layout()
     return fig
 
