@@ -132,8 +132,8 @@ def lab_report_table(runs: dict) -> pd.DataFrame:
         said = LAB_REPORT_ACCURACY.get(model)
         row = {"model": model, "lab report's test acc": said, "our test acc": mean,
                "our test acc (no TTA)": seed_summary(group, "test_accuracy_no_tta")[0],
-               "seeds": len(group), "test acc sd over seeds": sd, "run": ", ".join(name for name, _ in group), "epochs": epochs,
-               "verdict": "no claim to check"}
+               "seeds": len(group), "test acc sd over seeds": sd, "run": ", ".join(name for name, _ in group),
+               "epochs": epochs, "verdict": "no claim to check"}
         if said is not None:
             variance = accuracy_standard_error(mean, m["test_images"]) ** 2 + (sd ** 2 / len(group) if sd else 0.0)
             noise = 2 * variance ** 0.5
