@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +15,7 @@ import pandas as pd
 from . import plots
 from .analysis import architecture_activation_mb
 from .results import RunDataError, list_runs, load_run, results_root
+from .train import RECIPE_FIELDS, TrainConfig
 
 # The models in report order; each one's first run (15 epochs, the CNN's 30) is named after it.
 DEFAULT_RUNS = ("cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
@@ -44,10 +46,11 @@ def load_every_run(root: Path | None = None, problems: list[str] | None = None) 
 
 
 def longest_runs(every_run: dict) -> dict[str, dict | None]:
-    """Each model's run at its longest epoch budget, keyed by run name, in DEFAULT_RUNS order then
-    any other model. Where several seeds ran at that budget, the notebook's run (the one with
-    results/<run>/notebook.ipynb) stands for them, else the first by name. A model of DEFAULT_RUNS
-    with no readable run maps its own name to None, so it is reported as missing."""
+    """Each model's run at its longest epoch budget (of the recipe chosen on val, `budget_groups`), keyed
+    by run name, in DEFAULT_RUNS order then any other model. Where several seeds ran at that budget,
+    the notebook's run (the one with results/<run>/notebook.ipynb) stands for them, else the first by
+    name. A model of DEFAULT_RUNS with no readable run maps its own name to None, so it is reported as
+    missing."""
     grouped = runs_by_model(every_run)
     chosen: dict[str, dict | None] = {}
     for model in list(DEFAULT_RUNS) + sorted(set(grouped) - set(DEFAULT_RUNS)):
@@ -105,11 +108,32 @@ def runs_by_model(runs: dict) -> dict[str, list[tuple[str, dict]]]:
 
 
 def budget_groups(entries: list[tuple[str, dict]]) -> list[tuple[int, list[tuple[str, dict]]]]:
-    """One model's runs grouped by epoch budget, shortest first; runs at one budget are seeds."""
-    groups: dict[int, list[tuple[str, dict]]] = {}
+    """One model's runs grouped by epoch budget, shortest first. Runs of one recipe at a budget are
+    seeds; where several recipes ran at a budget, the one with the best mean final val accuracy stands
+    for it (recipes are chosen on val, never on test)."""
+    return [(epochs, max(recipes, key=lambda group: seed_summary(group, "final_val_accuracy")[0]))
+            for epochs, recipes in recipe_variants(entries)]
+
+
+def recipe_variants(entries: list[tuple[str, dict]]) -> list[tuple[int, list[list[tuple[str, dict]]]]]:
+    """One model's runs by epoch budget, shortest first, each budget's runs split by recipe (the seeds
+    of one recipe together), recipes in order of their first run."""
+    budgets: dict[int, dict[tuple, list[tuple[str, dict]]]] = {}
     for name, run in entries:
-        groups.setdefault(run["metrics"]["epochs"], []).append((name, run))
-    return sorted(groups.items())
+        budgets.setdefault(run["metrics"]["epochs"], {}).setdefault(tuple(recipe(run).items()), []).append((name, run))
+    return [(epochs, list(recipes.values())) for epochs, recipes in sorted(budgets.items())]
+
+
+def recipe(run: dict) -> dict:
+    """The run's RECIPE_FIELDS settings, with TrainConfig's defaults for fields older runs predate."""
+    config = {**{f.name: f.default for f in fields(TrainConfig)}, **run["metrics"].get("config", {})}
+    return {name: config[name] for name in RECIPE_FIELDS}
+
+
+def recipe_difference(group: list[tuple[str, dict]], other: list[tuple[str, dict]]) -> str:
+    """'cutout 12': the settings where `group`'s recipe differs from `other`'s."""
+    mine, theirs = recipe(group[0][1]), recipe(other[0][1])
+    return ", ".join(f"{name} {value}" for name, value in mine.items() if value != theirs[name])
 
 
 def seed_summary(group: list[tuple[str, dict]], key: str = "test_accuracy") -> tuple[float, float | None]:

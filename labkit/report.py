@@ -277,6 +277,26 @@ def seeds_line(name: str, run: dict, every_run: dict) -> list[str]:
             f"accuracy {mean:.2%} ± {sd:.2%} (mean ± sd; {no_tta:.2%} without TTA); the figures below are `{name}`'s"]
 
 
+def recipes_line(name: str, run: dict, every_run: dict) -> list[str]:
+    """Where other recipes ran at this run's budget: each one's val and test accuracy, and that the
+    shown run's recipe was chosen on val."""
+    budgets = dict(compare.recipe_variants(compare.runs_by_model(every_run)[run["metrics"]["model"]]))
+    recipes = budgets[run["metrics"]["epochs"]]
+    if len(recipes) < 2:
+        return []
+    chosen = next(group for group in recipes if name in [n for n, _ in group])
+    others = []
+    for group in recipes:
+        if group is chosen:
+            continue
+        val, _ = compare.seed_summary(group, "final_val_accuracy")
+        test, _ = compare.seed_summary(group)
+        others.append(f"{', '.join(n for n, _ in group)} ({compare.recipe_difference(group, chosen)}): "
+                      f"val {val:.2%}, test {test:.2%}")
+    return [f"- recipe chosen on val among the runs at {run['metrics']['epochs']} epochs; the other recipes: "
+            + "; ".join(others)]
+
+
 def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
     """The lab report's claims judged on each model's longest run and, where it differs, again on the
     first runs (named after their models), so a verdict that changes with the budget shows."""
@@ -341,7 +361,7 @@ def build(root: Path, output: Path) -> str:
                   f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
                   f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
                   f"median epoch {compare.typical_images_per_s(run):.0f} img/s) on {m['device']}"]
-        lines += seeds_line(name, run, every_run) + [""]
+        lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + [""]
         curves = figures / f"{name}_curves.png"
         save(plots.training_curves(run["history"], title=name), curves)
         bars = figures / f"{name}_per_class.png"

@@ -51,6 +51,11 @@ class RunExistsError(ValueError):
     """A fresh run would replace an existing checkpoint or finished results."""
 
 
+# The TrainConfig fields that make a training recipe: runs that differ in nothing else are seeds of one recipe.
+RECIPE_FIELDS = ("batch_size", "lr", "warmup_epochs", "warmup_start_factor", "momentum", "weight_decay",
+                 "label_smoothing", "cutout", "ema_decay")
+
+
 @dataclass
 class TrainConfig:
     model: str = "resnet18"

@@ -24,11 +24,10 @@ from .checkpoint import saved_config
 from .compare import format_table, load_json_files
 from .results import git_commit, results_root
 from .storage import write_atomic
-from .train import CheckpointError, NonFiniteLossError, TrainConfig, fit
+from .train import RECIPE_FIELDS, CheckpointError, NonFiniteLossError, TrainConfig, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
-TUNABLE = ("batch_size", "lr", "warmup_epochs", "warmup_start_factor", "momentum", "weight_decay",
-           "label_smoothing", "cutout", "ema_decay", "precision")
+TUNABLE = RECIPE_FIELDS + ("precision",)
 
 
 def parse_overrides(text: str) -> dict:

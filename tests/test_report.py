@@ -151,7 +151,7 @@ def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
 
 def fake_run(model: str, epochs: int, accuracy: float, seed: int = 0) -> dict:
     return {"metrics": {"model": model, "epochs": epochs, "test_accuracy": accuracy, "test_accuracy_no_tta": accuracy - 0.01,
-                        "test_images": 10_000, "config": {"seed": seed}}}
+                        "final_val_accuracy": accuracy - 0.005, "test_images": 10_000, "config": {"seed": seed}}}
 
 
 def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_seeds():
@@ -167,6 +167,28 @@ def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_see
     assert table.loc["cnn", "test acc sd over seeds"] == pytest.approx(0.01)
     assert table.loc["cnn", "verdict"] == "no claim to check"
     budget_figure(runs)
+
+
+def test_a_budget_with_several_recipes_is_represented_by_the_best_on_val_not_on_test():
+    from labkit.compare import budget_groups, longest_runs, recipe_variants, runs_by_model
+    from labkit.report import recipes_line
+    plain = fake_run("resnet18", 40, 0.915)
+    cutout = fake_run("resnet18", 40, 0.910)          # worse on test, better on val: val decides
+    cutout["metrics"]["config"]["cutout"] = 12
+    cutout["metrics"]["final_val_accuracy"] = 0.915
+    seed1 = fake_run("resnet18", 40, 0.92, seed=1)    # plain recipe, another seed: same recipe group
+    runs = {"resnet18-40ep": plain, "resnet18-40ep-seed1": seed1, "resnet18-40ep-cutout12": cutout,
+            "resnet18": fake_run("resnet18", 15, 0.89)}
+    entries = runs_by_model(runs)["resnet18"]
+    (_, short), (epochs, recipes) = recipe_variants(entries)
+    assert epochs == 40 and [[n for n, _ in g] for g in recipes] == [["resnet18-40ep", "resnet18-40ep-seed1"],
+                                                                     ["resnet18-40ep-cutout12"]]
+    assert [n for n, _ in budget_groups(entries)[-1][1]] == ["resnet18-40ep-cutout12"]
+    assert "resnet18-40ep-cutout12" in longest_runs(runs)
+    line = recipes_line("resnet18-40ep-cutout12", cutout, runs)
+    assert line == ["- recipe chosen on val among the runs at 40 epochs; the other recipes: resnet18-40ep, "
+                    "resnet18-40ep-seed1 (cutout 0): val 91.25%, test 91.75%"]
+    assert recipes_line("resnet18", runs["resnet18"], runs) == []
 
 
 def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_older_files():
