@@ -31,11 +31,14 @@ def committed_runs():
 
 
 @pytest.mark.parametrize("run", committed_runs())
-def test_committed_weights_reproduce_the_recorded_test_accuracy(cifar, run):
+def test_committed_weights_reproduce_the_recorded_test_accuracy_without_tta(cifar, run):
     metrics = json.loads((REPO_ROOT / "results" / run / "metrics.json").read_text())
     if metrics["data_checksum"] != cifar.checksum:
         pytest.skip(f"{run} was trained on other data ({metrics['data_source']})")
     model = load_model(run, REPO_ROOT / "results")
+    # Without TTA: one pass over the test set instead of up to three proves the weights just as well
+    # (the TTA code is tested on synthetic data), and keeps this test cheap as long runs accumulate.
     result = evaluate(model, cifar.test_images, cifar.test_labels, cifar.classes,
-                      precision=metrics["precision"], tta=metrics["test_tta"])
-    assert abs(result.accuracy - metrics["test_accuracy"]) <= 0.001, (result.accuracy, metrics["test_accuracy"])
+                      precision=metrics["precision"], tta=0)
+    recorded = metrics["test_accuracy_no_tta"]
+    assert abs(result.accuracy - recorded) <= 0.001, (result.accuracy, recorded)
