@@ -180,7 +180,7 @@ def test_a_budget_with_several_recipes_is_represented_by_the_best_on_val_not_on_
     runs = {"resnet18-40ep": plain, "resnet18-40ep-seed1": seed1, "resnet18-40ep-cutout12": cutout,
             "resnet18": fake_run("resnet18", 15, 0.89)}
     entries = runs_by_model(runs)["resnet18"]
-    (_, short), (epochs, recipes) = recipe_variants(entries)
+    _, (epochs, recipes) = recipe_variants(entries)
     assert epochs == 40 and [[n for n, _ in g] for g in recipes] == [["resnet18-40ep", "resnet18-40ep-seed1"],
                                                                      ["resnet18-40ep-cutout12"]]
     assert [n for n, _ in budget_groups(entries)[-1][1]] == ["resnet18-40ep-cutout12"]
