@@ -133,7 +133,7 @@ def test_gradcam_uses_the_deepest_stage_with_maps_of_at_least_4x4(name, layer, s
     assert gradcam.target_layer(model)[0::2] == (layer, side)
     images = synthetic_cifar10(train_per_class=1, test_per_class=1).test_images[:3]
     maps, used, map_side = gradcam.grad_cam(model, images, torch.tensor([0, 1, 2]))
-    assert used == layer and maps.shape == (3, side, side) and maps.min() >= 0
+    assert used == layer and map_side == side and maps.shape == (3, side, side) and maps.min() >= 0
     peaks = maps.flatten(1).max(1).values
     assert all(abs(p - 1) < 1e-6 or p == 0 for p in peaks.tolist())   # each map scaled to 1, or no evidence at all
     assert gradcam.upsample(maps).shape == (3, 32, 32)
