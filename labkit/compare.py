@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +13,7 @@ import pandas as pd
 
 from . import plots
 from .analysis import architecture_activation_mb
+from .checkpoint import saved_config
 from .results import RunDataError, list_runs, load_run, results_root
 from .train import RECIPE_FIELDS, TrainConfig
 
@@ -126,7 +126,7 @@ def recipe_variants(entries: list[tuple[str, dict]]) -> list[tuple[int, list[lis
 
 def recipe(run: dict) -> dict:
     """The run's RECIPE_FIELDS settings, with TrainConfig's defaults for fields older runs predate."""
-    config = {**{f.name: f.default for f in fields(TrainConfig)}, **run["metrics"].get("config", {})}
+    config = saved_config(run["metrics"].get("config", {}), TrainConfig)
     return {name: config[name] for name in RECIPE_FIELDS}
 
 
