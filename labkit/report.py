@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import fields
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import beyond, compare, corruptions, plots, tune  # noqa: E402
+from .checkpoint import saved_config  # noqa: E402
 from .lab import gradient_reading  # noqa: E402
 from .evaluate import TTA_LEVELS  # noqa: E402
 from .train import TrainConfig  # noqa: E402
@@ -89,13 +89,12 @@ def tta_note(metrics: dict) -> str:
 def tuning_section(root: Path, problems: list[str] | None = None) -> list[str]:
     """The recipe trials of results/tuning/: judged on val only, so they never saw the test split."""
     lines = []
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
     for stem, log in tune.load_logs(root, problems).items():
         trials = log["trials"]
         val_images = trials[0]["config"]["val_size"]
         best = max(r["final_val_accuracy"] for r in trials)
         minutes = sum(r["training_wall_time_s"] for r in trials) / 60
-        base = [{**defaults, **r["config"]} for r in trials if not r["overrides"]]
+        base = [saved_config(r["config"], TrainConfig) for r in trials if not r["overrides"]]
         recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
         lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
                   f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
@@ -123,17 +122,16 @@ def tuning_conclusion(log: dict, root: Path) -> str:
     text = (f"Reading: the best final val accuracy is {label(best)} ({best['final_val_accuracy']:.2%}). "
             f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
             f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
     adopted = []
     for name in compare.DEFAULT_RUNS + tuple(sorted(p.parent.name for p in root.glob("*/metrics.json"))):
         path = root / name / "metrics.json"
         if not path.is_file() or name in [a for a, _ in adopted]:
             continue
-        config = {**defaults, **json.loads(path.read_text()).get("config", {})}
+        config = saved_config(json.loads(path.read_text()).get("config", {}), TrainConfig)
         if config["model"] != log["model"]:
             continue
         for trial in trials:
-            if all(config[key] == {**defaults, **trial["config"]}[key] for key in tune.TUNABLE):
+            if all(config[key] == saved_config(trial["config"], TrainConfig)[key] for key in tune.TUNABLE):
                 adopted.append((name, label(trial)))
     if adopted:
         text += " Adopted: " + "; ".join(f"run {name} uses the recipe of trial '{trial}'" for name, trial in adopted) + "."
