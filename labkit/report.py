@@ -122,6 +122,7 @@ def tuning_conclusion(log: dict, root: Path) -> str:
     text = (f"Reading: the best final val accuracy is {label(best)} ({best['final_val_accuracy']:.2%}). "
             f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
             f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
+    trial_configs = [(label(trial), saved_config(trial["config"], TrainConfig)) for trial in trials]
     adopted = []
     for name in compare.DEFAULT_RUNS + tuple(sorted(p.parent.name for p in root.glob("*/metrics.json"))):
         path = root / name / "metrics.json"
@@ -130,9 +131,9 @@ def tuning_conclusion(log: dict, root: Path) -> str:
         config = saved_config(json.loads(path.read_text()).get("config", {}), TrainConfig)
         if config["model"] != log["model"]:
             continue
-        for trial in trials:
-            if all(config[key] == saved_config(trial["config"], TrainConfig)[key] for key in tune.TUNABLE):
-                adopted.append((name, label(trial)))
+        for trial, trial_config in trial_configs:
+            if all(config[key] == trial_config[key] for key in tune.TUNABLE):
+                adopted.append((name, trial))
     if adopted:
         text += " Adopted: " + "; ".join(f"run {name} uses the recipe of trial '{trial}'" for name, trial in adopted) + "."
     return text
