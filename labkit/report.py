@@ -8,7 +8,6 @@ or the machine that renders it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -86,16 +85,23 @@ def tta_note(metrics: dict) -> str:
     return f"(TTA: {TTA_LEVELS[level]}; measured: {measured})"
 
 
-def tuning_section(root: Path, problems: list[str] | None = None) -> list[str]:
-    """The recipe trials of results/tuning/: judged on val only, so they never saw the test split."""
+def tuning_section(root: Path, problems: list[str] | None = None, every_run: dict | None = None) -> list[str]:
+    """The recipe trials of results/tuning/: judged on val only, so they never saw the test split.
+    `every_run` (from `compare.load_every_run`) gives the runs whose recipes are matched to the trials."""
+    every_run = compare.load_every_run(root) if every_run is None else every_run
+    logs = tune.load_logs(root, problems)
+    matches = {stem: recipe_matches(log, every_run) for stem, log in logs.items()}
+    # A run with one setting changed from a trial is named only where no trial of any log is its exact recipe.
+    exact = {name for found in matches.values() for name, _, changed in found if not changed}
     lines = []
-    for stem, log in tune.load_logs(root, problems).items():
+    for stem, log in logs.items():
         trials = log["trials"]
         val_images = trials[0]["config"]["val_size"]
         best = max(r["final_val_accuracy"] for r in trials)
         minutes = sum(r["training_wall_time_s"] for r in trials) / 60
         base = [saved_config(r["config"], TrainConfig) for r in trials if not r["overrides"]]
         recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
+        adopted = [(name, trial, changed) for name, trial, changed in matches[stem] if not changed or name not in exact]
         lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
                   f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
                   f"epochs with some settings changed from the default recipe{recipe}, and is judged by its final "
@@ -104,38 +110,50 @@ def tuning_section(root: Path, problems: list[str] | None = None) -> list[str]:
                   f"accuracy near {best:.1%} is ±{compare.accuracy_standard_error(best, val_images):.2%}, one seed per "
                   f"trial (`results/tuning/{stem}.json`).", "",
                   markdown_table(compare.format_table(tune.trials_table(log))), "",
-                  tuning_conclusion(log, root), ""]
+                  tuning_conclusion(log, adopted), ""]
     return lines
 
 
-def tuning_conclusion(log: dict, root: Path) -> str:
-    """Which trials the noise separates from the best, and which trial's recipe the runs in
-    results/ went on to use (matched on the tunable settings of their recorded config)."""
+def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
+    """(run, trial, {setting: the run's value where it differs from the trial's}) for each run of the log's
+    model whose recipe (the tunable settings of its recorded config) is a trial's or one setting away from
+    one; the nearest trial, the best on val among equals."""
+    trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
+    trial_configs = [(tune.trial_label(trial), saved_config(trial["config"], TrainConfig)) for trial in trials]
+    matches = []
+    for name, run in every_run.items():
+        if run is None:
+            continue
+        config = saved_config(run["metrics"].get("config", {}), TrainConfig)
+        if config["model"] != log["model"]:
+            continue
+        changed, trial = min((({key: config[key] for key in tune.TUNABLE if config[key] != trial_config[key]}, label)
+                              for label, trial_config in trial_configs), key=lambda found: len(found[0]))
+        if len(changed) <= 1:
+            matches.append((name, trial, changed))
+    return matches
+
+
+def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
+    """Which trials the noise separates from the best, and which trial's recipe the runs in results/
+    went on to use (`adopted`: from `recipe_matches`)."""
     trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
     val_images = trials[0]["config"]["val_size"]
     best = trials[0]
     noise = [compare.difference_noise((best["final_val_accuracy"], val_images), (r["final_val_accuracy"], val_images))
              for r in trials]
-    label = lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["overrides"].items())) or "base recipe"  # noqa: E731
-    close = [label(r) for r, n in zip(trials[1:], noise[1:]) if best["final_val_accuracy"] - r["final_val_accuracy"] <= n]
-    worse = [label(r) for r, n in zip(trials[1:], noise[1:]) if best["final_val_accuracy"] - r["final_val_accuracy"] > n]
-    text = (f"Reading: the best final val accuracy is {label(best)} ({best['final_val_accuracy']:.2%}). "
+    close = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
+             if best["final_val_accuracy"] - r["final_val_accuracy"] <= n]
+    worse = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
+             if best["final_val_accuracy"] - r["final_val_accuracy"] > n]
+    text = (f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}). "
             f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
             f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
-    trial_configs = [(label(trial), saved_config(trial["config"], TrainConfig)) for trial in trials]
-    adopted = []
-    for name in compare.DEFAULT_RUNS + tuple(sorted(p.parent.name for p in root.glob("*/metrics.json"))):
-        path = root / name / "metrics.json"
-        if not path.is_file() or name in [a for a, _ in adopted]:
-            continue
-        config = saved_config(json.loads(path.read_text()).get("config", {}), TrainConfig)
-        if config["model"] != log["model"]:
-            continue
-        for trial, trial_config in trial_configs:
-            if all(config[key] == trial_config[key] for key in tune.TUNABLE):
-                adopted.append((name, trial))
     if adopted:
-        text += " Adopted: " + "; ".join(f"run {name} uses the recipe of trial '{trial}'" for name, trial in adopted) + "."
+        text += " Adopted: " + "; ".join(
+            f"run {name} uses the recipe of trial '{trial}'" + "".join(f" with {key} {value}"
+                                                                       for key, value in changed.items())
+            for name, trial, changed in adopted) + "."
     return text
 
 
@@ -398,7 +416,7 @@ def build(root: Path, output: Path) -> str:
         save(compare.budget_figure(every_run), path)
         lines += [f"![accuracy against budget]({link(path)})", ""]
 
-    lines += tuning_section(root, problems)
+    lines += tuning_section(root, problems, every_run)
 
     benches = compare.load_benchmarks(root, problems)
     lines += discussion_section(runs, every_run, benches)

@@ -95,9 +95,14 @@ def load_logs(root: Path | None = None, problems: list[str] | None = None) -> di
     return load_json_files((root or results_root()) / "tuning", problems)
 
 
+def trial_label(trial: dict) -> str:
+    """'ema_decay 0.997, lr 0.05': the settings a trial changed from the base recipe."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(trial["overrides"].items())) or "base recipe"
+
+
 def trials_table(log: dict) -> pd.DataFrame:
     """One row per trial, best final val accuracy first, with the val curve and the cost."""
-    rows = [{"settings": ", ".join(f"{k} {v}" for k, v in sorted(r["overrides"].items())) or "base recipe",
+    rows = [{"settings": trial_label(r),
              "final val acc": r["final_val_accuracy"],
              "val acc by epoch": " → ".join(f"{a:.1%}" for a in r["val_accuracy_by_epoch"]),
              "train min": r["training_wall_time_s"] / 60, "img/s": r["images_per_s"]}

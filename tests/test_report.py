@@ -191,6 +191,36 @@ def test_a_budget_with_several_recipes_is_represented_by_the_best_on_val_not_on_
     assert recipes_line("resnet18", runs["resnet18"], runs) == []
 
 
+def test_the_tuning_section_names_the_trial_each_run_took_its_recipe_from(tmp_path):
+    import json
+
+    def trial(val_accuracy, **overrides):
+        return {"overrides": overrides, "config": {"model": "resnet18", "val_size": 5000, **overrides},
+                "final_val_accuracy": val_accuracy, "val_accuracy_by_epoch": [val_accuracy],
+                "training_wall_time_s": 60.0, "images_per_s": 100.0}
+
+    (tmp_path / "tuning").mkdir()
+    for stem, trials in (("resnet18-4ep", [trial(0.82), trial(0.83, lr=0.05)]),
+                         ("resnet18-10ep", [trial(0.87), trial(0.88, ema_decay=0.997)])):
+        epochs = int(stem.split("-")[1][:-2])
+        (tmp_path / "tuning" / f"{stem}.json").write_text(json.dumps({"model": "resnet18", "epochs": epochs,
+                                                                      "trials": trials}))
+
+    def run(model="resnet18", **settings):
+        return {"metrics": {"config": {"model": model, "val_size": 5000, **settings}}}
+    every_run = {"cnn": run("cnn"), "resnet18": run(), "resnet18-40ep": run(ema_decay=0.997),
+                 "resnet18-40ep-cutout12": run(ema_decay=0.997, cutout=12),
+                 "resnet18-far": run(ema_decay=0.997, cutout=12, lr=0.2), "broken": None}
+    section = "\n".join(report.tuning_section(tmp_path, every_run=every_run))
+    long, short = section.split("## Recipe tuning: resnet18, 4-epoch trials")       # logs in file-name order
+    assert "## Recipe tuning: resnet18, 10-epoch trials" in long
+    # a run one setting away from a 4-epoch trial but exactly a 10-epoch trial's recipe is named only there
+    assert short.rstrip().endswith("Adopted: run resnet18 uses the recipe of trial 'base recipe'.")
+    assert long.rstrip().endswith(
+        "Adopted: run resnet18 uses the recipe of trial 'base recipe'; run resnet18-40ep uses the recipe of trial "
+        "'ema_decay 0.997'; run resnet18-40ep-cutout12 uses the recipe of trial 'ema_decay 0.997' with cutout 12.")
+
+
 def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_older_files():
     from labkit.compare import latest_benchmarks
 
