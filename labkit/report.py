@@ -127,8 +127,9 @@ def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
         config = saved_config(run["metrics"].get("config", {}), TrainConfig)
         if config["model"] != log["model"]:
             continue
-        changed, trial = min((({key: config[key] for key in tune.TUNABLE if config[key] != trial_config[key]}, label)
-                              for label, trial_config in trial_configs), key=lambda found: len(found[0]))
+        differences = [({key: config[key] for key in tune.TUNABLE if config[key] != trial_config[key]}, label)
+                       for label, trial_config in trial_configs]
+        changed, trial = min(differences, key=lambda difference: len(difference[0]))
         if len(changed) <= 1:
             matches.append((name, trial, changed))
     return matches
