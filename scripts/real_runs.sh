@@ -62,12 +62,12 @@ sys.exit(chosen[0][0] != 'resnet18-40ep-cutout12')"; then
   tag=-cutout12
 fi
 echo "long-run recipe: ${LONG[*]}"
-# DenseNet before SE-ResNet-18: the lab report claims 92 % for DenseNet and none for SE, and an epoch of
-# DenseNet costs 6.5 min against SE's 8.5. (se_resnet18-40ep-cutout12 had reached epoch 36 when the machine
-# holding its checkpoint was replaced; with no checkpoint left, it starts over after DenseNet.)
+# DenseNet first: the lab report claims 92 % for it and none for SE, and its epoch costs 6.5 min against
+# SE's 8.5. Then the ablation (under an hour), then SE-ResNet-18, the longest, last: se_resnet18-40ep-cutout12
+# had reached epoch 36 when the machine holding its checkpoint was replaced, and starts over.
 run 03_densenet "densenet_cifar-40ep$tag" densenet_cifar 40 "${LONG[@]}"
-run 04_se_resnet18 "se_resnet18-40ep$tag" se_resnet18 40 "${LONG[@]}"
 run 04_se_resnet18 "se_resnet18_imagenet_stem-40ep$tag" se_resnet18_imagenet_stem 40 "${LONG[@]}"
+run 04_se_resnet18 "se_resnet18-40ep$tag" se_resnet18 40 "${LONG[@]}"
 
 # The comparison and the analyses take each model's longest run (notebook parameter runs="longest").
 papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
