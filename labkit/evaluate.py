@@ -81,9 +81,10 @@ def score(probabilities: Tensor, labels: Tensor, classes: tuple[str, ...]) -> Ev
     predictions = probabilities.argmax(1)
     labels = labels.cpu()
     confusion = confusion_matrix(predictions, labels, len(classes))
-    per_class = (confusion.diag().float() / confusion.sum(1).clamp(min=1)).tolist()
+    # counts over counts in float64, so 180 of 200 is stored as 0.9, not float32's 0.89999998
+    per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     loss = nn.functional.nll_loss(probabilities.clamp(min=1e-12).log(), labels).item()
-    return Evaluation(accuracy=(predictions == labels).float().mean().item(),
+    return Evaluation(accuracy=(predictions == labels).sum().item() / len(labels),
                       per_class=dict(zip(classes, per_class)), confusion=confusion,
                       probabilities=probabilities, predictions=predictions, loss=loss)
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from labkit.data import BatchLoader
-from labkit.evaluate import confusion_matrix, evaluate, predict
+from labkit.evaluate import confusion_matrix, evaluate, predict, score
 
 
 def test_confusion_matrix_rows_are_true_classes():
@@ -30,6 +30,14 @@ def test_evaluate_accuracy_and_per_class():
     assert result.per_class == pytest.approx({"red": 1.0, "blue": 2 / 3})
     assert result.probabilities.shape == (4, 2)
     torch.testing.assert_close(result.probabilities.sum(1), torch.ones(4))
+
+
+def test_accuracies_are_exact_ratios_of_counts():
+    labels = torch.zeros(200, dtype=torch.int64)
+    probabilities = torch.tensor([[1.0, 0.0]]).repeat(200, 1)
+    probabilities[:20] = torch.tensor([0.0, 1.0])          # 180 of 200 right
+    result = score(probabilities, labels, ("a", "b"))
+    assert result.accuracy == 0.9 and result.per_class["a"] == 0.9   # float32 would give 0.89999998
 
 
 class LeftRight(nn.Module):
