@@ -81,10 +81,10 @@ def score(probabilities: Tensor, labels: Tensor, classes: tuple[str, ...]) -> Ev
     predictions = probabilities.argmax(1)
     labels = labels.cpu()
     confusion = confusion_matrix(predictions, labels, len(classes))
-    # counts over counts in float64, so 180 of 200 is stored as 0.9, not float32's 0.89999998
+    # accuracies as counts over counts in float64: 180 of 200 is 0.9, not float32's 0.89999998
     per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1)).tolist()
     loss = nn.functional.nll_loss(probabilities.clamp(min=1e-12).log(), labels).item()
-    return Evaluation(accuracy=(predictions == labels).sum().item() / len(labels),
+    return Evaluation(accuracy=confusion.trace().item() / len(labels),
                       per_class=dict(zip(classes, per_class)), confusion=confusion,
                       probabilities=probabilities, predictions=predictions, loss=loss)
 
