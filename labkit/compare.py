@@ -344,6 +344,15 @@ def benchmark_speeds(benchmarks: dict, models: tuple[str, ...]) -> list[float] |
     return None
 
 
+def training_speeds(runs: dict, benchmarks: dict | None, models: tuple[str, ...]) -> tuple[list[float], str]:
+    """Training img/s of `models` and where it comes from: a benchmark that measured them all alone,
+    else each run's median epoch (runs from different days or machines can differ twofold)."""
+    speeds = benchmark_speeds(benchmarks or {}, models)
+    if speeds:
+        return speeds, "benchmark, measured alone"
+    return [typical_images_per_s(runs[n]) for n in models], "training runs, median epoch"
+
+
 def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     """Each claim of the lab report with a verdict computed from the runs (at most one per model,
     keyed by run name), and the evidence, which names the models. Speed is judged on `benchmarks`
@@ -391,9 +400,7 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
         out.append({"claim": claim, "verdict": "missing", "evidence": problem})
     else:
         d, r = m("densenet_cifar"), m("resnet18")
-        speeds = benchmark_speeds(benchmarks or {}, ("densenet_cifar", "resnet18"))
-        source = "benchmark, measured alone" if speeds else "training runs, median epoch"
-        speeds = speeds or [typical_images_per_s(runs[n]) for n in ("densenet_cifar", "resnet18")]
+        speeds, source = training_speeds(runs, benchmarks, ("densenet_cifar", "resnet18"))
         memory = [architecture_activation_mb(n) for n in ("densenet_cifar", "resnet18")]
         parts = {"fewer parameters": d["params"] < r["params"], "slower": speeds[0] < speeds[1],
                  "more activation memory per image": memory[0] > memory[1]}
@@ -416,11 +423,11 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
         score = sum(outcome for outcome, _ in races)
         verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
         gap = m("se_resnet18")["test_accuracy"] - m("resnet18")["test_accuracy"]
+        speeds, source = training_speeds(runs, benchmarks, ("se_resnet18", "resnet18"))
         out.append({"claim": claim, "verdict": verdict,
                     "evidence": "first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)
-                                + f"; final test {gap * 100:+.2f} points for SE, at "
-                                f"{typical_images_per_s(runs['se_resnet18']):.0f} vs {typical_images_per_s(runs['resnet18']):.0f} "
-                                f"img/s (median epoch)"})
+                                + f"; final test {gap * 100:+.2f} points for SE, at {speeds[0]:.0f} vs "
+                                f"{speeds[1]:.0f} img/s training ({source})"})
 
     claim = "The ImageNet stem (7×7/2 conv + max-pool) costs accuracy on 32×32 images"
     problem = unjudgeable("se_resnet18_imagenet_stem", "se_resnet18")

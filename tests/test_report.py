@@ -58,6 +58,20 @@ def test_speed_claims_use_the_benchmark_with_most_repeats():
     assert benchmark_speeds(benchmarks, ("cnn",)) is None
 
 
+def test_speeds_in_claims_come_from_a_benchmark_when_one_measured_both_models():
+    import pandas as pd
+
+    from labkit.compare import training_speeds
+    # runs from different days: the same FLOPs trained at 180 and 93 img/s
+    runs = {"se_resnet18": {"history": pd.DataFrame({"images_per_s": [180.0]})},
+            "resnet18": {"history": pd.DataFrame({"images_per_s": [93.0]})}}
+    both = {"b": {"settings": {"repeats": 3},
+                  "models": {"se_resnet18": {"fast": {"images_per_s": 95.0}},
+                             "resnet18": {"fast": {"images_per_s": 98.0}}}}}
+    assert training_speeds(runs, both, ("se_resnet18", "resnet18")) == ([95.0, 98.0], "benchmark, measured alone")
+    assert training_speeds(runs, None, ("se_resnet18", "resnet18")) == ([180.0, 93.0], "training runs, median epoch")
+
+
 def test_typical_speed_ignores_epochs_slowed_by_other_jobs():
     import pandas as pd
 
