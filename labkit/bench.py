@@ -17,9 +17,7 @@ Writes results/benchmarks/<device>.json and .png.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import re
 import resource
 import statistics
 import subprocess
@@ -31,13 +29,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .analysis import count_flops
-from .data import BatchLoader, reference_loader, synthetic_cifar10
-from .precision import autocast, resolve_precision
-from .models import build_model
-from .results import git_commit, results_root
-from .storage import write_atomic
-from .train import device_name, device_problem, resolve_device
+from labkit.data import BatchLoader, reference_loader, synthetic_cifar10
+from labkit.device import autocast, device_name, device_problem, device_slug, resolve_device, resolve_precision
+from labkit.models import build_model
+from labkit.models.inspect import count_flops
+from labkit.paths import smoke_mode
+from labkit.provenance import git_commit, utc_timestamp
+from labkit.runs.store import results_root
+from labkit.storage import write_atomic
 
 VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_efficient": True})}
 WARMUP_STEPS = 2
@@ -209,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.steps < 1 or args.repeats < 1 or args.batch_size < 1:
         p.error("--steps, --repeats and --batch-size must be ≥ 1")
+    if smoke_mode():
+        args.steps, args.repeats = 1, 1
+        print("LABKIT_SMOKE=1: smoke mode, 1 step, 1 repeat")
     specs = [s.strip() for s in args.models.split(",") if s.strip()]
     try:
         for spec in specs:
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
     report = {"device": device_name(device), "torch_version": torch.__version__, **git_commit(),
-              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "date": utc_timestamp(),
               "settings": {"steps": args.steps, "warmup_steps": WARMUP_STEPS, "batch_size": args.batch_size,
                            "repeats": args.repeats, "reference_workers": 2},
               "matmul_peak_gflops": peaks, "models": {}}
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec}: " + ", ".join(f"{n} {entry[n]['images_per_s']:.1f} img/s "
                                       f"(peak mem {entry[n]['peak_memory_mb']:.0f} MB)" for n in pipelines)
               + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
+    slug = device_slug(report["device"])
     path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else Path(args.output)
     write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     figure(report, path.with_suffix(".png"))

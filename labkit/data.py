@@ -17,7 +17,6 @@ names in CIFAR-10 order.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 import warnings
@@ -28,8 +27,8 @@ from pathlib import Path, PurePosixPath
 import torch
 from torch import Tensor
 
-from .paths import REPO_ROOT, cache_dir
-from .storage import StorageError, load_verified, save_verified
+from labkit.paths import REPO_ROOT, cache_dir
+from labkit.storage import StorageError, load_verified, save_verified
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -66,6 +65,19 @@ class Cifar10:
 
 
 # ----------------------------------------------------------------------------- sources
+
+def portable_location(location: str) -> str:
+    """Where data came from, without this machine's layout: a path inside the repository's parent
+    folder relative to the repository ('../shared/datasets/cifar10-jpeg.tar.gz'), any other path by
+    its file name; names that are not paths ('synthetic') as they are."""
+    path = Path(location)
+    if not path.is_absolute():
+        return location
+    try:
+        return os.path.relpath(path, REPO_ROOT) if path.is_relative_to(REPO_ROOT.parent) else path.name
+    except ValueError:     # another drive on Windows
+        return path.name
+
 
 def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, use_cache: bool = True,
                  expected_sha256: str | None = None) -> Cifar10:
@@ -232,9 +244,12 @@ def decode_image_tree(tree: dict, origin: Path, checksum: str) -> Cifar10:
             if not files:
                 raise DataError(f"missing class folder {origin}/{split}/{name}: every split needs all 10 classes")
             for file_name, payload in files:
+                if not payload:
+                    raise DataError(f"unreadable image {origin}/{file_name}: an empty (0-byte) file; replace or "
+                                    f"remove it")
                 try:
                     image = decode_image(torch.frombuffer(bytearray(payload), dtype=torch.uint8), ImageReadMode.RGB)
-                except RuntimeError as err:
+                except (RuntimeError, ValueError) as err:
                     raise DataError(f"unreadable image {origin}/{file_name}: {err}") from err
                 if tuple(image.shape) != IMAGE_SHAPE:
                     raise DataError(f"wrong image size in {origin}/{file_name}: {tuple(image.shape[1:])}, "
@@ -268,19 +283,6 @@ def synthetic_cifar10(train_per_class: int = 100, test_per_class: int = 20, seed
     return Cifar10(train_images, train_labels, test_images, test_labels, CLASSES, "synthetic", "generated", checksum)
 
 
-def export_image_folder(data: Cifar10, root: Path, fmt: str = "png") -> Path:
-    """Write `data` as train/<class>/NNNN.<fmt> + test/<class>/NNNN.<fmt> (the on-disk layout
-    `load_folder` reads); used to make realistic test fixtures."""
-    from torchvision.io import encode_jpeg, encode_png
-
-    encode = encode_png if fmt == "png" else encode_jpeg
-    for split, images, labels in (("train", data.train_images, data.train_labels),
-                                  ("test", data.test_images, data.test_labels)):
-        for i, (image, label) in enumerate(zip(images, labels.tolist())):
-            folder = root / split / data.classes[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:04d}.{fmt}").write_bytes(encode(image).numpy().tobytes())
-    return root
 
 
 # ----------------------------------------------------------------------------- cache
@@ -351,6 +353,15 @@ def subset_indices(labels: Tensor, size: int, seed: int = 0) -> Tensor:
 
 # ----------------------------------------------------------------------------- batches
 
+def normalize(images: Tensor, max_value: float = 255.0) -> Tensor:
+    """Images N×3×H×W with pixel values in [0, max_value] (uint8 0–255 by default; floats in [0, 1]
+    with max_value=1) as float32, standardised per channel with CIFAR-10's MEAN and STD. The one
+    normalisation of training, evaluation, Grad-CAM and the attacks; it keeps the memory format."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * max_value
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * max_value
+    return (images.float() - mean) / std
+
+
 class BatchLoader:
     """Yields (images, labels) batches on `device`: float, normalised, channels_last.
 
@@ -379,8 +390,6 @@ class BatchLoader:
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
-        self.mean = torch.tensor(MEAN, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(STD, device=self.device).view(1, 3, 1, 1) * 255
         # index i of the padded axis reads pixel reflect_index[i] of the original axis
         self.reflect_index = torch.tensor(list(range(4, 0, -1)) + list(range(32)) + list(range(30, 26, -1)),
                                           device=self.device)
@@ -400,7 +409,7 @@ class BatchLoader:
             sl = slice(start, start + self.batch_size)
             idx = order[sl] if self.train else torch.arange(n, device=self.device)[sl]
             x = self.augment(self.images[idx], augment_g) if self.train else self.images[idx]
-            x = self.normalize(x)
+            x = normalize(x.contiguous(memory_format=self.memory_format))
             if self.train and self.cutout:
                 x = self.cut_out(x, augment_g)
             yield x, self.labels[idx]
@@ -425,10 +434,6 @@ class BatchLoader:
         inside_rows = (span >= corners[:, :1]) & (span < corners[:, :1] + self.cutout)   # n×32
         inside_cols = (span >= corners[:, 1:]) & (span < corners[:, 1:] + self.cutout)
         return x.masked_fill_(inside_rows[:, None, :, None] & inside_cols[:, None, None, :], 0.0)  # keeps the layout
-
-    def normalize(self, x: Tensor) -> Tensor:
-        x = x.contiguous(memory_format=self.memory_format).float()
-        return (x - self.mean) / self.std
 
 
 def reference_loader(images: Tensor, labels: Tensor, batch_size: int, *, train: bool,

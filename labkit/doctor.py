@@ -12,21 +12,20 @@ the benchmarks. It runs on a CPU too, with fewer steps by default.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
 import torch
 
-from . import bench
-from .analysis import count_flops
-from .data import OFFLINE_ARCHIVE, resolve_auto
-from .precision import native_bf16, resolve_precision
-from .results import git_commit, results_root
-from .storage import write_atomic
-from .train import device_name, device_problem, resolve_device
+from labkit import bench
+from labkit.data import OFFLINE_ARCHIVE, resolve_auto
+from labkit.device import device_name, device_problem, device_slug, native_bf16, resolve_device, resolve_precision
+from labkit.models.inspect import count_flops
+from labkit.paths import smoke_mode
+from labkit.provenance import git_commit, utc_timestamp
+from labkit.runs.store import results_root
+from labkit.storage import StorageError, write_atomic
 
 DEFAULT_MODELS = "cnn,resnet18,se_resnet18,densenet_cifar"
 
@@ -65,8 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             bench.build(spec)
         if (args.steps is not None and args.steps < 1) or args.batch_size < 1:
             raise ValueError("--steps and --batch-size must be ≥ 1")
+        if args.output:   # checked before minutes of benchmarking, not after
+            output = Path(args.output)
+            if output.is_dir():
+                raise ValueError(f"--output {output} is a folder; give a file name, e.g. {output / 'doctor.json'}")
+            blocker = next((parent for parent in output.parents if parent.exists() and not parent.is_dir()), None)
+            if blocker is not None:
+                raise ValueError(f"--output {output} cannot be written: {blocker} is a file, not a folder")
     except ValueError as err:
         p.error(str(err))
+    if smoke_mode():
+        args.steps = 1
+        print("LABKIT_SMOKE=1: smoke mode, 1 timed step per model")
     device = resolve_device(args.device)
     steps = args.steps or (50 if device.type == "cuda" else 5)
     facts = environment(device)
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         peaks["fp16"] = bench.matmul_peak(device, torch.float16)
     print(f"{'matmul peak':>20}: " + ", ".join(f"{k} {v / 1e3:.2f} TFLOP/s" for k, v in peaks.items()))
     report = {"device": facts["device"], "kind": "doctor", "environment": facts, "torch_version": torch.__version__,
-              **git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              **git_commit(), "date": utc_timestamp(),
               "settings": {"steps": steps, "warmup_steps": bench.WARMUP_STEPS, "batch_size": args.batch_size,
                            "repeats": 1, "reference_workers": 0},
               "matmul_peak_gflops": peaks, "models": {}}
@@ -89,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec:>20}: {fast['images_per_s']:,.0f} img/s, {fast['achieved_gflops'] / 1e3:.2f} TFLOP/s "
               f"({fast['peak_share']:.0%} of the {run['precision']} matmul peak), peak memory "
               f"{fast['peak_memory_mb']:,.0f} MB", flush=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", facts["device"].lower()).strip("-")
+    slug = device_slug(facts["device"])
     path = Path(args.output) if args.output else results_root() / "benchmarks" / f"{slug}-doctor.json"
-    write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+    try:
+        write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     bench.figure(report, path.with_suffix(".png"))
     print(f"wrote {path}")
     return 0

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .data import BatchLoader
-from .precision import autocast
-
+from labkit.data import BatchLoader
+from labkit.device import autocast
+from labkit.models import eval_mode
 
 TTA_LEVELS = {0: "none", 1: "flip", 2: "flip + two 1-pixel translations"}
 
@@ -43,17 +43,15 @@ def predict_levels(model: nn.Module, images: Tensor, levels: tuple[int, ...] = (
     if unknown:
         raise ValueError(f"unknown TTA level(s) {sorted(unknown)}; valid: {TTA_LEVELS}")
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     loader = BatchLoader(images, torch.zeros(len(images), dtype=torch.int64), batch_size, train=False,
                          device=device, channels_last=channels_last)
     chunks: dict[int, list[Tensor]] = {level: [] for level in levels}
-    for x, _ in loader:
-        with autocast(device, precision):
-            logits = tta_logits(model, x, max(levels))
-        for level in levels:
-            chunks[level].append(logits[level].softmax(1).cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for x, _ in loader:
+            with autocast(device, precision):
+                logits = tta_logits(model, x, max(levels))
+            for level in levels:
+                chunks[level].append(logits[level].softmax(1).cpu())
     return {level: torch.cat(parts) for level, parts in chunks.items()}
 
 

@@ -11,7 +11,6 @@ results/tuning/<model>-<epochs>ep.json; a trial already recorded there is not ru
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from dataclasses import asdict, fields
@@ -19,12 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as datalib
-from .checkpoint import saved_config
-from .compare import format_table, load_json_files
-from .results import git_commit, results_root
-from .storage import write_atomic
-from .train import RECIPE_FIELDS, CheckpointError, NonFiniteLossError, TrainConfig, fit
+from labkit import data as datalib
+from labkit.paths import smoke_mode
+from labkit.provenance import git_commit, utc_timestamp
+from labkit.reporting.select import load_json_files
+from labkit.reporting.tables import format_table
+from labkit.runs.store import results_root
+from labkit.storage import write_atomic
+from labkit.training.checkpoint import CheckpointError, saved_config
+from labkit.training.config import RECIPE_FIELDS, SYNTHETIC_VAL_SIZE, TrainConfig
+from labkit.training.loop import NonFiniteLossError, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 TUNABLE = RECIPE_FIELDS + ("precision",)
@@ -38,6 +41,11 @@ def parse_overrides(text: str) -> dict:
         if not sep or key not in TUNABLE:
             raise ValueError(f"trial setting {item!r}: use name=value with name one of {', '.join(TUNABLE)}")
         kind = FIELD_TYPES[key]
+        if kind == "bool":
+            if value not in ("True", "False"):
+                raise ValueError(f"trial setting {item!r}: {key} takes True or False")
+            overrides[key] = value == "True"
+            continue
         try:
             overrides[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
         except ValueError:
@@ -81,7 +89,7 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
             **{key: result.info[key] for key in ("training_wall_time_s", "images_per_s", "device",
                                                  "torch_version", "data_source", "data_checksum")},
             "config": asdict(config), **git_commit(),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date": utc_timestamp(),
         })
         log.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
@@ -124,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trial", action="append", default=[], metavar="SETTINGS",
                    help='overrides of the default recipe, e.g. "lr=0.2 label_smoothing=0"; "" is the default; repeatable')
     args = p.parse_args(argv)
+    if smoke_mode():
+        args.data, args.val_size, args.epochs = "synthetic", SYNTHETIC_VAL_SIZE, 1
+        print("LABKIT_SMOKE=1: smoke mode, 1-epoch trials on synthetic data")
     try:
         trials = [parse_overrides(t) for t in args.trial or [""]]
         base = TrainConfig(model=args.model, epochs=args.epochs, data=args.data, val_size=args.val_size,

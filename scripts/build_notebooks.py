@@ -1,48 +1,40 @@
 """Writes notebooks/*.ipynb, so the six notebooks share one structure and stay in step
 with labkit. Edit this file, then run `python scripts/build_notebooks.py`."""
+import textwrap
+from dataclasses import fields
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from labkit.reporting.markdown import replace_generated
+from labkit.training.config import TrainConfig, defaults_for, notebook_settings
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
-PARAMETERS = '''# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
-model = "{model}"          # one of labkit.models.available_models()
-epochs = {epochs}                   # training epochs (the whole schedule: warmup, then linear decay to zero)
-batch_size = 128              # images per SGD step
-lr = 0.1                      # peak learning rate, reached after the warmup
-warmup_epochs = 1.0           # length of the linear warmup, in epochs
-warmup_start_factor = 0.0     # the warmup starts at this fraction of the peak lr
-weight_decay = 5e-4           # on conv and linear weights only
-label_smoothing = 0.1         # 0 turns it off
-cutout = 0                    # side of the square blanked in each training image; 0 turns it off
-ema_decay = 0.0               # per-step decay of an average of the weights used for curves and test; 0 off
-tta = 1                       # TTA level of the reported test accuracy: 0 none, 1 flip, 2 flip and shifts
-precision = "auto"            # "auto" (bf16 or fp16 by device), "bf16", "fp16" (with loss scaling) or "fp32"
-data = "auto"                 # "auto", "synthetic", "torchvision", or a path to an image folder or archive
-val_size = 5000               # train images held out for curves and tuning; the test split is used once
-seed = 0                      # seeds the split, the initialisation and the batch order
-run_name = ""                 # folder name under results/ (empty: the model name)
-resume = False                # continue from the run's checkpoint in ~/.cache/labkit/checkpoints if there is one
-overwrite = False             # replace the run's existing checkpoint and results (otherwise a fresh run refuses)
-device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
-compile = False               # torch.compile the model
-train_subset = 0              # > 0: train on a stratified subset of this many images (quick trials)'''
+def parameters_cell(model: str) -> str:
+    """The parameters cell, generated from TrainConfig's declarations: every setting that applies to
+    `model`, its default (the model's headline recipe) and its help text."""
+    defaults = defaults_for(model)
+    lines = ["# Parameters (papermill: -p name value). `papermill --help-notebook` lists them."]
+    for f in notebook_settings(model):
+        lines.append(f"{f.name} = {defaults[f.name]!r}".ljust(34) + f"# {f.metadata['help']}")
+    return "\n".join(lines)
 
-CONFIGURE = '''from labkit import lab, plots
-from labkit.models import build_model
-from labkit.results import save_run
-from labkit.train import fit
 
-# Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the run.
-config = lab.configure(model=model, epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs,
-                       warmup_start_factor=warmup_start_factor, weight_decay=weight_decay,
-                       label_smoothing=label_smoothing, cutout=cutout, ema_decay=ema_decay, tta=tta,
-                       precision=precision, data=data, val_size=val_size, seed=seed, run_name=run_name,
-                       resume=resume, overwrite=overwrite, device=device, compile=compile,
-                       train_subset=train_subset)
-config'''
+def configure_cell(model: str) -> str:
+    names = [f.name for f in notebook_settings(model)]
+    call = ", ".join(f"{n}={n}" for n in names)
+    return ("from labkit.models import build_model\n"
+            "from labkit.notebook import params, views\n"
+            "from labkit.reporting import figures\n"
+            "from labkit.runs.store import save_run\n"
+            "from labkit.training.loop import fit\n\n"
+            "# Checks every parameter and fails here with a clear message (before any data is read);\n"
+            "# LABKIT_SMOKE=1 shrinks the run. Without run_name, the run gets a new name, printed below.\n"
+            f"config = params.configure({textwrap.fill(call, 100, subsequent_indent=' ' * 26)})\n"
+            "config")
+
 
 ARCHITECTURES = {
     "01_cnn": dict(
@@ -56,7 +48,7 @@ how well the signal and gradient survive the stack; this is the baseline the oth
         look_md="""## A look inside: the learned first-layer filters
 The six 5×5×3 kernels of the first convolution, each scaled to its own range. Trained on CIFAR-10 they
 become colour blobs and oriented edges: the same kind of detectors that appear in much larger nets.""",
-        look_code='''look = plots.conv_filters(result.model.features[0].weight, f"{config.run_name}: first-layer filters (6 × 5×5×3)")''',
+        look_code='''look = figures.conv_filters(result.model.features[0].weight, f"{config.run_name}: first-layer filters (6 × 5×5×3)")''',
         look_name="filters"),
     "02_resnet18": dict(
         model="resnet18", epochs=15, title="ResNet-18",
@@ -70,15 +62,18 @@ becomes a **1×1 convolution with stride 2 plus batch norm** (a projection) that
 
 This is the CIFAR variant: a 3×3 stride-1 stem with 64 channels keeps the 32×32 resolution, then four
 stages of two BasicBlocks at 64/128/256/512 channels (the last three halve the resolution), a 4×4 global
-average pool and a linear head: 11,173,962 parameters.""",
+average pool and a linear head: 11,173,962 parameters.
+
+Run this notebook with `-p model plain18` for the control: the same network with every shortcut removed
+(11,000,138 parameters), which isolates what the shortcuts contribute.""",
         look_md="""## A look inside: gradients at initialisation, with and without the shortcuts
 For one batch and a freshly initialised network, the norm of the loss gradient reaching each block's
 convolution weights, once with the shortcuts and once with every shortcut removed (the same weights).
 Without the additions, the gradient must pass through every convolution on its way back. The ratio
 column says whether the shortcuts raise (above 1) or lower (below 1) each block's gradient; the sentence
 under the table reads the measured numbers.""",
-        look_code='''gradients, look = lab.resnet_gradient_look(config.model, data_set)
-print(lab.gradient_reading(gradients))
+        look_code='''gradients, look = views.resnet_gradient_look(config.model, data_set)
+print(inspect.gradient_reading(gradients))
 gradients''',
         look_name="gradient_norms"),
     "03_densenet": dict(
@@ -102,14 +97,14 @@ Input channels of every bottleneck layer (they grow by 12 per layer and halve at
 the memory of the tensors autograd keeps for backward, per image, next to ResNet-18 and the
 memory-efficient DenseNet option (`memory_efficient=True`, which recomputes concat, BN, ReLU and the 1×1
 convolution in backward).""",
-        look_code='''channels, memory, look = lab.densenet_memory_look()
+        look_code='''channels, memory, look = views.densenet_memory_look()
 print({name: f"{mb:.1f} MB/image" for name, mb in memory.items()})
 channels.groupby("block").in_channels.agg(["min", "max", "count"])''',
         extra_md="""### The memory-efficient option, measured
 Speed and peak memory of the normal and the memory-efficient DenseNet from the benchmark runs
 (`python -m labkit.bench --models densenet_cifar,densenet_cifar_memory_efficient --batch-size 256`):
 recomputation trades some speed for memory.""",
-        extra_code='''measured = lab.densenet_benchmarks()
+        extra_code='''measured = views.densenet_benchmarks()
 measured if len(measured) else print("no DenseNet benchmark in results/benchmarks yet")''',
         look_name="channels_memory"),
     "04_se_resnet18": dict(
@@ -127,52 +122,62 @@ and only then is the shortcut added. It costs about 87 k parameters on top of Re
 
 Run this notebook with `-p model se_resnet18_imagenet_stem` for the variant printed in the lab report,
 whose 7×7 stride-2 stem and max-pool shrink 32×32 images to 8×8 before layer1 (the ablation).""",
-        look_md="""## A look inside: excitation per stage, averaged per class
-The mean SE gate of every channel (x axis) for each class (rows), at the last block of each stage, over
-test images. Early stages gate channels almost the same way for every class; the deepest stage's gates
-become class-specific, which is where SE does its recalibration.""",
-        look_code='''spread, look = lab.excitation_look(result.model, data_set, title=config.run_name)
-spread''',
+        look_md="""## A look inside: what the gates do
+For every SE block, over test images: the mean gate, how much it varies between images (per channel,
+averaged), between channels and between the class means. A block whose gates all sit near 0.5 and
+barely vary only halves its residual: its excitation recalibrates nothing. The figure shows the mean
+gate of every channel (x axis) for each class (rows) at the last block of each stage.""",
+        look_code='''gates, look = views.excitation_look(result.model, data_set, title=config.run_name)
+print(views.gate_reading(gates))
+gates''',
         look_name="excitation"),
 }
 
 
 def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
+    model = spec["model"]
+    save_table = ", gradients" if spec["look_name"] == "gradient_norms" else ", gates" if spec["look_name"] == "excitation" else ""
     cells = [
         new_markdown_cell(f"# {spec['title']} on CIFAR-10\n\n{spec['intro']}"),
-        new_code_cell(PARAMETERS.format(model=spec["model"], epochs=spec["epochs"]),
-                      metadata={"tags": ["parameters"]}),
-        new_code_cell(CONFIGURE),
+        new_code_cell(parameters_cell(model), metadata={"tags": ["parameters"]}),
+        new_code_cell(configure_cell(model)),
+        new_markdown_cell("## The code\nThe module that defines this architecture, as labkit trains it."),
+        new_code_cell("views.show_source(config.model)"),
         new_markdown_cell("## Structure\nThe module tree, then parameters, FLOPs and output shape per stage "
                           "for one 3×32×32 image (FLOPs count a multiply-add as 2)."),
-        new_code_cell("net = build_model(config.model)\nprint(lab.module_tree(net))\nlab.summary_table(net)"),
+        new_code_cell("net = build_model(config.model)\nprint(views.module_tree(net))\nviews.summary_table(net)"),
         new_markdown_cell("## Data\nCIFAR-10 decoded once into uint8 tensors (cached); the loader crops, flips "
                           "and normalises whole batches as tensors."),
-        new_code_cell("data_set = lab.load_data(config)\nlab.sample_grid(data_set);"),
-        new_markdown_cell("## Training\nSGD with Nesterov momentum, label smoothing, 1-epoch warmup then linear "
-                          "decay, bf16 autocast and channels_last where supported. A checkpoint is written every "
-                          "epoch; the test split is evaluated once, after the last epoch."),
+        new_code_cell("data_set = params.load_data(config)\nviews.sample_grid(data_set);"),
+        new_markdown_cell("## Training\nSGD with Nesterov momentum, label smoothing, a linear warmup then linear "
+                          "decay, bf16 autocast and channels_last where supported; the recipe's cutout and weight "
+                          "average (EMA) when set. A checkpoint is written every epoch; the test split is evaluated "
+                          "once, after the last epoch. First, how long that will take on this machine."),
+        new_code_cell("print(views.time_estimate(config, data_set))"),
         new_code_cell("result = fit(config, data_set)"),
         new_markdown_cell("## Curves\nTrain loss includes label smoothing and augmentation, so it sits above the "
-                          "validation loss; the gap between the accuracies is the one to watch."),
-        new_code_cell("plots.training_curves(result.history, title=config.run_name);"),
+                          "validation loss; the gap between the accuracies is the one to watch. With a weight "
+                          "average (EMA), val is measured on the averaged weights (solid) and on the live ones "
+                          "(dashed)."),
+        new_code_cell("figures.training_curves(result.history, title=config.run_name);"),
         new_markdown_cell("## Accuracy on the test split"),
-        new_code_cell('print(lab.accuracy_summary(result))\nlab.per_class_table(result)'),
-        new_code_cell("plots.per_class_bars(result.test.per_class, f\"{config.run_name}: per-class test accuracy\", "
-                      "plots.model_colour(config.model));\n"
-                      "plots.confusion_heatmap(result.test.confusion, data_set.classes, "
+        new_code_cell("print(views.accuracy_summary(result))\nviews.per_class_table(result)"),
+        new_code_cell("figures.per_class_bars(result.test.per_class, f\"{config.run_name}: per-class test accuracy\", "
+                      "figures.model_colour(config.model));\n"
+                      "figures.confusion_heatmap(result.test.confusion, data_set.classes, "
                       "f\"{config.run_name}: test confusion matrix (rows: true class)\");"),
         new_markdown_cell("## Sample predictions\nRandom test images, true → predicted class with the model's "
                           "confidence; mistakes are framed in red."),
-        new_code_cell("predictions = lab.prediction_grid(result, data_set)"),
+        new_code_cell("predictions = views.prediction_grid(result, data_set)"),
         new_markdown_cell(spec["look_md"]),
-        new_code_cell(spec["look_code"]),
+        new_code_cell(("from labkit.models import inspect\n\n" if "inspect." in spec["look_code"] else "")
+                      + spec["look_code"]),
         *([new_markdown_cell(spec["extra_md"]), new_code_cell(spec["extra_code"])] if "extra_md" in spec else []),
         new_markdown_cell("## Saving\nMetrics, history, confusion matrix and fp16 weights go to "
                           "`results/<run_name>/` (or `$LABKIT_RESULTS`), with the figures above."),
-        new_code_cell(f'folder = save_run(result)\nlab.save_figure(predictions, config.run_name, "predictions")\n'
-                      f'lab.save_figure(look, config.run_name, "{spec["look_name"]}"'
-                      f'{", gradients" if spec["look_name"] == "gradient_norms" else ""})\nprint("saved to", folder)'),
+        new_code_cell(f'folder = save_run(result)\nviews.save_figure(predictions, config.run_name, "predictions")\n'
+                      f'views.save_figure(look, config.run_name, "{spec["look_name"]}"{save_table})\n'
+                      f'print("saved to", folder)'),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 
@@ -187,32 +192,34 @@ def comparison_notebook() -> nbformat.NotebookNode:
                       'runs = "longest"     # "longest": each model\'s longest run; or run names, comma-separated\n'
                       'results_dir = ""     # results root; empty means labkit\'s default (results/ or $LABKIT_RESULTS)',
                       metadata={"tags": ["parameters"]}),
-        new_code_cell("from pathlib import Path\n\nfrom labkit import compare, lab\n\n"
-                      "lab.reject_unknown_parameters([\"runs\", \"results_dir\"])\n"
+        new_code_cell("from pathlib import Path\n\n"
+                      "from labkit.notebook import params\n"
+                      "from labkit.reporting import claims, figures, select, tables\n\n"
+                      "params.reject_unknown_parameters([\"runs\", \"results_dir\"])\n"
                       "root = Path(results_dir) if results_dir else None\n"
                       "if root is not None and not root.is_dir():\n"
                       "    raise ValueError(f\"results_dir {results_dir!r} is not a folder\")\n"
-                      "loaded = compare.select_runs(runs, root)\n"
+                      "loaded = select.select_runs(runs, root)\n"
                       "print({name: \"found\" if run else \"missing\" for name, run in loaded.items()})"),
         new_markdown_cell("## The table\nParameters, forward FLOPs per image, final test and validation accuracy, "
                           "epochs, training time, training throughput, activation memory per image and peak "
                           "memory, and the device each run used."),
-        new_code_cell("table = compare.format_table(compare.comparison_table(loaded))\n"
-                      "display(table.reindex(columns=[\"status\", *compare.ACCURACY_COLUMNS]))\n"
-                      "table.reindex(columns=[\"status\", *compare.COST_COLUMNS])"),
+        new_code_cell("table = tables.format_table(tables.comparison_table(loaded))\n"
+                      "display(table.reindex(columns=[\"status\", *tables.ACCURACY_COLUMNS]))\n"
+                      "table.reindex(columns=[\"status\", *tables.COST_COLUMNS])"),
         new_markdown_cell("## Validation curves, against epochs and against wall-clock time"),
-        new_code_cell("if compare.present(loaded):\n    compare.curves_figure(loaded);"),
+        new_code_cell("if select.present(loaded):\n    figures.curves_figure(loaded);"),
         new_markdown_cell("## Per-class accuracy\nWhich classes each model finds hard (cat and dog, usually)."),
-        new_code_cell("if compare.present(loaded):\n    compare.per_class_heatmap(loaded);"),
+        new_code_cell("if select.present(loaded):\n    figures.per_class_heatmap(loaded);"),
         new_markdown_cell("## Accuracy against size and against time"),
-        new_code_cell("if compare.present(loaded):\n    compare.scatter_figure(loaded);"),
+        new_code_cell("if select.present(loaded):\n    figures.scatter_figure(loaded);"),
         new_markdown_cell("## Accuracy against the training budget\nEvery run in `results/`, grouped by model and "
                           "epoch budget; runs at one budget are seeds (mean ± sd). The table sets each model's longest "
                           "budget against what the lab report said."),
-        new_code_cell("every_run = compare.load_every_run(root)\n"
-                      "if compare.present(every_run):\n"
-                      "    display(compare.format_table(compare.lab_report_table(every_run)))\n"
-                      "    compare.budget_figure(every_run);"),
+        new_code_cell("every_run = select.load_every_run(root)\n"
+                      "if select.present(every_run):\n"
+                      "    display(tables.format_table(tables.lab_report_table(every_run)))\n"
+                      "    figures.budget_figure(every_run);"),
         new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above, "
                           "on the longest of the runs above for each model; 'missing' means a run it needs has not "
                           "been trained, 'not comparable yet' that two runs it compares had different epoch budgets. "
@@ -220,12 +227,13 @@ def comparison_notebook() -> nbformat.NotebookNode:
                           "beyond two standard errors (binomial, from the val or test set size): each model is "
                           "one training run, one seed."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
-                      "pd.DataFrame(compare.claims(compare.longest_runs(loaded), compare.load_benchmarks(root)))"),
+                      "pd.DataFrame(claims.claims(select.longest_runs(loaded), select.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
                           "path against the reference pipeline, with the matmul peak of the same machine."),
-        new_code_cell("benchmarks = compare.load_benchmarks(root)\n"
-                      "for device, bench in benchmarks.items():\n"
-                      "    print(bench[\"device\"])\n    display(compare.format_table(compare.benchmark_table(bench)))\n"
+        new_code_cell("benchmarks = select.load_benchmarks(root)\n"
+                      "for stem, bench in benchmarks.items():\n"
+                      "    print(f\"{stem}.json: {bench['device']}, {bench['date'][:10]}\")\n"
+                      "    display(tables.format_table(tables.benchmark_table(bench)))\n"
                       "if not benchmarks:\n    print(\"no benchmark in results/benchmarks yet\")"),
         new_markdown_cell("## Recipe tuning\nShort trials of the whole schedule with some settings changed "
                           "(`python -m labkit.tune`), judged on the validation split only: the test split never "
@@ -234,7 +242,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
                       "logs = tune.load_logs(root)\n"
                       "for stem, log in logs.items():\n"
                       "    print(f\"{log['model']}, {log['epochs']}-epoch trials ({stem}.json)\")\n"
-                      "    display(compare.format_table(tune.trials_table(log)))\n"
+                      "    display(tables.format_table(tune.trials_table(log)))\n"
                       "if not logs:\n    print(\"no tuning trials in results/tuning yet\")"),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
@@ -275,47 +283,47 @@ The lab report asked for accuracy, per-class results and speed. A reviewer of im
 
 Every analysis runs on fixed, stratified, seeded test subsets; sizes are parameters."""),
         new_code_cell(ANALYSIS_PARAMETERS, metadata={"tags": ["parameters"]}),
-        new_code_cell("""import pandas as pd
-
-from labkit import beyond, explorer, lab, plots
+        new_code_cell("""from labkit.notebook import explorer, params, views
+from labkit.reporting import figures
+from labkit.robustness import suite
 
 # Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the subsets.
-names, root, settings = lab.configure_analysis(runs=runs, results_dir=results_dir, epsilons=epsilons,
-                                               calibration_size=calibration_size, corruption_size=corruption_size,
-                                               attack_size=attack_size, seed=seed, device=device, precision=precision)
-data_set = lab.analysis_data(data)
+names, root, settings = params.configure_analysis(runs=runs, results_dir=results_dir, epsilons=epsilons,
+                                                  calibration_size=calibration_size, corruption_size=corruption_size,
+                                                  attack_size=attack_size, seed=seed, device=device, precision=precision)
+data_set = params.analysis_data(data)
 settings"""),
         new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
                           "The corrupted images are made once and shared by all runs."),
-        new_code_cell("analyses = beyond.analyse_runs(names, data_set, settings, root)\n"
+        new_code_cell("analyses = suite.analyse_runs(names, data_set, settings, root, save=save)\n"
                       "summaries = {name: a.summary for name, a in analyses.items()}"),
         new_markdown_cell("""## Calibration
 ECE is the gap between confidence and accuracy, averaged over 15 confidence bins weighted by their image
 counts; NLL and Brier score reward confident right answers and punish confident wrong ones. Columns with
 (T) are after temperature scaling. T < 1 sharpens under-confident probabilities, T > 1 softens
 over-confident ones."""),
-        new_code_cell("beyond.calibration_table(summaries)"),
-        new_code_cell("plots.reliability_diagrams(summaries);"),
+        new_code_cell("suite.calibration_table(summaries)"),
+        new_code_cell("figures.reliability_diagrams(summaries);"),
         new_markdown_cell("""## Corruption robustness
 Accuracy for each corruption, averaged over its five severities, and the mean over all 75 corrupted sets
 (the *mean corruption accuracy*), on the same corrupted images for every model."""),
-        new_code_cell("beyond.corruption_table(summaries)"),
-        new_code_cell("plots.corruption_heatmaps(summaries);"),
+        new_code_cell("suite.corruption_table(summaries)"),
+        new_code_cell("figures.corruption_heatmaps(summaries);"),
         new_markdown_cell("""## Adversarial robustness
 Accuracy on attacked images; ε is the largest change to any pixel, in grey levels of 255. None of these
 models was trained to resist attacks, so a few grey levels of PGD usually bring them near zero."""),
-        new_code_cell("beyond.attack_table(summaries)"),
-        new_code_cell("plots.attack_curves(summaries);"),
+        new_code_cell("suite.attack_table(summaries)"),
+        new_code_cell("figures.attack_curves(summaries);"),
         new_markdown_cell("""## Grad-CAM: what each model looks at
 The gradient of the predicted class's score weighs the channels of the deepest stage whose maps are
 still at least 4×4; red is where the evidence is. The CIFAR ResNets and DenseNet explain with 4×4 maps
 and the CNN with 10×10. The ImageNet-stem variant shrinks the image to 8×8 before its first stage, and
 its last two stages are 2×2 and 1×1, which cannot localise anything; its maps come from layer2 (4×4),
 halfway through the network."""),
-        new_code_cell("picks = beyond.pick_gradcam_images(list(analyses.values()), data_set.test_labels, settings.seed)\n"
+        new_code_cell("picks = suite.pick_gradcam_images(list(analyses.values()), data_set.test_labels, settings.seed)\n"
                       "for analysis in analyses.values():\n"
-                      "    beyond.add_gradcam(analysis, data_set, picks)\n"
-                      "lab.gradcam_figure(analyses, data_set, picks);"),
+                      "    suite.add_gradcam(analysis, data_set, picks)\n"
+                      "views.gradcam_figure(analyses, data_set, picks);"),
         new_markdown_cell("""## Explorer
 Pick a model, a true class and a predicted class (a cell of the confusion matrix) to see those test
 images with the model's top-3 probabilities; choose one to see every model's prediction and Grad-CAM
@@ -324,8 +332,8 @@ side by side. Above the widgets, the same views for the default selection as pla
         new_markdown_cell("## Time taken and saving\nWall time per analysis and run (minutes), then "
                           "`results/<run>/analysis.json` and `results/<run>/figures/gradcam.png`, which "
                           "`python -m labkit.report` reads."),
-        new_code_cell("display(beyond.wall_time_table(summaries).round(2))\n"
-                      "if save:\n    lab.save_analyses(analyses, data_set, picks, root)"),
+        new_code_cell("display(suite.wall_time_table(summaries).round(2))\n"
+                      "if save:\n    views.save_analyses(analyses, data_set, picks, root)"),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 
@@ -333,7 +341,23 @@ side by side. Above the widgets, the same views for the default selection as pla
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
           "language_info": {"name": "python"}}
 
+def settings_table() -> str:
+    """The README's settings table, from TrainConfig's declarations."""
+    rows = ["| setting | default | what it does | notebooks |", "|---|---|---|---|"]
+    for f in fields(TrainConfig):
+        where = ("every model" if f.metadata["models"] is None else ", ".join(f.metadata["models"])) \
+            if f.metadata["notebook"] else "command line only"
+        rows.append(f"| `{f.name}` | `{f.default!r}` | {f.metadata['help']} | {where} |")
+    return "\n".join(rows)
+
+
+def write_readme_settings() -> None:
+    readme = NOTEBOOKS.parent / "README.md"
+    readme.write_text(replace_generated(readme.read_text(), "settings", settings_table()))
+
+
 if __name__ == "__main__":
+    write_readme_settings()
     NOTEBOOKS.mkdir(exist_ok=True)
     books = {name: architecture_notebook(name, spec) for name, spec in ARCHITECTURES.items()}
     books["05_comparison"] = comparison_notebook()

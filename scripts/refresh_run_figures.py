@@ -11,22 +11,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from labkit import lab  # noqa: E402
-from labkit.data import load_cifar10  # noqa: E402
-from labkit.evaluate import predict  # noqa: E402
-from labkit.results import list_runs, load_model, read_metrics, run_dir  # noqa: E402
+from labkit.data import load_cifar10
+from labkit.evaluate import predict
+from labkit.notebook.views import architecture_look, prediction_sample, predictions_figure, save_figure
+from labkit.runs.store import list_runs, load_model, read_metrics, run_dir
 
 
 def refresh(run_name: str, data) -> list[str]:
     metrics = read_metrics(run_dir(run_name))
     model = load_model(run_name)
-    index = lab.prediction_sample(data)
+    index = prediction_sample(data)
     probabilities = predict(model, data.test_images[index], tta=metrics["test_tta"], precision=metrics["precision"])
-    figures = {"predictions": (lab.predictions_figure(probabilities, data, index, run_name), None)}
-    name, look, table = lab.architecture_look(metrics["model"], model, data, run_name)
+    figures = {"predictions": (predictions_figure(probabilities, data, index, run_name), None)}
+    name, look, table = architecture_look(metrics["model"], model, data, run_name)
     figures[name] = (look, table)
     for figure_name, (figure, numbers) in figures.items():
-        lab.save_figure(figure, run_name, figure_name, numbers)
+        save_figure(figure, run_name, figure_name, numbers)
         plt.close(figure)
     return list(figures)
 

@@ -6,12 +6,30 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from labkit import adversarial, beyond, calibration, corruptions, gradcam, lab, report
 from labkit.data import DataError, synthetic_cifar10
-from labkit.explorer import Explorer
 from labkit.models import build_model
-from labkit.results import RunDataError, save_run
-from labkit.train import TrainConfig, fit
+from labkit.notebook import params
+from labkit.notebook.explorer import Explorer
+from labkit.notebook.params import configure_analysis
+from labkit.notebook.views import save_analyses
+from labkit.reporting.markdown import build
+from labkit.robustness.adversarial import PixelModel, attack_accuracy
+from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reliability_bins, scores
+from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
+from labkit.robustness.gradcam import grad_cam, target_layer, upsample
+from labkit.robustness.suite import (
+    AnalysisSettings,
+    RunAnalysis,
+    add_gradcam,
+    analyse_run,
+    analyse_runs,
+    load_analysis,
+    pick_gradcam_images,
+)
+from labkit.runs.store import RunDataError, save_run
+from labkit.training.config import TrainConfig
+from labkit.training.loop import fit
+from tests.helpers import ece_from_bins
 
 SMALL = dict(calibration_size=40, corruption_size=20, attack_size=10, epsilons=(1.0, 8.0))
 
@@ -31,35 +49,35 @@ def trained(tmp_path_factory):
 
 # ----------------------------------------------------------------------------- corruptions
 
-@pytest.mark.parametrize("name", list(corruptions.CORRUPTIONS))
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_every_corruption_keeps_the_format_is_seeded_and_changes_the_images(name):
     images = synthetic_cifar10(train_per_class=1, test_per_class=2).test_images
-    for severity in corruptions.SEVERITIES:
-        out = corruptions.corrupt(images, name, severity, seed=3)
+    for severity in SEVERITIES:
+        out = corrupt(images, name, severity, seed=3)
         assert out.dtype == torch.uint8 and out.shape == images.shape
-        assert torch.equal(out, corruptions.corrupt(images, name, severity, seed=3))
-    mildest = (corruptions.corrupt(images, name, 1).float() - images.float()).abs().mean()
-    harshest = (corruptions.corrupt(images, name, 5).float() - images.float()).abs().mean()
+        assert torch.equal(out, corrupt(images, name, severity, seed=3))
+    mildest = (corrupt(images, name, 1).float() - images.float()).abs().mean()
+    harshest = (corrupt(images, name, 5).float() - images.float()).abs().mean()
     assert harshest > 0.5 and harshest > 0.5 * mildest
 
 
 @pytest.mark.parametrize("name", ["gaussian_noise", "impulse_noise", "gaussian_blur", "contrast", "jpeg_compression"])
 def test_monotone_corruptions_get_worse_with_severity(name):
     images = synthetic_cifar10(train_per_class=1, test_per_class=5).test_images
-    change = [(corruptions.corrupt(images, name, s).float() - images.float()).abs().mean() for s in corruptions.SEVERITIES]
+    change = [(corrupt(images, name, s).float() - images.float()).abs().mean() for s in SEVERITIES]
     assert change == sorted(change)
 
 
 def test_hsv_round_trip_and_bad_requests():
     x = torch.rand(4, 3, 8, 8)
-    assert torch.allclose(corruptions.hsv_to_rgb(corruptions.rgb_to_hsv(x)), x, atol=1e-5)
+    assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
     images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
     with pytest.raises(ValueError, match="unknown corruption 'fog'"):
-        corruptions.corrupt(images, "fog", 1)
+        corrupt(images, "fog", 1)
     with pytest.raises(ValueError, match="severity must be one of"):
-        corruptions.corrupt(images, "contrast", 6)
+        corrupt(images, "contrast", 6)
     with pytest.raises(ValueError, match="uint8"):
-        corruptions.corrupt(images.float(), "contrast", 1)
+        corrupt(images.float(), "contrast", 1)
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -75,24 +93,24 @@ def sampled(n: int, temperature: float, seed: int = 0):
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0])
 def test_temperature_scaling_recovers_the_temperature_and_lowers_ece(true_temperature):
     logits, labels = sampled(20_000, true_temperature)
-    fitted = calibration.fit_temperature(logits, labels)
+    fitted = fit_temperature(logits, labels)
     assert fitted == pytest.approx(true_temperature, rel=0.05)
-    before, after = calibration.scores(logits, labels), calibration.scores(logits, labels, fitted)
+    before, after = scores(logits, labels), scores(logits, labels, fitted)
     assert after["ece"] < before["ece"] / 2 and after["nll"] < before["nll"] and after["brier"] < before["brier"]
 
 
 def test_reliability_bins_add_up_to_torchmetrics_ece():
     logits, labels = sampled(3000, 1.7, seed=1)
-    bins = calibration.reliability_bins(logits, labels)
-    assert sum(b["count"] for b in bins) == 3000 and len(bins) == calibration.BINS
+    bins = reliability_bins(logits, labels)
+    assert sum(b["count"] for b in bins) == 3000 and len(bins) == BINS
     expected = multiclass_calibration_error(logits.softmax(1), labels, num_classes=10, n_bins=15, norm="l1")
-    assert calibration.ece_from_bins(bins) == pytest.approx(float(expected), abs=1e-5)
-    assert calibration.scores(logits, labels)["ece"] == pytest.approx(float(expected), abs=1e-6)
+    assert ece_from_bins(bins) == pytest.approx(float(expected), abs=1e-5)
+    assert scores(logits, labels)["ece"] == pytest.approx(float(expected), abs=1e-6)
 
 
 def test_calibrate_uses_log_probabilities_like_logits():
     logits, labels = sampled(4000, 0.5, seed=2)
-    result = calibration.calibrate(logits[:2000].softmax(1), labels[:2000], logits[2000:].softmax(1), labels[2000:])
+    result = calibrate(logits[:2000].softmax(1), labels[:2000], logits[2000:].softmax(1), labels[2000:])
     assert result["temperature"] == pytest.approx(0.5, rel=0.1)
     assert result["after"]["ece"] < result["before"]["ece"]
 
@@ -101,22 +119,22 @@ def test_calibrate_uses_log_probabilities_like_logits():
 
 def test_attacks_lower_accuracy_within_the_budget(trained):
     root, data = trained
-    from labkit.results import load_model
+    from labkit.runs.store import load_model
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABKIT_RESULTS", str(root))
         model = load_model("cnn")
     images, labels = data.test_images[:40], data.test_labels[:40]
-    result = adversarial.attack_accuracy(model, images, labels, epsilons=(0.001, 16.0))
+    result = attack_accuracy(model, images, labels, epsilons=(0.001, 16.0))
     assert result["clean"] > 0.3
     assert result["fgsm"]["0.001"] == pytest.approx(result["clean"])      # too small to flip anything
     assert result["pgd"]["16"] < result["clean"] and result["pgd"]["16"] <= result["fgsm"]["16"] + 0.05
     with pytest.raises(ValueError, match="every ε must be > 0"):
-        adversarial.attack_accuracy(model, images, labels, epsilons=(0.0,))
+        attack_accuracy(model, images, labels, epsilons=(0.0,))
 
 
 def test_pgd_stays_inside_the_epsilon_ball():
     import torchattacks
-    model = adversarial.PixelModel(build_model("cnn").eval(), torch.device("cpu"))
+    model = PixelModel(build_model("cnn").eval(), torch.device("cpu"))
     x = torch.rand(6, 3, 32, 32)
     y = torch.randint(0, 10, (6,))
     adv = torchattacks.PGD(model, eps=4 / 255, alpha=1 / 255, steps=3)(x, y)
@@ -130,13 +148,13 @@ def test_pgd_stays_inside_the_epsilon_ball():
                                                ("se_resnet18_imagenet_stem", "layer2", 4)])
 def test_gradcam_uses_the_deepest_stage_with_maps_of_at_least_4x4(name, layer, side):
     model = build_model(name).eval()
-    assert gradcam.target_layer(model)[0::2] == (layer, side)
+    assert target_layer(model)[0::2] == (layer, side)
     images = synthetic_cifar10(train_per_class=1, test_per_class=1).test_images[:3]
-    maps, used, map_side = gradcam.grad_cam(model, images, torch.tensor([0, 1, 2]))
+    maps, used, map_side = grad_cam(model, images, torch.tensor([0, 1, 2]))
     assert used == layer and map_side == side and maps.shape == (3, side, side) and maps.min() >= 0
     peaks = maps.flatten(1).max(1).values
     assert all(abs(p - 1) < 1e-6 or p == 0 for p in peaks.tolist())   # each map scaled to 1, or no evidence at all
-    assert gradcam.upsample(maps).shape == (3, 32, 32)
+    assert upsample(maps).shape == (3, 32, 32)
 
 
 def test_gradcam_finds_the_evidence_where_it_is():
@@ -160,7 +178,7 @@ def test_gradcam_finds_the_evidence_where_it_is():
     images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
     images[0, 0, :16, :16] = 255
     images[0, 1, 16:, 16:] = 255
-    maps, _, _ = gradcam.grad_cam(RedScorer(), images, torch.tensor([0]))
+    maps, _, _ = grad_cam(RedScorer(), images, torch.tensor([0]))
     assert maps[0, :16, :16].min() > 0.99 and maps[0, 16:, :].max() == 0 and maps[0, :, 16:].max() == 0
 
 
@@ -170,40 +188,40 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
                                                                                        tmp_path):
     root, data = trained
     monkeypatch.setenv("LABKIT_RESULTS", str(root))
-    settings = beyond.AnalysisSettings(**SMALL)
-    [analysis] = beyond.analyse_runs(["cnn"], data, settings).values()
+    settings = AnalysisSettings(**SMALL)
+    [analysis] = analyse_runs(["cnn"], data, settings).values()
     s = analysis.summary
     assert s["calibration"]["temperature"] > 0 and 0 <= s["calibration"]["before"]["ece"] <= 1
-    assert set(s["corruptions"]["accuracy"]) == set(corruptions.CORRUPTIONS) and s["corruptions"]["images"] == 20
+    assert set(s["corruptions"]["accuracy"]) == set(CORRUPTIONS) and s["corruptions"]["images"] == 20
     assert set(s["attacks"]["pgd"]) == {"1", "8"} and s["attacks"]["images"] == 10
     assert s["val_images"] == 100 and s["data_checksum"] == data.checksum and s["libraries"]["torchattacks"]
-    picks = beyond.pick_gradcam_images([analysis], data.test_labels, seed=0)
-    beyond.add_gradcam(analysis, data, picks)
+    picks = pick_gradcam_images([analysis], data.test_labels, seed=0)
+    add_gradcam(analysis, data, picks)
     assert len(s["gradcam"]["maps"]) == len(picks["test_indices"]) <= 8
     assert list(s["wall_time_s"])[-1] == "total_s"
 
-    lab.save_analyses({"cnn": analysis}, data, picks)
-    loaded = beyond.load_analysis("cnn")
+    save_analyses({"cnn": analysis}, data, picks)
+    loaded = load_analysis("cnn")
     assert loaded["stale"] is False and loaded["calibration"] == json.loads(json.dumps(s["calibration"]))
-    text = report.build(root, tmp_path / "report.md")
+    text = build(root, tmp_path / "report.md")
     assert "### Calibration" in text and "| cnn |" in text and "**Stale:**" not in text
-    assert (root / "cnn" / "figures" / "gradcam.png").is_file() and "cnn/figures/gradcam.png" in text
+    assert (root / "cnn" / "figures" / "png").is_file() and "cnn/figures/png" in text
     assert (root / "figures" / "analysis_corruptions.png").is_file()
     (root / "cnn" / "model.pt").write_bytes((root / "cnn" / "model.pt").read_bytes() + b"retrained")
-    assert beyond.load_analysis("cnn")["stale"] is True
-    assert "**Stale:** cnn" in report.build(root, tmp_path / "report.md")
+    assert load_analysis("cnn")["stale"] is True
+    assert "**Stale:** cnn" in build(root, tmp_path / "report.md")
     (root / "cnn" / "analysis.json").write_text('{"version": 1, "calib')
     with pytest.raises(RunDataError, match="analysis.json is not valid JSON"):
-        beyond.load_analysis("cnn")
+        load_analysis("cnn")
     (root / "cnn" / "analysis.json").unlink()
-    assert beyond.load_analysis("cnn") is None
+    assert load_analysis("cnn") is None
 
 
 def test_an_analysis_on_other_data_than_the_run_trained_on_is_refused(trained, monkeypatch):
     root, _ = trained
     monkeypatch.setenv("LABKIT_RESULTS", str(root))
     with pytest.raises(DataError, match="validation split would include images the run trained on"):
-        beyond.analyse_run("cnn", synthetic_cifar10(seed=5), beyond.AnalysisSettings(**SMALL))
+        analyse_run("cnn", synthetic_cifar10(seed=5), AnalysisSettings(**SMALL))
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -214,12 +232,12 @@ def test_an_analysis_on_other_data_than_the_run_trained_on_is_refused(trained, m
 ])
 def test_bad_analysis_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
-        beyond.AnalysisSettings(**settings)
+        AnalysisSettings(**settings)
 
 
-def fake_analysis(name: str, predictions: list[int], labels: torch.Tensor) -> beyond.RunAnalysis:
+def fake_analysis(name: str, predictions: list[int], labels: torch.Tensor) -> RunAnalysis:
     probabilities = F.one_hot(torch.tensor(predictions), 10).float() * 0.9 + 0.01
-    return beyond.RunAnalysis(name, build_model("cnn").eval(), torch.arange(len(predictions)), probabilities)
+    return RunAnalysis(name, build_model("cnn").eval(), torch.arange(len(predictions)), probabilities)
 
 
 def test_gradcam_picks_four_images_all_get_right_and_four_most_get_wrong():
@@ -230,7 +248,7 @@ def test_gradcam_picks_four_images_all_get_right_and_four_most_get_wrong():
         first[i] = (first[i] + 1) % 10
     for i in (5, 6, 7, 12):
         second[i] = (second[i] + 1) % 10
-    picks = beyond.pick_gradcam_images([fake_analysis("a", first, labels), fake_analysis("b", second, labels)], labels)
+    picks = pick_gradcam_images([fake_analysis("a", first, labels), fake_analysis("b", second, labels)], labels)
     right, wrong = picks["test_indices"][:4], picks["test_indices"][4:]
     assert not set(right) & {3, 4, 5, 6, 7, 12}
     assert set(wrong[:3]) == {5, 6, 7} and wrong[3] in (3, 4, 12)
@@ -258,16 +276,16 @@ def test_explorer_finds_the_cells_of_the_confusion_matrix():
 
 
 def test_the_analysis_takes_each_models_longest_run_by_default(tmp_path, monkeypatch):
-    from labkit import lab
-    from labkit.results import save_run
-    from labkit.train import TrainConfig, fit
+    from labkit.runs.store import save_run
+    from labkit.training.config import TrainConfig
+    from labkit.training.loop import fit
 
-    monkeypatch.setattr(lab, "SMOKE", False)
+    monkeypatch.setattr(params, "SMOKE", False)
     with pytest.raises(ValueError, match="no saved run in"):
-        lab.configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
+        configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
     for name, epochs in (("cnn", 1), ("cnn-2ep", 2)):
         save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=epochs, batch_size=64, val_size=100,
                                  data="synthetic", progress=False)))
-    names, root, _ = lab.configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
+    names, root, _ = configure_analysis(runs="longest", results_dir=str(tmp_path), epsilons="1")
     assert names == ["cnn-2ep"] and root == tmp_path

@@ -1,4 +1,3 @@
-import io
 import tarfile
 import zipfile
 
@@ -6,8 +5,15 @@ import pytest
 import torch
 
 from labkit import data as datalib
-from labkit.data import (CLASSES, BatchLoader, DataError, export_image_folder, load_cifar10,
-                         synthetic_cifar10, train_val_split)
+from labkit.data import (
+    CLASSES,
+    BatchLoader,
+    DataError,
+    load_cifar10,
+    synthetic_cifar10,
+    train_val_split,
+)
+from tests.helpers import export_image_folder
 
 
 def test_synthetic_has_the_real_format():

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from labkit import distributed
-from labkit.checkpoint import checkpoint_path, plain_keys
 from labkit.data import BatchLoader, synthetic_cifar10
 from labkit.models import build_model
 from labkit.paths import REPO_ROOT
-from labkit.results import load_run
+from labkit.runs.store import load_run
 from labkit.storage import load_verified
+from labkit.training.checkpoint import checkpoint_path, plain_keys
+from labkit.training.distributed import barrier, from_environment, start, stop, wrap
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 CNN_ON_SYNTHETIC = ["-m", "labkit.train", "--model", "cnn", "--data", "synthetic", "--val-size", "100",
@@ -40,17 +40,17 @@ def global_batch():
 
 def ddp_gradient(rank: int, world_size: int, port: int, output: str):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
-    context = distributed.from_environment()
-    distributed.start(context, torch.device("cpu"))
+    context = from_environment()
+    start(context, torch.device("cpu"))
     torch.manual_seed(0)
-    model = distributed.wrap(build_model("cnn"), context, torch.device("cpu"), sync_batchnorm=False)
+    model = wrap(build_model("cnn"), context, torch.device("cpu"), sync_batchnorm=False)
     images, labels = global_batch()
     shard = slice(rank * len(images) // world_size, (rank + 1) * len(images) // world_size)
     torch.nn.functional.cross_entropy(model(images[shard]), labels[shard]).backward()
     if rank == 0:
         torch.save({name: p.grad for name, p in model.module.named_parameters()}, output)
-    distributed.barrier(context)
-    distributed.stop(context)
+    barrier(context)
+    stop(context)
 
 
 def test_the_averaged_ddp_gradient_equals_the_single_process_gradient_of_the_global_batch(tmp_path):
@@ -73,7 +73,8 @@ def run_torchrun(arguments, env, **kwargs):
 
 
 def test_two_gloo_ranks_train_to_high_accuracy_and_write_one_results_folder(isolated_roots):
-    done = run_torchrun([*CNN_ON_SYNTHETIC, "--epochs", "10", "--run-name", "ddp"], os.environ.copy())
+    done = run_torchrun([*CNN_ON_SYNTHETIC, "--epochs", "10", "--run-name", "ddp"],
+                        {**os.environ, "LABKIT_SMOKE": "0"})     # 10 epochs, not smoke mode's 2
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("saved to") == 1                # rank 0 alone publishes
     metrics = load_run("ddp")["metrics"]
@@ -84,7 +85,7 @@ def test_two_gloo_ranks_train_to_high_accuracy_and_write_one_results_folder(isol
 def test_a_rank_killed_mid_run_stops_the_job_and_torchrun_resumes_from_the_checkpoint(isolated_roots):
     arguments = [*CNN_ON_SYNTHETIC, "--epochs", "40", "--run-name", "killed"]
     job = subprocess.Popen([*TORCHRUN, *arguments], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, env=os.environ.copy())
+                           text=True, env={**os.environ, "LABKIT_SMOKE": "0"})
     path = checkpoint_path("killed")
     deadline = time.time() + 300
     while time.time() < deadline and job.poll() is None:
@@ -102,7 +103,7 @@ def test_a_rank_killed_mid_run_stops_the_job_and_torchrun_resumes_from_the_check
     assert job.returncode != 0 and "FAILED" in stderr
     epoch = load_verified(path)[0]["epoch"]                 # the last checkpoint is intact
     assert 2 <= epoch < 40
-    done = run_torchrun([*arguments, "--resume"], os.environ.copy())
+    done = run_torchrun([*arguments, "--resume"], {**os.environ, "LABKIT_SMOKE": "0"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resumed killed from {path} after epoch" in done.stdout
     assert load_run("killed")["metrics"]["epochs"] == 40
@@ -118,7 +119,8 @@ def test_weights_saved_through_a_wrapper_load_into_the_plain_model():
 
 @pytest.mark.parametrize("first, second", [(True, False), (False, True)])
 def test_a_compiled_run_resumes_uncompiled_and_the_other_way_round(tiny_data, monkeypatch, first, second):
-    from labkit.train import TrainConfig, fit
+    from labkit.training.config import TrainConfig
+    from labkit.training.loop import fit
 
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend="eager"))  # no C++ toolchain

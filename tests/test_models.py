@@ -6,6 +6,7 @@ from labkit.models import available_models, build_model, count_parameters
 EXPECTED_PARAMS = {
     "cnn": 62_006,
     "resnet18": 11_173_962,
+    "plain18": 11_000_138,   # resnet18 less its three projection shortcuts (conv 1×1 + BN)
     "densenet_cifar": 1_000_618,
     "se_resnet18": 11_261_002,
 }
@@ -24,8 +25,17 @@ def test_output_shape(name, num_classes):
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, num_classes)
 
 
-def test_registry_lists_all_five():
-    assert available_models() == ["cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem"]
+def test_registry_lists_the_five_models_and_the_shortcut_control():
+    assert available_models() == ["cnn", "resnet18", "plain18", "densenet_cifar", "se_resnet18",
+                                  "se_resnet18_imagenet_stem"]
+
+
+def test_plain18_is_resnet18_without_shortcuts():
+    plain, residual = build_model("plain18"), build_model("resnet18")
+    assert not any("shortcut" in name for name, _ in plain.named_modules())
+    # every other weight has the same name and shape: only the shortcuts differ
+    kept = {k: v.shape for k, v in residual.state_dict().items() if "shortcut" not in k}
+    assert {k: v.shape for k, v in plain.state_dict().items()} == kept
 
 
 def test_unknown_model_names_the_valid_ones():

@@ -5,8 +5,9 @@ import papermill as pm
 import pytest
 
 from labkit.data import synthetic_cifar10
-from labkit.results import save_run
-from labkit.train import TrainConfig, fit
+from labkit.runs.store import save_run
+from labkit.training.config import TrainConfig
+from labkit.training.loop import fit
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -53,7 +54,7 @@ def test_comparison_notebook_reads_the_given_runs(tmp_path, monkeypatch):
                         parameters=dict(runs="cnn,resnet18,se_resnet18", results_dir=str(tmp_path / "runs")))
     text = output.read_text()
     assert "'se_resnet18': 'missing'" in text
-    assert "Residual models beat the plain CNN" in text and "missing run(s): se_resnet18" in text
+    assert "The deep networks (ResNet-18, SE-ResNet-18, DenseNet) beat the plain CNN" in text and "missing run(s): se_resnet18" in text
 
 
 def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_epochs(tmp_path, monkeypatch):

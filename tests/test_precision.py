@@ -5,12 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import precision as precisionlib, train as trainlib
-from labkit.checkpoint import checkpoint_path
+from labkit import device as devicelib
 from labkit.data import synthetic_cifar10
+from labkit.device import resolve_precision
 from labkit.models import build_model
 from labkit.storage import load_verified
-from labkit.train import NonFiniteLossError, TrainConfig, fit
+from labkit.training import loop
+from labkit.training.checkpoint import checkpoint_path
+from labkit.training.config import TrainConfig
+from labkit.training.loop import NonFiniteLossError, fit
 from tests.test_train import NaNAfter
 
 FP16 = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02, precision="fp16")
@@ -21,14 +24,14 @@ FP16 = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=
 def test_auto_picks_by_compute_capability_not_by_emulated_bf16(monkeypatch, capability, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)   # what a T4 answers
-    assert precisionlib.resolve_precision("auto", torch.device("cuda")) == expected
+    assert resolve_precision("auto", torch.device("cuda")) == expected
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_on_cpu_follows_native_bf16(monkeypatch, native, expected):
-    monkeypatch.setattr(precisionlib, "native_bf16", lambda device: native)
-    assert precisionlib.resolve_precision("auto", torch.device("cpu")) == expected
-    assert precisionlib.resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    monkeypatch.setattr(devicelib, "native_bf16", lambda device: native)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
 
 
 def test_fp16_with_a_grad_scaler_learns_the_synthetic_set():
@@ -57,7 +60,7 @@ class InfGradientOnce(nn.Module):
 
 def test_an_overflowing_step_is_skipped_and_training_goes_on(tiny_data, monkeypatch):
     clean = fit(TrainConfig(run_name="clean", epochs=2, **FP16), tiny_data)
-    monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: InfGradientOnce(build_model("cnn"), 3))
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: InfGradientOnce(build_model("cnn"), 3))
     skipped = fit(TrainConfig(run_name="skipped", epochs=2, **FP16), tiny_data)
     assert all(math.isfinite(r["train_loss"]) for r in skipped.history)
     scales = [load_verified(checkpoint_path(name))[0]["scaler"]["scale"] for name in ("clean", "skipped")]
@@ -76,7 +79,7 @@ def test_fp16_resume_with_the_scaler_is_exact(tiny_data):
 
 
 def test_a_loss_that_stays_non_finite_still_stops_an_fp16_run(tiny_data, monkeypatch):
-    monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), 2))
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), 2))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch \d, step \d+ .*stayed non-finite for 11 "
                                                  r"steps; the last good checkpoint"):
         fit(TrainConfig(run_name="nan16", epochs=3, **FP16), tiny_data)

@@ -2,11 +2,10 @@
 import json
 
 import pytest
-import torch
 
 from labkit.data import CLASSES, KNOWN_SHA256, REPO_ROOT, load_cifar10
 from labkit.evaluate import evaluate
-from labkit.results import load_model
+from labkit.runs.store import load_model
 
 from .conftest import real_archive, real_data
 

@@ -3,13 +3,14 @@ across format versions."""
 import torch
 from torch import nn
 
-from labkit.checkpoint import checkpoint_path
 from labkit.data import BatchLoader
-from labkit.ema import WeightEMA
 from labkit.evaluate import predict, predict_levels
 from labkit.models import build_model
 from labkit.storage import load_verified
-from labkit.train import TrainConfig, fit, make_optimizer, make_schedule
+from labkit.training.checkpoint import checkpoint_path
+from labkit.training.config import TrainConfig
+from labkit.training.ema import WeightEMA
+from labkit.training.loop import fit, make_optimizer, make_schedule
 
 FAST = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02)
 
@@ -94,7 +95,7 @@ def test_a_version_1_checkpoint_from_before_the_new_fields_still_resumes(tiny_da
     fit(TrainConfig(run_name="v1", epochs=3, **FAST), tiny_data, stop_after=1)
     path = checkpoint_path("v1")
     state = load_verified(path)[0]
-    for new_field in ("cutout", "warmup_start_factor", "ema_decay", "overwrite"):
+    for new_field in ("cutout", "warmup_start_factor", "ema_decay", "overwrite", "exempt_excitation_decay"):
         state["config"].pop(new_field, None)
     state["config"]["tta"] = True
     for new_key in ("version", "ema"):
@@ -105,3 +106,22 @@ def test_a_version_1_checkpoint_from_before_the_new_fields_still_resumes(tiny_da
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert load_verified(path)[1]                                     # rewritten in today's verified format
+
+
+def test_a_checkpoint_written_before_the_stage_layout_resumes(tiny_data):
+    """tests/fixtures/checkpoint-656d364-v3.pt was written by commit 656d364 (format 3, the flat
+    labkit/ package that the DenseNet weight-decay trials of issue 29 were started with) after epoch 1
+    of 3, with EMA and cutout; today's labkit resumes it and finishes the run."""
+    import shutil
+
+    from tests.helpers import FIXTURES
+    path = checkpoint_path("from-656d364")
+    path.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "checkpoint-656d364-v3.pt", path)
+    written = load_verified(path)[0]
+    assert written["version"] == 3 and "exempt_excitation_decay" not in written["config"]
+    result = fit(TrainConfig(run_name="from-656d364", epochs=3, ema_decay=0.9, cutout=8, resume=True, **FAST),
+                 tiny_data)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.history[0] == written["history"][0]                 # epoch 1 came from the checkpoint
+    assert result.test is not None and load_verified(path)[0]["epoch"] == 3

@@ -1,9 +1,12 @@
 import pytest
 
-from labkit import report
 from labkit.data import synthetic_cifar10
-from labkit.results import save_run
-from labkit.train import TrainConfig, fit
+from labkit.report import main
+from labkit.reporting import markdown
+from labkit.reporting.markdown import build, save, tuning_section
+from labkit.runs.store import save_run
+from labkit.training.config import TrainConfig
+from labkit.training.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +30,9 @@ def results_root(tmp_path_factory):
 
 def test_report_is_built_from_results_and_reproducible(results_root, tmp_path):
     out = tmp_path / "report.md"
-    first = report.build(results_root, out)
+    first = build(results_root, out)
     figures = {p.name: p.read_bytes() for p in (results_root / "figures").glob("*.png")}
-    second = report.build(results_root, out)
+    second = build(results_root, out)
     assert first == second
     assert figures == {p.name: p.read_bytes() for p in (results_root / "figures").glob("*.png")}
     assert "**Missing runs** (not trained yet, so not reported): densenet_cifar, se_resnet18" in first
@@ -41,41 +44,41 @@ def test_report_is_built_from_results_and_reproducible(results_root, tmp_path):
 
 def test_report_cli_writes_the_file(results_root, tmp_path, capsys):
     out = tmp_path / "r.md"
-    assert report.main(["--results", str(results_root), "--output", str(out)]) == 0
+    assert main(["--results", str(results_root), "--output", str(out)]) == 0
     assert out.read_text().startswith("# CIFAR-10 with four architectures")
 
 
-def test_speed_claims_use_the_benchmark_with_most_repeats():
-    from labkit.compare import benchmark_speeds
+def test_speed_claims_use_the_newest_benchmark_that_measured_both_and_name_it():
+    from labkit.reporting.stats import benchmark_speeds
 
-    def bench(repeats, rates):
-        return {"settings": {"repeats": repeats},
+    def bench(date, repeats, rates):
+        return {"date": date, "settings": {"repeats": repeats},
                 "models": {m: {"fast": {"images_per_s": r}} for m, r in rates.items()}}
-    benchmarks = {"quick": bench(1, {"densenet_cifar": 50.0, "resnet18": 90.0}),
-                  "careful": bench(3, {"densenet_cifar": 108.0, "resnet18": 97.0}),
-                  "densenet only": bench(5, {"densenet_cifar": 1.0})}
-    assert benchmark_speeds(benchmarks, ("densenet_cifar", "resnet18")) == [108.0, 97.0]
+    benchmarks = {"older": bench("2026-11-20", 5, {"densenet_cifar": 50.0, "resnet18": 90.0}),
+                  "newer": bench("2026-11-28", 1, {"densenet_cifar": 108.0, "resnet18": 97.0}),
+                  "newest, densenet only": bench("2026-11-30", 3, {"densenet_cifar": 1.0})}
+    assert benchmark_speeds(benchmarks, ("densenet_cifar", "resnet18")) == ([108.0, 97.0], "newer")
     assert benchmark_speeds(benchmarks, ("cnn",)) is None
 
 
 def test_speeds_in_claims_come_from_a_benchmark_when_one_measured_both_models():
     import pandas as pd
 
-    from labkit.compare import training_speeds
+    from labkit.reporting.stats import training_speeds
     # runs from different days: the same FLOPs trained at 180 and 93 img/s
     runs = {"se_resnet18": {"history": pd.DataFrame({"images_per_s": [180.0]})},
             "resnet18": {"history": pd.DataFrame({"images_per_s": [93.0]})}}
-    both = {"b": {"settings": {"repeats": 3},
+    both = {"b": {"date": "2026-11-30", "settings": {"repeats": 3},
                   "models": {"se_resnet18": {"fast": {"images_per_s": 95.0}},
                              "resnet18": {"fast": {"images_per_s": 98.0}}}}}
-    assert training_speeds(runs, both, ("se_resnet18", "resnet18")) == ([95.0, 98.0], "benchmark, measured alone")
-    assert training_speeds(runs, None, ("se_resnet18", "resnet18")) == ([180.0, 93.0], "training runs, median epoch")
+    assert training_speeds(runs, both, ("se_resnet18", "resnet18")) == ([95.0, 98.0], "benchmark `b.json`, measured alone")
+    assert training_speeds(runs, None, ("se_resnet18", "resnet18")) == ([180.0, 93.0], "training runs, median epoch, possibly on different machines")
 
 
 def test_typical_speed_ignores_epochs_slowed_by_other_jobs():
     import pandas as pd
 
-    from labkit.compare import typical_images_per_s
+    from labkit.reporting.stats import typical_images_per_s
     history = pd.DataFrame({"images_per_s": [33.0, 35.0, 98.0, 104.0, 101.0]})
     assert typical_images_per_s({"history": history}) == 98.0
 
@@ -83,7 +86,7 @@ def test_typical_speed_ignores_epochs_slowed_by_other_jobs():
 def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
     import pandas as pd
 
-    from labkit.compare import race_to
+    from labkit.reporting.stats import race_to
 
     def curve(*accs):
         return pd.DataFrame({"epoch": range(1, len(accs) + 1), "val_acc": accs})
@@ -98,7 +101,7 @@ def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
 
 
 def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
-    from labkit.compare import claims
+    from labkit.reporting.claims import claims
 
     def runs(**accs):
         return {n: {"metrics": {"model": n, "epochs": 15, "test_accuracy": a, "test_images": 10_000, "flops_per_image": 1e9}}
@@ -107,13 +110,18 @@ def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
     def verdict(claim_start, found):
         return next(c["verdict"] for c in found if c["claim"].startswith(claim_start))
     # 2 SE of the difference near 85 % on 10,000 test images is about 1.0 point
-    assert verdict("Residual", claims(runs(cnn=0.72, resnet18=0.89))) == "supported"
-    assert verdict("Residual", claims(runs(cnn=0.850, resnet18=0.855))) == "not supported"
+    assert verdict("The deep networks", claims(runs(cnn=0.72, resnet18=0.89))) == "supported"
+    assert verdict("The deep networks", claims(runs(cnn=0.850, resnet18=0.855))) == "not supported"
     assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.835, se_resnet18=0.89))) == "supported"
     assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.885, se_resnet18=0.89))) \
         == "no difference beyond test noise"
     assert verdict("The ImageNet stem", claims(runs(se_resnet18_imagenet_stem=0.91, se_resnet18=0.89))) \
         == "not supported"
+    # the shortcuts are judged on ResNet-18 against itself without them, not against the CNN
+    assert verdict("Residual connections help", claims(runs(cnn=0.72, resnet18=0.89))) == "missing"
+    assert verdict("Residual connections help", claims(runs(resnet18=0.89, plain18=0.86))) == "supported"
+    assert verdict("Residual connections help", claims(runs(resnet18=0.89, plain18=0.893))) \
+        == "no difference beyond test noise"
 
 
 def test_broken_files_are_left_out_with_a_warning_naming_them(results_root, tmp_path):
@@ -127,7 +135,7 @@ def test_broken_files_are_left_out_with_a_warning_naming_them(results_root, tmp_
         (root / folder).mkdir(exist_ok=True)
         (root / folder / "cut.json").write_text('{"models": {"cnn": ')
     with pytest.warns(UserWarning, match="skipped"):
-        text = report.build(root, tmp_path / "report.md")
+        text = build(root, tmp_path / "report.md")
     assert "**Left out, broken files**" in text
     assert f"run resnet18 skipped: {metrics} is not valid JSON" in text
     for folder in ("benchmarks", "tuning"):
@@ -144,19 +152,19 @@ def test_every_embedded_figure_exists_and_report_figures_have_distinct_titles(re
     import re
 
     titles = {}
-    original = report.save
-    monkeypatch.setattr(report, "save", lambda fig, path: titles.setdefault(path.name, figure_title(fig))
+    original = save
+    monkeypatch.setattr(markdown, "save", lambda fig, path: titles.setdefault(path.name, figure_title(fig))
                         and original(fig, path))
     out = tmp_path / "report.md"
-    text = report.build(results_root, out)
+    text = build(results_root, out)
     embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert embedded and all((out.parent / link).is_file() for link in embedded), embedded
     assert all(titles.values()) and len(set(titles.values())) == len(titles), titles
 
 
 def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
-    from labkit.analysis import activation_memory
     from labkit.models import build_model
+    from labkit.models.inspect import activation_memory
 
     for name in ("cnn", "resnet18"):
         sizes = [activation_memory(build_model(name), batch) for batch in (2, 8)]
@@ -169,7 +177,8 @@ def fake_run(model: str, epochs: int, accuracy: float, seed: int = 0) -> dict:
 
 
 def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_seeds():
-    from labkit.compare import budget_figure, lab_report_table
+    from labkit.reporting.figures import budget_figure
+    from labkit.reporting.tables import lab_report_table
     runs = {"resnet18": fake_run("resnet18", 15, 0.89), "resnet18-40ep": fake_run("resnet18", 40, 0.93),
             "cnn-60ep": fake_run("cnn", 60, 0.75), "cnn-60ep-seed1": fake_run("cnn", 60, 0.77, 1),
             "cnn-60ep-seed2": fake_run("cnn", 60, 0.76, 2), "cnn": fake_run("cnn", 30, 0.72)}
@@ -184,8 +193,8 @@ def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_see
 
 
 def test_a_budget_with_several_recipes_is_represented_by_the_best_on_val_not_on_test():
-    from labkit.compare import budget_groups, longest_runs, recipe_variants, runs_by_model
-    from labkit.report import recipes_line
+    from labkit.reporting.markdown import recipes_line
+    from labkit.reporting.select import budget_groups, longest_runs, recipe_variants, runs_by_model
     plain = fake_run("resnet18", 40, 0.915)
     cutout = fake_run("resnet18", 40, 0.910)          # worse on test, better on val: val decides
     cutout["metrics"]["config"]["cutout"] = 12
@@ -225,7 +234,7 @@ def test_the_tuning_section_names_the_trial_each_run_took_its_recipe_from(tmp_pa
     every_run = {"cnn": run("cnn"), "resnet18": run(), "resnet18-40ep": run(ema_decay=0.997),
                  "resnet18-40ep-cutout12": run(ema_decay=0.997, cutout=12),
                  "resnet18-far": run(ema_decay=0.997, cutout=12, lr=0.2), "broken": None}
-    section = "\n".join(report.tuning_section(tmp_path, every_run=every_run))
+    section = "\n".join(tuning_section(tmp_path, every_run=every_run))
     long, short = section.split("## Recipe tuning: resnet18, 4-epoch trials")       # logs in file-name order
     assert "## Recipe tuning: resnet18, 10-epoch trials" in long
     # a run one setting away from a 4-epoch trial but exactly a 10-epoch trial's recipe is named only there
@@ -236,7 +245,7 @@ def test_the_tuning_section_names_the_trial_each_run_took_its_recipe_from(tmp_pa
 
 
 def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_older_files():
-    from labkit.compare import latest_benchmarks
+    from labkit.reporting.tables import latest_benchmarks
 
     def bench(date, batch, speeds):
         return {"device": "CPU", "date": date, "settings": {"batch_size": batch, "steps": 5},
@@ -256,7 +265,7 @@ def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_
 
 
 def test_each_model_is_represented_by_its_longest_run_and_the_notebook_run_among_seeds(tmp_path):
-    from labkit.compare import longest_runs
+    from labkit.reporting.select import longest_runs
     runs = {"resnet18": fake_run("resnet18", 15, 0.89), "resnet18-40ep": fake_run("resnet18", 40, 0.93),
             "cnn": fake_run("cnn", 30, 0.72), "cnn-60ep-seed1": fake_run("cnn", 60, 0.77, 1),
             "cnn-60ep": fake_run("cnn", 60, 0.75), "densenet_cifar": None}
@@ -271,7 +280,7 @@ def test_each_model_is_represented_by_its_longest_run_and_the_notebook_run_among
 
 
 def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
-    from labkit.compare import claims
+    from labkit.reporting.claims import claims
 
     def run(model, epochs, accuracy):
         return {"metrics": {**fake_run(model, epochs, accuracy)["metrics"], "flops_per_image": 1e9}}
@@ -281,8 +290,8 @@ def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
     found = claims({"cnn-60ep": run("cnn", 60, 0.75), "resnet18-40ep": run("resnet18", 40, 0.93),
                     "se_resnet18_imagenet_stem-40ep": run("se_resnet18_imagenet_stem", 40, 0.87),
                     "se_resnet18": run("se_resnet18", 15, 0.89)})
-    assert verdict("Residual", found)["verdict"] == "supported"
-    assert "resnet18 93.00% vs cnn 75.00%" in verdict("Residual", found)["evidence"]
+    assert verdict("The deep networks", found)["verdict"] == "supported"
+    assert "resnet18 93.00% vs cnn 75.00%" in verdict("The deep networks", found)["evidence"]
     stem = verdict("The ImageNet stem", found)
     assert stem["verdict"] == "not comparable yet"
     assert stem["evidence"] == "se_resnet18_imagenet_stem vs se_resnet18 trained for 40 vs 15 epochs"
@@ -296,7 +305,7 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
 
     root = tmp_path / "results"
     shutil.copytree(results_root, root)
-    report.build(root, tmp_path / "report.md")
+    build(root, tmp_path / "report.md")
     assert (root / "figures" / "cnn_curves.png").is_file()
     for name, seed, shift in (("cnn-60ep", 0, 0.0), ("cnn-60ep-seed1", 1, 0.02)):
         shutil.copytree(root / "cnn", root / name)        # stand-ins for longer runs: only the budget differs
@@ -305,7 +314,7 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
                        config={**metrics["config"], "seed": seed})
         (root / name / "metrics.json").write_text(json.dumps(metrics))
     (root / "cnn-60ep" / "notebook.ipynb").write_text("{}")
-    text = report.build(root, tmp_path / "report.md")
+    text = build(root, tmp_path / "report.md")
     cnn_section = text.split("## CNN")[1].split("\n## ")[0]
     assert "Run `cnn-60ep`:" in cnn_section and "over 2 seeds at 60 epochs (cnn-60ep, cnn-60ep-seed1)" in cnn_section
     assert "### On each model's longest run (epochs: cnn-60ep 60, resnet18 2)" in text

@@ -1,10 +1,10 @@
-import json
 
 import torch
 
 from labkit.models import build_model
-from labkit.results import list_runs, load_model, load_run, save_run
-from labkit.train import TrainConfig, fit
+from labkit.runs.store import list_runs, load_model, load_run, save_run
+from labkit.training.config import TrainConfig
+from labkit.training.loop import fit
 
 
 def test_saved_run_round_trips(tiny_data, isolated_roots):

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit import bench, data as datalib, paths, storage, train as trainlib, tune
-from labkit.checkpoint import CheckpointError, checkpoint_path
-from labkit.data import DataError, export_image_folder, load_cifar10
+from labkit import bench, paths, storage, tune
+from labkit import data as datalib
+from labkit.data import DataError, load_cifar10
 from labkit.paths import REPO_ROOT
-from labkit.results import RunDataError, load_model, load_run, save_run
-from labkit.runlock import RunInUseError, lock_path
+from labkit.runs.lock import RunInUseError, lock_path
+from labkit.runs.store import RunDataError, load_model, load_run, save_run
 from labkit.storage import StorageError
-from labkit.train import RunExistsError, TrainConfig, fit, main
+from labkit.train import main
+from labkit.training.checkpoint import CheckpointError, checkpoint_path
+from labkit.training.config import TrainConfig
+from labkit.training.loop import RunExistsError, fit
+from tests.helpers import export_image_folder
 
 FAST = dict(model="cnn", epochs=2, batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02)
 
@@ -102,7 +106,7 @@ def test_a_fresh_run_refuses_to_replace_a_checkpoint_or_finished_results(tiny_da
 
 
 def test_a_run_name_held_by_another_process_is_refused_with_its_pid(tiny_data):
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom labkit.runlock import claim_run\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom labkit.runs.lock import claim_run\n"
                                "claim_run('busy'); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     try:

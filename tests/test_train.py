@@ -5,11 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import train as trainlib
 from labkit.data import synthetic_cifar10
 from labkit.models import build_model
 from labkit.storage import load_verified
-from labkit.train import CheckpointError, NonFiniteLossError, TrainConfig, checkpoint_path, fit, main
+from labkit.train import main
+from labkit.training import loop
+from labkit.training.checkpoint import CheckpointError, checkpoint_path
+from labkit.training.config import TrainConfig
+from labkit.training.loop import NonFiniteLossError, fit, make_optimizer, make_schedule
 
 FAST = dict(model="cnn", batch_size=32, val_size=50, data="synthetic", progress=False, lr=0.02)
 
@@ -22,8 +25,8 @@ def learnable():
 def test_fit_learns_synthetic_data_and_evaluates_test_once(learnable, monkeypatch):
     calls = []
     for name in ("evaluate", "evaluate_levels"):
-        original = getattr(trainlib, name)
-        monkeypatch.setattr(trainlib, name, lambda m, images, *a, original=original, name=name, **k:
+        original = getattr(loop, name)
+        monkeypatch.setattr(loop, name, lambda m, images, *a, original=original, name=name, **k:
                             calls.append((name, len(images))) or original(m, images, *a, **k))
     result = fit(TrainConfig(epochs=6, **dict(FAST, batch_size=64, val_size=100)), learnable)
     losses = [r["train_loss"] for r in result.history]
@@ -94,7 +97,7 @@ class NaNAfter(nn.Module):
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tiny_data, monkeypatch):
     steps_per_epoch = (300 - 50) // 32
-    monkeypatch.setattr(trainlib, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), steps_per_epoch + 3))
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: NaNAfter(build_model("cnn"), steps_per_epoch + 3))
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 3 .*checkpoint \(epoch 1\)"):
         fit(TrainConfig(run_name="n", epochs=3, **FAST), tiny_data)
     assert load_verified(checkpoint_path("n"))[0]["epoch"] == 1
@@ -142,8 +145,8 @@ def test_batch_larger_than_split_is_explained(tiny_data):
 def test_schedule_warms_up_then_decays_to_zero():
     model = nn.Linear(2, 2)
     config = TrainConfig(epochs=4, warmup_epochs=1, lr=0.4)
-    optimizer = trainlib.make_optimizer(model, config)
-    schedule = trainlib.make_schedule(optimizer, config, steps_per_epoch=10)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config, steps_per_epoch=10)
     lrs = []
     for _ in range(40):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -157,11 +160,25 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 def test_no_weight_decay_on_batchnorm_and_biases():
     model = build_model("resnet18")
-    decay, no_decay = trainlib.make_optimizer(model, TrainConfig()).param_groups
+    decay, no_decay = make_optimizer(model, TrainConfig()).param_groups
     assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0
     assert all(p.ndim == 4 or p.ndim == 2 for p in decay["params"])
     bn_and_bias = {id(m.weight) for m in model.modules() if isinstance(m, nn.BatchNorm2d)} | {id(model.fc.bias)}
     assert bn_and_bias <= {id(p) for p in no_decay["params"]}
+
+
+def test_se_excitation_weights_can_be_exempt_from_weight_decay():
+    from labkit.models.se_resnet import SqueezeExcitation
+    model = build_model("se_resnet18")
+    excitation = {id(p) for m in model.modules() if isinstance(m, SqueezeExcitation) for p in m.parameters()}
+    assert len(excitation) == 16                     # 8 blocks × 2 bias-free linear layers
+    decay, no_decay = make_optimizer(model, TrainConfig(model="se_resnet18")).param_groups
+    assert excitation <= {id(p) for p in decay["params"]}          # the default: as the lab report's SELayer
+    decay, no_decay = make_optimizer(model, TrainConfig(model="se_resnet18", exempt_excitation_decay=True)).param_groups
+    assert excitation <= {id(p) for p in no_decay["params"]} and not excitation & {id(p) for p in decay["params"]}
+    assert any(p.ndim == 4 for p in decay["params"])               # the convolutions keep their decay
+    with pytest.raises(ValueError, match="exempt_excitation_decay applies to se_resnet18 and "):
+        TrainConfig(model="resnet18", exempt_excitation_decay=True)
 
 
 def test_cli_trains_saves_and_prints_a_summary(capsys, isolated_roots):

@@ -2,10 +2,12 @@ import json
 
 import pytest
 
-from labkit import report, tune
+from labkit import tune
 from labkit.data import synthetic_cifar10
-from labkit.results import save_run
-from labkit.train import TrainConfig, fit
+from labkit.reporting.markdown import tuning_section
+from labkit.runs.store import save_run
+from labkit.training.config import TrainConfig
+from labkit.training.loop import fit
 
 
 def test_overrides_are_parsed_with_the_field_types():
@@ -34,7 +36,7 @@ def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, m
     table = tune.trials_table(tune.load_logs(tmp_path)["cnn-2ep"])
     assert set(table.index) == {"base recipe", "lr 0.05"}
     assert list(table["final val acc"]) == sorted((r["final_val_accuracy"] for r in records), reverse=True)
-    section = "\n".join(report.tuning_section(tmp_path))
+    section = "\n".join(tuning_section(tmp_path))
     assert "## Recipe tuning: cnn, 2-epoch trials" in section and "2 trials" in section
     assert "| lr 0.05 |" in section and "validation images; the test split is never evaluated" in section
 

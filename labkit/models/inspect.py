@@ -5,9 +5,15 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from labkit.models import build_model, eval_mode, mode
+from labkit.models.densenet import Bottleneck, DenseBlock
+from labkit.models.resnet import BasicBlock
+from labkit.models.se_resnet import SqueezeExcitation
 
 
 def probe(model: nn.Module, batch: int = 1) -> Tensor:
@@ -18,11 +24,8 @@ def probe(model: nn.Module, batch: int = 1) -> Tensor:
 @torch.no_grad()
 def count_flops(model: nn.Module) -> int:
     """Forward FLOPs for one 3×32×32 image (a multiply-add counts as 2)."""
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
+    with eval_mode(model), FlopCounterMode(display=False) as counter:
         model(probe(model))
-    model.train(was_training)
     return counter.get_total_flops()
 
 
@@ -40,19 +43,17 @@ def stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
 @torch.no_grad()
 def stage_summary(model: nn.Module) -> list[dict]:
     """One row per stage for a 1×3×32×32 input: parameters, forward FLOPs, output shape."""
-    was_training = model.training
-    model.eval()
     x = probe(model)
     rows = []
-    for name, stage in stages(model):
-        if isinstance(stage, nn.Linear) and x.ndim > 2:
-            x = x.flatten(1)
-        with FlopCounterMode(display=False) as counter:
-            x = stage(x)
-        rows.append({"stage": name, "type": type(stage).__name__,
-                     "params": sum(p.numel() for p in stage.parameters()),
-                     "flops": counter.get_total_flops(), "output_shape": "×".join(map(str, x.shape[1:]))})
-    model.train(was_training)
+    with eval_mode(model):
+        for name, stage in stages(model):
+            if isinstance(stage, nn.Linear) and x.ndim > 2:
+                x = x.flatten(1)
+            with FlopCounterMode(display=False) as counter:
+                x = stage(x)
+            rows.append({"stage": name, "type": type(stage).__name__,
+                         "params": sum(p.numel() for p in stage.parameters()),
+                         "flops": counter.get_total_flops(), "output_shape": "×".join(map(str, x.shape[1:]))})
     return rows
 
 
@@ -70,25 +71,19 @@ def activation_memory(model: nn.Module, batch_size: int = 64) -> float:
             storages[storage.data_ptr()] = storage.nbytes()
         return t
 
-    was_training = model.training
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with mode(model, True), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = model(probe(model, batch_size)).sum()
     del loss
-    model.train(was_training)
     return sum(storages.values()) / 2**20 / batch_size
 
 
 @functools.lru_cache(maxsize=None)
 def architecture_activation_mb(model_name: str) -> float:
     """`activation_memory` of a freshly built `model_name` (a property of the architecture)."""
-    from .models import build_model
-
     return activation_memory(build_model(model_name), batch_size=8)
 
 
 def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from .models.resnet import BasicBlock
     return [(name, m) for name, m in model.named_modules() if isinstance(m, BasicBlock)]
 
 
@@ -118,32 +113,53 @@ def excitation_by_class(model: nn.Module, images: Tensor, labels: Tensor, num_cl
                         batch_size: int = 500) -> dict[str, Tensor]:
     """Mean SE gate per class for every SE block: {block name: classes×channels}.
     `images` are float, normalised, on the model's device."""
-    from .models.se_resnet import SqueezeExcitation
-
     modules = {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
     sums = defaultdict(lambda: 0)
-    was_training = model.training
-    model.eval()
     for m in modules.values():
         m.record_gates = True
     one_hot = nn.functional.one_hot(labels, num_classes).float()
     try:
-        for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size])
-            for name, m in modules.items():
-                sums[name] = sums[name] + one_hot[start:start + batch_size].T @ m.last_gates.float()
+        with eval_mode(model):
+            for start in range(0, len(images), batch_size):
+                model(images[start:start + batch_size])
+                for name, m in modules.items():
+                    sums[name] = sums[name] + one_hot[start:start + batch_size].T @ m.last_gates.float()
     finally:
         for m in modules.values():
             m.record_gates, m.last_gates = False, None
-        model.train(was_training)
     counts = one_hot.sum(0).clamp(min=1)[:, None]
     return {name: (total / counts).cpu() for name, total in sums.items()}
 
 
+@torch.no_grad()
+def gate_statistics(model: nn.Module, images: Tensor, batch_size: int = 500) -> pd.DataFrame:
+    """Per SE block, over `images` (float, normalised, on the model's device): the mean gate, its
+    standard deviation over images (per channel, then averaged over channels) and over channels (of
+    the per-channel means). A block whose gates sit near 0.5 with both spreads near 0 only scales its
+    residual by a constant: its excitation does not recalibrate anything."""
+    modules = {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
+    gates = defaultdict(list)
+    for m in modules.values():
+        m.record_gates = True
+    try:
+        with eval_mode(model):
+            for start in range(0, len(images), batch_size):
+                model(images[start:start + batch_size])
+                for name, m in modules.items():
+                    gates[name].append(m.last_gates.float().cpu())
+    finally:
+        for m in modules.values():
+            m.record_gates, m.last_gates = False, None
+    rows = {}
+    for name, parts in gates.items():
+        g = torch.cat(parts)                                   # images × channels
+        rows[name] = {"mean gate": g.mean().item(), "sd over images": g.std(0).mean().item(),
+                      "sd over channels": g.mean(0).std().item(), "min": g.min().item(), "max": g.max().item()}
+    return pd.DataFrame(rows).T
+
+
 def densenet_channels(model: nn.Module) -> list[dict]:
     """Input channels of every bottleneck layer and transition, in forward order."""
-    from .models.densenet import Bottleneck, DenseBlock
-
     rows, block = [], 0
     for name, m in model.features.named_children():
         if isinstance(m, DenseBlock):
@@ -155,3 +171,17 @@ def densenet_channels(model: nn.Module) -> list[dict]:
         elif isinstance(m, nn.Sequential):
             rows.append({"block": block, "layer": 0, "kind": "transition", "in_channels": m[0].num_features})
     return rows
+
+
+def gradient_reading(table: pd.DataFrame) -> str:
+    """What the with/without-shortcut gradient table shows, in words, from its numbers."""
+    first, last = table.index[0], table.index[-1]
+    lower = [name for name, r in table.ratio.items() if r < 1]
+    return (f"At initialisation the shortcuts change the gradient norm of the first block ({first}) by "
+            f"×{table.ratio.iloc[0]:.2f} and of the last ({last}) by ×{table.ratio.iloc[-1]:.2f}; "
+            f"{len(lower)} of {len(table)} blocks get a smaller gradient with them than without. So at step 0 "
+            f"the plain stack does not starve its early blocks: with BN after every convolution the gradient "
+            f"does not vanish over 18 layers, and the identity additions let activations grow with depth, so "
+            f"gradients flowing back through the later BN layers are divided by a larger scale. The usual "
+            f"case for shortcuts (plain nets much deeper than 18 layers train worse over many steps) is not "
+            f"what this one-batch measurement at initialisation tests.")

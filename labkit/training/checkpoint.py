@@ -15,10 +15,13 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .paths import checkpoint_root
-from .storage import IntegrityError, load_verified, save_verified
+import torch
+
+from labkit.paths import checkpoint_root
+from labkit.storage import IntegrityError, load_verified, save_verified
 
 CHECKPOINT_VERSION = 3
+REQUIRED_KEYS = ("config", "model", "optimizer", "schedule", "epoch", "history", "rng_cpu")
 # Fields that do not change what is computed; a checkpoint may be resumed with other values.
 # `data` is compared through the data checksum instead, so a relative and an absolute path agree.
 RESUMABLE_FIELDS = {"resume", "overwrite", "progress", "device", "compile", "run_name", "tta", "data"}
@@ -71,8 +74,7 @@ def load_checkpoint(path: Path, config, data_checksum: str) -> dict:
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {err}); "
                               f"{advice}") from err
-    missing = [key for key in ("config", "model", "optimizer", "schedule", "epoch", "history", "rng_cpu")
-               if not isinstance(state, dict) or key not in state]
+    missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable (missing {', '.join(missing)}); {advice}")
     if state.get("version", 1) > CHECKPOINT_VERSION:
@@ -89,3 +91,25 @@ def load_checkpoint(path: Path, config, data_checksum: str) -> dict:
     state.setdefault("ema", None)
     state.setdefault("scaler", None)
     return state
+
+
+def capture_state(config, data_checksum: str, history: list[dict], model, optimizer, schedule, ema, scaler) -> dict:
+    """Everything a run needs to continue after its last epoch in `history` (format CHECKPOINT_VERSION)."""
+    return {"config": asdict(config), "data_checksum": data_checksum, "epoch": len(history), "history": history,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "ema": ema.state_dict() if ema else None,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None, "rng_cpu": torch.get_rng_state()}
+
+
+def restore_state(state: dict, model, optimizer, schedule, ema, scaler) -> list[dict]:
+    """Load a checkpoint's state (from `load_checkpoint`, any format version) into the run's objects;
+    returns the history of the epochs it covers."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    if ema:
+        ema.load_state_dict(state["ema"])
+    if scaler.is_enabled() and state["scaler"]:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_cpu"])
+    return state["history"][:state["epoch"]]

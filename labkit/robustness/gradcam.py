@@ -13,8 +13,9 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import Tensor, nn
 
-from .analysis import probe, stages
-from .data import MEAN, STD
+from labkit.data import normalize
+from labkit.models import eval_mode
+from labkit.models.inspect import probe, stages
 
 NOT_FEATURE_MAPS = ("ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "Flatten", "Linear")
 MIN_MAP_SIZE = 4
@@ -27,11 +28,10 @@ def feature_map_stages(model: nn.Module) -> list[tuple[str, nn.Module, int]]:
     shapes = {}
     hooks = [module.register_forward_hook(lambda _, __, out, name=name: shapes.__setitem__(name, out.shape))
              for name, module in stages(model)]
-    was_training = model.training
     try:
-        model.eval()(probe(model))
+        with eval_mode(model):
+            model(probe(model))
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return [(name, module, shapes[name][-1]) for name, module in stages(model)
@@ -49,13 +49,11 @@ def target_layer(model: nn.Module) -> tuple[str, nn.Module, int]:
 def grad_cam(model: nn.Module, images: Tensor, classes: Tensor) -> tuple[Tensor, str, int]:
     """Grad-CAM maps for uint8 `images` (N×3×32×32) and the class to explain per image (N).
     Returns (maps N×s×s at the layer's resolution, each scaled to a maximum of 1; layer name; s)."""
-    model = model.eval()
     name, layer, side = target_layer(model)
     device = next(model.parameters()).device
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    x = ((images.to(device).float() / 255 - mean) / std).requires_grad_(True)
-    maps = LayerGradCam(model, layer).attribute(x, target=classes.to(device).tolist(), relu_attributions=True)
+    x = normalize(images.to(device)).requires_grad_(True)
+    with eval_mode(model):
+        maps = LayerGradCam(model, layer).attribute(x, target=classes.to(device).tolist(), relu_attributions=True)
     maps = maps.detach().float().sum(1).cpu()                              # N×s×s
     peak = maps.flatten(1).max(1).values.clamp(min=1e-12)
     return maps / peak[:, None, None], name, side

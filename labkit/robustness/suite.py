@@ -14,23 +14,28 @@ been retrained since (the analysis is then stale: rerun the notebook).
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import adversarial, calibration, corruptions, gradcam
-from .data import Cifar10, DataError, subset_indices, train_val_split
-from .evaluate import predict
-from .precision import resolve_precision
-from .results import RunDataError, git_commit, load_model, read_metrics, results_root
-from .storage import write_atomic
-from .train import device_name, finite_number, resolve_device
+from labkit.data import Cifar10, DataError, portable_location, subset_indices, train_val_split
+from labkit.device import device_name, resolve_device, resolve_precision
+from labkit.evaluate import predict
+from labkit.provenance import git_commit, utc_timestamp
+from labkit.robustness.adversarial import EPSILONS, PGD_STEPS, attack_accuracy
+from labkit.robustness.calibration import calibrate
+from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from labkit.robustness.gradcam import feature_map_stages, grad_cam
+from labkit.runs.store import RunDataError, load_model, read_metrics, results_root
+from labkit.storage import write_atomic
+from labkit.training.config import finite_number
 
 ANALYSIS_FILE = "analysis.json"
 ANALYSIS_VERSION = 1
@@ -42,7 +47,7 @@ class AnalysisSettings:
     calibration_size: int = 10_000   # test images for calibration (10,000: the whole test split)
     corruption_size: int = 1_000     # test images corrupted at each corruption and severity
     attack_size: int = 1_000         # test images attacked at each ε
-    epsilons: tuple[float, ...] = adversarial.EPSILONS   # L∞ budgets, × 1/255
+    epsilons: tuple[float, ...] = EPSILONS   # L∞ budgets, × 1/255
     seed: int = 0                    # seeds the subsets and the random parts of corruptions and attacks
     device: str = "auto"
     precision: str = "auto"          # as for training: bf16 where native, fp32 elsewhere
@@ -88,15 +93,25 @@ def check_same_data(run_name: str, metrics: dict, data: Cifar10) -> None:
 
 
 def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings | None = None,
-                 root: Path | None = None, log=print) -> dict[str, RunAnalysis]:
-    """`analyse_run` for each run, corrupting the images once for all of them."""
+                 root: Path | None = None, log=print, save: bool = False) -> dict[str, RunAnalysis]:
+    """`analyse_run` for each run, corrupting the images once for all of them. With `save`, each run's
+    analysis.json is written as soon as it is done, so a later failure loses nothing; a run whose files
+    are broken is skipped with a warning that names the file and what is wrong."""
     settings = settings or AnalysisSettings()
     started = time.perf_counter()
     shared = corrupted_sets(data, settings)
     making = time.perf_counter() - started
-    analyses = {name: analyse_run(name, data, settings, root, log, corrupted=shared) for name in run_names}
-    for analysis in analyses.values():   # made once for all the runs, so not in any run's total
-        analysis.summary["corrupted_sets_made_in_s"] = making
+    analyses = {}
+    for name in run_names:
+        try:
+            analysis = analyse_run(name, data, settings, root, log, corrupted=shared)
+        except RunDataError as err:
+            warnings.warn(f"run {name} skipped: {err}", stacklevel=2)
+            continue
+        analysis.summary["corrupted_sets_made_in_s"] = making   # made once for all the runs, in no run's total
+        analyses[name] = analysis
+        if save:
+            log(f"[{name}] saved {save_analysis(analysis, root)}")
     return analyses
 
 
@@ -122,20 +137,20 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
     test_idx = test_subset(data.test_labels, settings.calibration_size, settings.seed)
     val_p = predict(model, data.train_images[val_idx], **options)
     test_p = predict(model, data.test_images[test_idx], **options)
-    calibrated = calibration.calibrate(val_p, data.train_labels[val_idx], test_p, data.test_labels[test_idx])
+    calibrated = calibrate(val_p, data.train_labels[val_idx], test_p, data.test_labels[test_idx])
     timings["calibration_s"] = time.perf_counter() - started
 
-    log(f"[{run_name}] corruptions: {len(corruptions.CORRUPTIONS)} × {len(corruptions.SEVERITIES)} severities on "
+    log(f"[{run_name}] corruptions: {len(CORRUPTIONS)} × {len(SEVERITIES)} severities on "
         f"{settings.corruption_size:,} images")
     mark = time.perf_counter()
     robust = corruption_accuracy(model, corrupted or corrupted_sets(data, settings), options)
     timings["corruptions_s"] = time.perf_counter() - mark
 
-    log(f"[{run_name}] FGSM and PGD-{adversarial.PGD_STEPS} at ε = {', '.join(f'{e:g}' for e in settings.epsilons)}/255 "
+    log(f"[{run_name}] FGSM and PGD-{PGD_STEPS} at ε = {', '.join(f'{e:g}' for e in settings.epsilons)}/255 "
         f"on {settings.attack_size:,} images")
     mark = time.perf_counter()
     attack_idx = test_subset(data.test_labels, settings.attack_size, settings.seed + 2)
-    attacks = adversarial.attack_accuracy(model, data.test_images[attack_idx], data.test_labels[attack_idx],
+    attacks = attack_accuracy(model, data.test_images[attack_idx], data.test_labels[attack_idx],
                                           epsilons=settings.epsilons, seed=settings.seed, **options)
     timings["attacks_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
@@ -144,10 +159,10 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
                "calibration": calibrated, "corruptions": robust, "attacks": attacks,
                "settings": {**asdict(settings), "device": str(device), "precision": precision},
                "val_images": len(val_idx), "wall_time_s": timings, "device": device_name(device),
-               "data_source": data.source, "data_location": data.location, "data_checksum": data.checksum,
+               "data_source": data.source, "data_location": portable_location(data.location), "data_checksum": data.checksum,
                "weights_sha256": weights_sha256(run_name, root), "torch_version": torch.__version__,
                "libraries": library_versions(), **git_commit(),
-               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+               "date": utc_timestamp()}
     log(f"[{run_name}] ECE {calibrated['before']['ece']:.2%} → {calibrated['after']['ece']:.2%} (T = "
         f"{calibrated['temperature']:.2f}); mean corruption accuracy {robust['mean_accuracy']:.2%} (clean "
         f"{robust['clean_accuracy']:.2%}); PGD at {max(settings.epsilons):g}/255 {attacks['pgd'][f'{max(settings.epsilons):g}']:.2%}; "
@@ -161,9 +176,9 @@ def corrupted_sets(data: Cifar10, settings: AnalysisSettings) -> dict:
     index = test_subset(data.test_labels, settings.corruption_size, settings.seed + 1)
     images = data.test_images[index]
     sets = {"labels": data.test_labels[index], "clean": images}
-    for name in corruptions.CORRUPTIONS:
-        for severity in corruptions.SEVERITIES:
-            sets[name, severity] = corruptions.corrupt(images, name, severity, settings.seed)
+    for name in CORRUPTIONS:
+        for severity in SEVERITIES:
+            sets[name, severity] = corrupt(images, name, severity, settings.seed)
     return sets
 
 
@@ -172,7 +187,7 @@ def corruption_accuracy(model: nn.Module, sets: dict, options: dict) -> dict:
     def accuracy(batch: Tensor) -> float:
         return float((predict(model, batch, **options).argmax(1) == sets["labels"]).float().mean())
 
-    table = {name: {str(s): accuracy(sets[name, s]) for s in corruptions.SEVERITIES} for name in corruptions.CORRUPTIONS}
+    table = {name: {str(s): accuracy(sets[name, s]) for s in SEVERITIES} for name in CORRUPTIONS}
     every = [acc for row in table.values() for acc in row.values()]
     return {"images": len(sets["labels"]), "clean_accuracy": accuracy(sets["clean"]), "accuracy": table,
             "mean_accuracy": sum(every) / len(every)}
@@ -208,8 +223,8 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
     position = {int(t): i for i, t in enumerate(analysis.test_index.tolist())}
     probabilities = analysis.probabilities[[position[int(t)] for t in chosen]]
     predicted = probabilities.argmax(1)
-    maps, layer, side = gradcam.grad_cam(analysis.model, data.test_images[chosen], predicted)
-    sides = {stage: side for stage, _, side in gradcam.feature_map_stages(analysis.model)}
+    maps, layer, side = grad_cam(analysis.model, data.test_images[chosen], predicted)
+    sides = {stage: side for stage, _, side in feature_map_stages(analysis.model)}
     analysis.summary["gradcam"] = {
         "layer": layer, "map_size": side, "stage_map_sizes": sides, **picks,
         "true": [data.classes[int(c)] for c in data.test_labels[chosen]],
@@ -258,7 +273,6 @@ def analyses_current(run_names: list[str], root: Path | None = None) -> bool:
 # ----------------------------------------------------------------------------- tables
 
 def calibration_table(summaries: dict[str, dict]):
-    import pandas as pd
     rows = {}
     for name, s in summaries.items():
         c = s["calibration"]
@@ -271,7 +285,6 @@ def calibration_table(summaries: dict[str, dict]):
 
 def corruption_table(summaries: dict[str, dict]):
     """Rows: each corruption's mean over severities, then clean and mean corruption accuracy; columns: runs."""
-    import pandas as pd
     table = pd.DataFrame({name: {c: sum(row.values()) / len(row) for c, row in s["corruptions"]["accuracy"].items()}
                           for name, s in summaries.items()})
     table.loc["clean (same images)"] = [s["corruptions"]["clean_accuracy"] for s in summaries.values()]
@@ -280,7 +293,6 @@ def corruption_table(summaries: dict[str, dict]):
 
 
 def attack_table(summaries: dict[str, dict]):
-    import pandas as pd
     rows = {}
     for name, s in summaries.items():
         a = s["attacks"]
@@ -290,7 +302,6 @@ def attack_table(summaries: dict[str, dict]):
 
 
 def wall_time_table(summaries: dict[str, dict]):
-    import pandas as pd
     return pd.DataFrame.from_dict({name: {k.removesuffix("_s") + " min": round(v / 60, 2)
                                           for k, v in s["wall_time_s"].items()}
                                    for name, s in summaries.items()}, orient="index").rename_axis("run")

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-from .beyond import RunAnalysis
-from .data import Cifar10
-from .gradcam import grad_cam, upsample
-from .plots import model_colour
+from labkit.data import Cifar10
+from labkit.reporting.figures import model_colour
+from labkit.robustness.gradcam import grad_cam, upsample
+from labkit.robustness.suite import RunAnalysis
 
 GALLERY_SIZE = 16
 

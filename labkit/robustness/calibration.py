@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_calibration_error
@@ -79,9 +78,6 @@ def reliability_bins(logits: Tensor, labels: Tensor, temperature: float = 1.0) -
     return rows
 
 
-def ece_from_bins(rows: list[dict]) -> float:
-    total = sum(r["count"] for r in rows)
-    return sum(r["count"] * abs(r["accuracy"] - r["confidence"]) for r in rows if r["count"]) / total
 
 
 def calibrate(val_probabilities: Tensor, val_labels: Tensor, test_probabilities: Tensor, test_labels: Tensor) -> dict:

@@ -16,6 +16,9 @@ scaler that fp16 needs.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import resource
 
 import torch
 
@@ -51,3 +54,43 @@ def autocast(device: torch.device, precision: str):
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A GradScaler, enabled for fp16 only (disabled, its calls pass straight through)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def device_problem(name: str) -> str | None:
+    """Why `name` is not a usable device here, or None."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        return f"device must be auto, cpu, cuda or cuda:N, got {name!r}"
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        return f"device {name!r} asked for, but CUDA is not available here"
+    return None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model_name = ""
+    try:
+        model_name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                          if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {model_name} ({os.cpu_count()} cores)".replace("  ", " ")
+
+
+def device_slug(device: str) -> str:
+    """'CPU AMD EPYC (2 cores)' -> 'cpu-amd-epyc-2-cores': a device name as a file name."""
+    return re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+
+
+def peak_memory(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+                "peak_memory_kind": "CUDA max_memory_allocated"}
+    return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_memory_kind": "process peak RSS (includes the decoded data set)"}

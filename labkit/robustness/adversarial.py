@@ -11,8 +11,9 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
-from .data import MEAN, STD
-from .precision import autocast
+from labkit.data import normalize
+from labkit.device import autocast
+from labkit.models import eval_mode
 
 EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)     # × 1/255
 PGD_STEPS = 10
@@ -24,11 +25,9 @@ class PixelModel(nn.Module):
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32"):
         super().__init__()
         self.model, self.device, self.precision = model, device, precision
-        self.register_buffer("mean", torch.tensor(MEAN, device=device).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD, device=device).view(1, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        x = normalize(x, max_value=1.0).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             return self.model(x).float()
 
@@ -41,7 +40,14 @@ def attack_accuracy(model: nn.Module, images: Tensor, labels: Tensor, *, epsilon
     if any(not eps > 0 for eps in epsilons):
         raise ValueError(f"every ε must be > 0, got {list(epsilons)}")
     device = torch.device(device)
-    pixel_model = PixelModel(model.eval(), device, precision).to(device).eval()
+    with eval_mode(model):   # the wrapper in eval mode too: torchattacks restores the wrapper's mode after each attack
+        return attack_each_budget(PixelModel(model, device, precision).to(device).eval(), images, labels, epsilons,
+                                  device, batch_size, seed)
+
+
+def attack_each_budget(pixel_model: PixelModel, images: Tensor, labels: Tensor, epsilons, device: torch.device,
+                       batch_size: int, seed: int) -> dict:
+    """The body of `attack_accuracy`: clean accuracy, then FGSM and PGD on the images each model gets right."""
     x = images.to(device).float() / 255
     y = labels.to(device)
     with torch.no_grad():

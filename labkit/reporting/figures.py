@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+
+from labkit.reporting.claims import LAB_REPORT_ACCURACY
+from labkit.reporting.select import budget_groups, present, runs_by_model
+from labkit.reporting.stats import paced_minutes, seed_summary
+from labkit.robustness.gradcam import upsample
 
 MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
                  "densenet_cifar_memory_efficient": "yellowgreen", "se_resnet18": "tab:orange",
@@ -42,22 +48,27 @@ def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8, mistak
 
 
 def training_curves(history, title: str = ""):
-    """Loss and accuracy per epoch, train vs val. `history`: list of dicts or a DataFrame."""
-    import pandas as pd
-
+    """Loss and accuracy per epoch, train vs val. `history`: list of dicts or a DataFrame. With a weight
+    average (EMA) val is measured on the averaged weights (solid) and the live ones (dashed); a final fit
+    on all training images has no val line, and the title says so."""
     h = pd.DataFrame(history)
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    loss_ax.plot(h.epoch, h.train_loss, "o-", label="train (smoothed labels, augmented)")
-    acc_ax.plot(h.epoch, h.train_acc, "o-", label="train (augmented)")
-    if h.val_acc.notna().any():
-        loss_ax.plot(h.epoch, h.val_loss, "s-", label="val")
-        acc_ax.plot(h.epoch, h.val_acc, "s-", label="val")
+    loss_ax.plot(h.epoch, h.train_loss, "o-", ms=3, label="train (smoothed labels, augmented)")
+    acc_ax.plot(h.epoch, h.train_acc, "o-", ms=3, label="train (augmented, live weights)")
+    has_val = "val_acc" in h and h.val_acc.notna().any()
+    has_ema = "val_acc_no_ema" in h and h.val_acc_no_ema.notna().any()
+    if has_val:
+        label = "val, averaged weights (EMA)" if has_ema else "val"
+        loss_ax.plot(h.epoch, h.val_loss, "s-", ms=3, label=label)
+        acc_ax.plot(h.epoch, h.val_acc, "s-", ms=3, label=label)
+    if has_ema:
+        acc_ax.plot(h.epoch, h.val_acc_no_ema, "s--", ms=3, label="val, live weights")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3), ax.legend()
-    if title:
-        fig.suptitle(title)
+        ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    if title or not has_val:
+        fig.suptitle(title + ("" if has_val else " (final fit on all training images: no val split)"))
     fig.tight_layout()
     return fig
 
@@ -218,8 +229,6 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     """The images (first row, with `captions`), then per run (a row each) its Grad-CAM maps over
     them, titled with the prediction and its confidence; wrong predictions in red.
     rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
-    from .gradcam import upsample
-
     columns = len(images)
     fig, axes = plt.subplots(len(rows) + 1, columns, figsize=(1.45 * columns, 1.65 * (len(rows) + 1)), squeeze=False)
     pictures = images.permute(0, 2, 3, 1).cpu().numpy()
@@ -238,4 +247,79 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
+    return fig
+
+
+def budget_figure(runs: dict):
+    """Test accuracy against the epoch budget, one line per model across its runs (the mean, with
+    the seeds' standard deviation as an error bar, where several seeds ran at one budget)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for model, entries in runs_by_model(runs).items():
+        groups = budget_groups(entries)
+        summaries = [seed_summary(group) for _, group in groups]
+        ax.errorbar([epochs for epochs, _ in groups], [mean for mean, _ in summaries],
+                    yerr=[sd or 0.0 for _, sd in summaries], fmt="o-", capsize=3, color=model_colour(model),
+                    label=model)
+        if model in LAB_REPORT_ACCURACY:
+            ax.axhline(LAB_REPORT_ACCURACY[model], color=model_colour(model), ls=":", lw=1)
+    ax.set(xlabel="training epochs (the whole schedule)", ylabel="final test accuracy",
+           title="accuracy against training budget (dotted: the lab report's claims)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: points span the whole plot
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(runs: dict):
+    """Val accuracy and loss, against epoch and against training time at the median epoch pace."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for name, run in present(runs).items():
+        h = run["history"]
+        if h.val_acc.isna().all():
+            continue
+        colour = model_colour(name)
+        for row, column in enumerate(("val_acc", "val_loss")):
+            axes[row, 0].plot(h.epoch, h[column], ".-", label=name if row == 0 else None, color=colour)
+            axes[row, 1].plot(paced_minutes(h), h[column], ".-", color=colour)
+    for row, label in enumerate(("val accuracy", "val loss")):
+        axes[row, 0].set(xlabel="epoch", ylabel=label)
+        axes[row, 1].set(xlabel="training time at the median epoch pace (min)", ylabel=label)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle("validation curves of every run")
+    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def per_class_heatmap(runs: dict):
+    import seaborn as sns
+
+    table = pd.DataFrame({name: run["metrics"]["test_per_class_accuracy"] for name, run in present(runs).items()}).T
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(table) + 1.5))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0.4, vmax=1.0, ax=ax, cbar=False)
+    ax.set(title="per-class test accuracy of every run", xlabel="", ylabel="")
+    fig.tight_layout()
+    return fig
+
+
+def scatter_figure(runs: dict):
+    """Test accuracy against parameters and against training time (median epoch pace × epochs);
+    runs are told apart by colour and marker in one legend, so no label overprints another."""
+    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = "osD^vP*X"
+    for i, (name, run) in enumerate(present(runs).items()):
+        m = run["metrics"]
+        style = dict(color=model_colour(name), marker=markers[i % len(markers)], s=50)
+        by_params.scatter(m["params"] / 1e6, m["test_accuracy"], label=name, **style)
+        by_time.scatter(paced_minutes(run["history"]).iloc[-1], m["test_accuracy"], **style)
+    by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
+    by_time.set(xlabel="training time at the median epoch pace (min)", ylabel="test accuracy",
+                title="accuracy vs training time")
+    for ax in (by_params, by_time):
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+    fig.suptitle("final test accuracy of every run")
+    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig

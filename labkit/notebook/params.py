@@ -1,0 +1,137 @@
+"""The notebooks' parameters: papermill's injected names checked against the known ones, the
+training and analysis settings validated in the first code cell, and smoke mode.
+
+With env LABKIT_SMOKE=1 (set by the test suite) every notebook trains one epoch on the small
+synthetic data set, so nbval runs all six in a few minutes; results then go wherever
+LABKIT_RESULTS points (the suite points it at a temporary folder).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from labkit.data import Cifar10, load_cifar10
+from labkit.models import available_models
+from labkit.paths import results_root, smoke_mode
+from labkit.reporting.select import load_every_run, longest_runs
+from labkit.robustness.suite import AnalysisSettings
+from labkit.runs.store import check_destinations, list_runs, run_dir, save_run
+from labkit.training.config import RUN_NAME, SMOKE_SETTINGS, SYNTHETIC_VAL_SIZE, TrainConfig
+from labkit.training.loop import fit, refuse_to_replace
+
+SMOKE = smoke_mode()
+
+
+NOTEBOOK_SMOKE = dict(SMOKE_SETTINGS, epochs=1, warmup_epochs=1.0, resume=False)   # nbval runs every notebook
+
+
+def injected_parameters() -> set[str]:
+    """Names papermill injected (`-p name value`) in this kernel: it runs them as a cell that
+    starts with the line '# Parameters'. Empty outside papermill."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    cells = [cell for cell in (shell.user_ns.get("In", []) if shell else []) if cell.startswith("# Parameters\n")]
+    if not cells:
+        return set()
+    tree = ast.parse(cells[-1])
+    return {target.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def reject_unknown_parameters(known) -> None:
+    """Fail with the valid names when papermill was given a parameter this notebook does not take
+    (papermill itself only logs 'Passed unknown parameter' and carries on)."""
+    unknown = sorted(injected_parameters() - set(known))
+    if unknown:
+        raise ValueError(f"unknown notebook parameter(s) {', '.join(unknown)}; this notebook takes: "
+                         f"{', '.join(sorted(known))}")
+
+
+def configure(**parameters) -> TrainConfig:
+    """Check the notebook's parameters and build the training config. Fails here, in the first code
+    cell, before any data is decoded or model built, with a message naming the bad value, an unknown
+    parameter name, or a run name that would replace a finished run. Smoke mode overrides the size."""
+    reject_unknown_parameters(parameters)
+    data = str(parameters.get("data", "auto"))
+    if data not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
+        raise ValueError(f"data path {data!r} does not exist (relative paths resolve from "
+                         f"{Path.cwd()}); pass 'auto', 'synthetic', 'torchvision', or an existing path")
+    if data == "synthetic" and "val_size" not in injected_parameters() and parameters.get("val_size", 0) > SYNTHETIC_VAL_SIZE:
+        print(f"data 'synthetic' has 1,000 train images: holding out {SYNTHETIC_VAL_SIZE} for val, not "
+              f"{parameters['val_size']:,}")
+        parameters["val_size"] = SYNTHETIC_VAL_SIZE
+    config = TrainConfig(**{**parameters, "progress": True})       # validates what the user asked for
+    if SMOKE:
+        print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir(""))
+        config = TrainConfig(**{**parameters, **NOTEBOOK_SMOKE, "run_name": config.run_name, "progress": True})
+    refuse_to_replace(config)
+    check_destinations(config.run_name)
+    print(f"run {config.run_name}: {config.model}, {config.epochs} epochs{', resuming' if config.resume else ''}; "
+          f"results will go to {run_dir(config.run_name)}")
+    return config
+
+
+def load_data(config: TrainConfig) -> Cifar10:
+    data = load_cifar10(config.data)
+    print(f"data: {data.source} from {data.location} (checksum {data.checksum[:16]}…), "
+          f"{len(data.train_labels)} train / {len(data.test_labels)} test images")
+    return data
+
+
+ANALYSIS_SMOKE_SIZES = dict(calibration_size=200, corruption_size=50, attack_size=20)
+
+
+def model_of_run(run_name: str) -> str:
+    """The model a run name stands for: 'resnet18' and 'resnet18-40ep' both mean resnet18."""
+    for model in sorted(available_models(), key=len, reverse=True):
+        if run_name == model or run_name.startswith(model + "-"):
+            return model
+    raise ValueError(f"run name {run_name!r} does not start with a model name ({', '.join(available_models())})")
+
+
+def configure_analysis(runs: str, results_dir: str, epsilons: str, **settings):
+    """Check the analysis notebook's parameters: (run names, results root or None, AnalysisSettings).
+    `runs` is "longest" (each model's longest run) or run names, each of which must be in the results
+    root. In smoke mode the subsets shrink, and a run that is not there (for "longest": a model with
+    no run) is trained for one epoch on synthetic data first."""
+    reject_unknown_parameters(["runs", "results_dir", "epsilons", "data", "save", *settings])
+    root = Path(results_dir) if results_dir else None
+    if root is not None and not root.is_dir():
+        raise ValueError(f"results_dir {results_dir!r} is not a folder")
+    try:
+        budgets = tuple(float(e) for e in str(epsilons).split(",") if e.strip())
+    except ValueError:
+        raise ValueError(f"epsilons must be numbers separated by commas (in units of 1/255), got {epsilons!r}") from None
+    config = AnalysisSettings(epsilons=budgets, **settings)
+    if runs.strip() == "longest":
+        names = [name for name, run in longest_runs(load_every_run(root)).items() if run is not None or SMOKE]
+        if not names:
+            raise ValueError(f"no saved run in {root or results_root()}; train one with a model notebook first")
+    else:
+        names = [name.strip() for name in runs.split(",") if name.strip()]
+    if not names:
+        raise ValueError("runs is empty; give 'longest' or run names separated by commas, e.g. 'cnn,resnet18'")
+    bad = [name for name in names if not RUN_NAME.fullmatch(name)]
+    if bad:
+        raise ValueError(f"runs must be run names (letters, digits, '_', '-', '.'; no path separators), got "
+                         f"{', '.join(map(repr, bad))}")
+    if SMOKE:
+        config = AnalysisSettings(**{**settings, **ANALYSIS_SMOKE_SIZES, "epsilons": budgets})
+        print("LABKIT_SMOKE=1: smoke mode, small subsets; runs come from", root or results_root())
+        for name in names:   # throwaway one-epoch runs: a leftover checkpoint of the same name is replaced
+            if not ((root or results_root()) / name / "metrics.json").is_file():
+                save_run(fit(TrainConfig(model=model_of_run(name), run_name=name, progress=False,
+                                         **{**NOTEBOOK_SMOKE, "overwrite": True})), root)
+    missing = [name for name in names if not ((root or results_root()) / name / "metrics.json").is_file()]
+    if missing:
+        raise ValueError(f"no saved run {', '.join(missing)} in {root or results_root()}; runs there: "
+                         f"{', '.join(list_runs(root)) or 'none'}")
+    return names, root, config
+
+
+def analysis_data(data: str) -> Cifar10:
+    """The data set to analyse on: the one the runs trained on (synthetic in smoke mode)."""
+    return load_cifar10("synthetic" if SMOKE else data)

@@ -1,0 +1,215 @@
+"""What the architecture notebooks show: the model's structure, sample images and predictions,
+per-class tables, the look inside each architecture, and the analysis notebook's Grad-CAM figure."""
+from __future__ import annotations
+
+import io
+from inspect import getmodule, getsource
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from labkit.data import BatchLoader, Cifar10
+from labkit.evaluate import TTA_LEVELS
+from labkit.models import available_builders, build_model, inspect
+from labkit.reporting import figures as plots
+from labkit.reporting.select import load_benchmarks
+from labkit.robustness.suite import save_analysis
+from labkit.runs.store import run_dir
+from labkit.storage import write_atomic
+from labkit.training.loop import estimate_epoch_seconds
+
+
+def module_tree(model: nn.Module, depth: int = 2) -> str:
+    """The module tree down to `depth`, one line per module with its parameter count."""
+    lines = []
+
+    def walk(module: nn.Module, name: str, level: int) -> None:
+        params = sum(p.numel() for p in module.parameters())
+        children = list(module.named_children())
+        detail = (f"{type(module).__name__} ({len(children)} children)" if children
+                  else repr(module).split("\n")[0])
+        lines.append(f"{'    ' * level}{name}: {detail}  [{params:,} params]")
+        if level < depth:
+            for child_name, child in children:
+                walk(child, child_name, level + 1)
+    walk(model, type(model).__name__, 0)
+    return "\n".join(lines)
+
+
+def summary_table(model: nn.Module) -> pd.DataFrame:
+    rows = inspect.stage_summary(model)
+    table = pd.DataFrame(rows)
+    total = {"stage": "total", "type": "", "params": sum(r["params"] for r in rows),
+             "flops": sum(r["flops"] for r in rows), "output_shape": ""}
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    table["MFLOPs"] = (table.pop("flops") / 1e6).round(2)
+    return table
+
+
+def sample_grid(data: Cifar10, count: int = 32, seed: int = 0):
+    index = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))[:count]
+    return plots.image_grid(data.train_images[index], [data.classes[i] for i in data.train_labels[index]],
+                            title="training images")
+
+
+def prediction_sample(data: Cifar10, count: int = 24, seed: int = 0) -> torch.Tensor:
+    """Indices of the random test images the prediction figure shows."""
+    return torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
+
+
+def prediction_grid(result, data: Cifar10, count: int = 24, seed: int = 0):
+    """Random test images, 'true → predicted (confidence)'; mistakes in red."""
+    index = prediction_sample(data, count, seed)
+    return predictions_figure(result.test.probabilities[index], data, index, result.config.run_name)
+
+
+def predictions_figure(probabilities: torch.Tensor, data: Cifar10, index: torch.Tensor, run_name: str):
+    predicted, truth = probabilities.argmax(1), data.test_labels[index]
+    titles = [f"{data.classes[t]} → {data.classes[p]}\n{c:.0%}"
+              for t, p, c in zip(truth.tolist(), predicted.tolist(), probabilities.max(1).values.tolist())]
+    return plots.image_grid(data.test_images[index], titles, mistakes=(predicted != truth).tolist(),
+                            title=f"{run_name}: test predictions (true → predicted); mistakes in red")
+
+
+def accuracy_summary(result) -> str:
+    """The final test accuracy at the chosen TTA level, every level measured, and the final val accuracy."""
+    levels = ", ".join(f"{TTA_LEVELS[int(level)]} {accuracy:.2%}"
+                       for level, accuracy in result.info["test_accuracy_by_tta"].items())
+    return (f"test accuracy: {result.test.accuracy:.2%} at TTA level {result.config.tta} "
+            f"({TTA_LEVELS[result.config.tta]}); by TTA level: {levels}; "
+            f"final val accuracy: {result.history[-1]['val_acc']:.2%}")
+
+
+def per_class_table(result) -> pd.DataFrame:
+    table = pd.DataFrame({"accuracy": result.test.per_class})
+    table["correct"] = result.test.confusion.diag().tolist()
+    table["images"] = result.test.confusion.sum(1).tolist()
+    return table
+
+
+def save_figure(fig, run_name: str, name: str, table: pd.DataFrame | None = None, root: Path | None = None) -> Path:
+    """Keep a notebook figure with its run: results/<run>/figures/<name>.png (under `root` if
+    given), and the numbers it plots as <name>.csv when given (the report reads them)."""
+    path = (root / run_name if root else run_dir(run_name)) / "figures" / f"{name}.png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+    if table is not None:
+        write_atomic(path.with_suffix(".csv"), table.to_csv().encode())
+    return path
+
+
+def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cpu", seed: int = 0):
+    """`count` random test images (seeded; the offline copy is stored class by class) as a
+    float, normalised batch, with labels."""
+    index = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(seed))[:count]
+    loader = BatchLoader(data.test_images[index], data.test_labels[index], count, train=False, device=device)
+    return next(iter(loader))
+
+
+def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed: int = 0):
+    """Gradient norm per block of a freshly initialised net, with and without shortcuts, and a
+    sentence saying what the measurement shows."""
+    torch.manual_seed(seed)
+    model = build_model(model_name)
+    x, y = normalised_batch(data, min(batch, len(data.test_labels)))
+    with_sc = inspect.block_gradient_norms(model, x, y, use_shortcut=True)
+    without = inspect.block_gradient_norms(model, x, y, use_shortcut=False)
+    table = pd.DataFrame({"with shortcuts": with_sc, "shortcuts removed": without})
+    table["ratio"] = table["with shortcuts"] / table["shortcuts removed"]
+    return table, plots.gradient_norms(with_sc, without, f"{model_name}: gradient norm per block at initialisation")
+
+
+def densenet_memory_look(batch: int = 32):
+    """Channel growth of densenet_cifar and its activation memory next to ResNet-18's."""
+    densenet = build_model("densenet_cifar")
+    memory = {"densenet_cifar": inspect.activation_memory(densenet, batch),
+              "densenet_cifar (memory-efficient)": inspect.activation_memory(
+                  build_model("densenet_cifar", memory_efficient=True), batch),
+              "resnet18": inspect.activation_memory(build_model("resnet18"), batch)}
+    rows = inspect.densenet_channels(densenet)
+    return pd.DataFrame(rows), memory, plots.densenet_growth(rows, memory, "densenet_cifar: channel growth and "
+                                                                           "activation memory")
+
+
+def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000, title: str = "se_resnet18"):
+    """The SE gates on test images: statistics per block (`inspect.gate_statistics`, with the spread
+    of the per-class means), and a figure of the mean gates per class at the last block of each stage."""
+    device = next(model.parameters()).device
+    x, y = normalised_batch(data, min(count, len(data.test_labels)), device)
+    gates = inspect.excitation_by_class(model, x, y, len(data.classes))
+    table = inspect.gate_statistics(model, x)
+    table["sd over classes"] = pd.Series({name: g.std(0).mean().item() for name, g in gates.items()})
+    last_blocks = {name: g for name, g in gates.items() if name.endswith(".1")}
+    return table, plots.excitation_heatmaps(last_blocks, data.classes, f"{title}: SE excitation per class")
+
+
+def gate_reading(table: pd.DataFrame) -> str:
+    """What the gate statistics say, in words: which blocks only scale their residual by a constant."""
+    flat = [name for name, row in table.iterrows()
+            if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
+    return (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
+            f"images and over channels ({', '.join(flat) or 'none'}): these blocks multiply their residual by about "
+            f"one half and recalibrate nothing; the others gate channels differently per image.")
+
+
+def show_source(model_name: str):
+    """The source of the module that defines `model_name`, highlighted: the code this notebook trains."""
+    from IPython.display import Code
+
+    return Code(getsource(getmodule(available_builders()[model_name])), language="python")
+
+
+def time_estimate(config, data: Cifar10) -> str:
+    """How long `config` will train on this machine (timed over a few steps), and how to run shorter."""
+    seconds = estimate_epoch_seconds(config, data)
+    return (f"Estimated training time here: {seconds / 60:.1f} min per epoch, about {seconds * config.epochs / 3600:.1f} h "
+            f"for {config.epochs} epochs (timed over 4 steps; validation adds a little). For a quick run, pass "
+            f"a shorter schedule, e.g. `papermill ... -p epochs 5`, or a GPU (`-p device cuda`).")
+
+
+def architecture_look(model_name: str, model: nn.Module, data: Cifar10, run_name: str):
+    """The look inside each architecture that its notebook shows: (figure name, figure, the table
+    of numbers behind it or None)."""
+    if model_name == "cnn":
+        return "filters", plots.conv_filters(model.features[0].weight,
+                                             f"{run_name}: first-layer filters (6 × 5×5×3)"), None
+    if model_name == "resnet18":
+        table, figure = resnet_gradient_look(model_name, data)
+        return "gradient_norms", figure, table
+    if model_name == "densenet_cifar":
+        return "channels_memory", densenet_memory_look()[2], None
+    return "excitation", excitation_look(model, data, title=run_name)[1], None
+
+
+def densenet_benchmarks() -> pd.DataFrame:
+    """Measured speed and peak memory of densenet_cifar, normal and memory-efficient, from every
+    benchmark in results/benchmarks/ (python -m labkit.bench)."""
+    rows = []
+    for file, bench in load_benchmarks().items():
+        for name in ("densenet_cifar", "densenet_cifar_memory_efficient"):
+            if name in bench["models"]:
+                fast = bench["models"][name]["fast"]
+                rows.append({"benchmark": file, "batch": bench["settings"]["batch_size"], "model": name,
+                             "img/s": fast["images_per_s"], "peak memory (MB)": fast["peak_memory_mb"]})
+    return pd.DataFrame(rows)
+
+
+def gradcam_figure(analyses: dict, data: Cifar10, picks: dict):
+    """The picked test images, then each analysed run's Grad-CAM over them."""
+    index = torch.tensor(picks["test_indices"], dtype=torch.long)
+    captions = [f"{data.classes[int(data.test_labels[i])]}\n{kind}" for i, kind in zip(index.tolist(), picks["kinds"])]
+    return plots.gradcam_overlays(data.test_images[index], {name: a.summary["gradcam"] for name, a in analyses.items()},
+                                  captions)
+
+
+def save_analyses(analyses: dict, data: Cifar10, picks: dict, root: Path | None = None) -> None:
+    """Each run's inspect.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
+    for name, analysis in analyses.items():
+        print("saved", save_analysis(analysis, root))
+        fig = gradcam_figure({name: analysis}, data, picks)
+        save_figure(fig, name, "gradcam", root=root)
+        plt.close(fig)

@@ -1,0 +1,128 @@
+"""The lab report's claims, each judged by its own function from the runs (at most one per model),
+with a verdict and the evidence in words, which names the models and where each number comes from.
+
+An accuracy difference counts only beyond two standard errors of the difference; speed is judged
+on a benchmark that measured both models alone where there is one, else on the runs' own epochs.
+"""
+from __future__ import annotations
+
+from labkit.models.inspect import architecture_activation_mb
+from labkit.reporting.select import one_per_model
+from labkit.reporting.stats import difference_noise, race_to, training_speeds
+
+THRESHOLDS = (0.80, 0.85, 0.90)
+# Test accuracies the lab report we replicate claims (it gives none for the CNN and the SE nets).
+LAB_REPORT_ACCURACY = {"resnet18": 0.90, "densenet_cifar": 0.92}
+DEEP_MODELS = ("resnet18", "se_resnet18", "densenet_cifar")
+
+
+def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
+    """Every claim of the lab report, judged on `runs` (keyed by run name, one per model); each entry
+    is {"claim", "verdict", "evidence"}."""
+    by_model = one_per_model(runs)
+    return [judge(by_model, benchmarks or {}) for judge in CLAIMS]
+
+
+def missing(runs: dict, *models: str) -> dict | None:
+    """The verdict 'missing' when a model has no run, 'not comparable yet' when the runs trained for
+    different budgets (a schedule's length changes the whole curve, so only like is compared with like)."""
+    absent = [m for m in models if runs.get(m) is None]
+    if absent:
+        return {"verdict": "missing", "evidence": f"missing run(s): {', '.join(absent)}"}
+    epochs = [runs[m]["metrics"]["epochs"] for m in models]
+    if len(set(epochs)) > 1:
+        return {"verdict": "not comparable yet",
+                "evidence": f"{' vs '.join(models)} trained for {' vs '.join(map(str, epochs))} epochs"}
+    return None
+
+
+def test_gap(runs: dict, first: str, second: str) -> tuple[float, float]:
+    """(first's test accuracy minus second's, two standard errors of that difference)."""
+    a, b = runs[first]["metrics"], runs[second]["metrics"]
+    return (a["test_accuracy"] - b["test_accuracy"],
+            difference_noise((a["test_accuracy"], a["test_images"]), (b["test_accuracy"], b["test_images"])))
+
+
+def deep_models_beat_the_cnn(runs: dict, benchmarks: dict) -> dict:
+    claim = "The deep networks (ResNet-18, SE-ResNet-18, DenseNet) beat the plain CNN"
+    deep = [m for m in DEEP_MODELS if runs.get(m) is not None]
+    if runs.get("cnn") is None or not deep:
+        return {"claim": claim, **missing(runs, "cnn", *DEEP_MODELS)}
+    gaps = {m: test_gap(runs, m, "cnn") for m in deep}
+    cnn = runs["cnn"]["metrics"]["test_accuracy"]
+    return {"claim": claim,
+            "verdict": "supported" if all(gap > noise for gap, noise in gaps.values()) else "not supported",
+            "evidence": "; ".join(f"{m} {runs[m]['metrics']['test_accuracy']:.2%} vs cnn {cnn:.2%} "
+                                  f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f})" for m, (gap, noise) in gaps.items())
+                        + ". These networks differ from the CNN in depth, width, batch norm and shortcuts at once, "
+                          "so this says nothing about which of them matters; the next claim isolates the shortcuts"}
+
+
+def shortcuts_explain_the_gap(runs: dict, benchmarks: dict) -> dict:
+    claim = "Residual connections help: ResNet-18 beats the same network without its shortcuts (plain18)"
+    problem = missing(runs, "resnet18", "plain18")
+    if problem:
+        return {"claim": claim, **problem}
+    gap, noise = test_gap(runs, "resnet18", "plain18")
+    verdict = "supported" if gap > noise else "contradicted" if gap < -noise else "no difference beyond test noise"
+    return {"claim": claim, "verdict": verdict,
+            "evidence": f"test {runs['resnet18']['metrics']['test_accuracy']:.2%} with shortcuts vs "
+                        f"{runs['plain18']['metrics']['test_accuracy']:.2%} without ({gap * 100:+.1f} points, "
+                        f"2 SE = {noise * 100:.1f}); same widths, batch norm, recipe and budget"}
+
+
+def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
+    claim = "DenseNet has fewer parameters but is slower and uses more memory per image than ResNet-18"
+    problem = missing(runs, "densenet_cifar", "resnet18")
+    if problem and problem["verdict"] == "missing":
+        return {"claim": claim, **problem}
+    d, r = runs["densenet_cifar"]["metrics"], runs["resnet18"]["metrics"]
+    speeds, source = training_speeds(runs, benchmarks, ("densenet_cifar", "resnet18"))
+    memory = [architecture_activation_mb(m) for m in ("densenet_cifar", "resnet18")]
+    parts = {"fewer parameters": d["params"] < r["params"], "slower": speeds[0] < speeds[1],
+             "more activation memory per image": memory[0] > memory[1]}
+    held = [k for k, v in parts.items() if v]
+    verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
+    return {"claim": claim, "verdict": verdict,
+            "evidence": f"params {d['params']:,} vs {r['params']:,}; {speeds[0]:.0f} vs {speeds[1]:.0f} img/s "
+                        f"training ({source}); activations {memory[0]:.1f} vs {memory[1]:.1f} MB/img; FLOPs/img "
+                        f"{d['flops_per_image'] / 1e6:.0f}M vs {r['flops_per_image'] / 1e6:.0f}M"}
+
+
+def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
+    claim = "SE-ResNet-18 reaches a given accuracy in fewer epochs than ResNet-18"
+    problem = missing(runs, "se_resnet18", "resnet18")
+    if problem:
+        return {"claim": claim, **problem}
+    se, plain = runs["se_resnet18"], runs["resnet18"]
+    if not se["metrics"]["val_images"] or not plain["metrics"]["val_images"]:
+        return {"claim": claim, "verdict": "not judged",
+                "evidence": "a run trained on all 50,000 images has no val curve to race on"}
+    val_images = min(se["metrics"]["val_images"], plain["metrics"]["val_images"])
+    races = [race_to(t, se["history"], plain["history"], val_images) for t in THRESHOLDS]
+    score = sum(outcome for outcome, _ in races)
+    verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
+    gap, _ = test_gap(runs, "se_resnet18", "resnet18")
+    speeds, source = training_speeds(runs, benchmarks, ("se_resnet18", "resnet18"))
+    return {"claim": claim, "verdict": verdict,
+            "evidence": "first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)
+                        + f"; final test {gap * 100:+.2f} points for SE, at {speeds[0]:.0f} vs {speeds[1]:.0f} img/s "
+                          f"training ({source})"}
+
+
+def imagenet_stem_costs_accuracy(runs: dict, benchmarks: dict) -> dict:
+    claim = "The ImageNet stem (7×7/2 conv + max-pool) costs accuracy on 32×32 images"
+    problem = missing(runs, "se_resnet18_imagenet_stem", "se_resnet18")
+    if problem:
+        return {"claim": claim, **problem}
+    a, b = runs["se_resnet18_imagenet_stem"]["metrics"], runs["se_resnet18"]["metrics"]
+    gap, noise = test_gap(runs, "se_resnet18_imagenet_stem", "se_resnet18")
+    verdict = "supported" if gap < -noise else "not supported" if gap > noise else "no difference beyond test noise"
+    return {"claim": claim, "verdict": verdict,
+            "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "
+                        f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:.0f}M vs "
+                        f"{b['flops_per_image'] / 1e6:.0f}M FLOPs/img"}
+
+
+CLAIMS = (deep_models_beat_the_cnn, shortcuts_explain_the_gap, densenet_is_smaller_but_costlier,
+          se_learns_in_fewer_epochs, imagenet_stem_costs_accuracy)

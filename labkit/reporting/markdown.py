@@ -1,0 +1,572 @@
+"""report.md from results/ alone: one function per section, each returning its lines, and
+`build`, which puts them in order and writes the figures they embed to results/figures/.
+
+Regenerating without new results gives an identical file: nothing in it depends on the time
+or the machine that renders it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from labkit import tune
+from labkit.data import CLASSES
+from labkit.evaluate import TTA_LEVELS
+from labkit.models.inspect import gradient_reading
+from labkit.reporting.claims import claims
+from labkit.reporting.figures import (
+    attack_curves,
+    budget_figure,
+    confusion_heatmap,
+    corruption_heatmaps,
+    curves_figure,
+    model_colour,
+    per_class_bars,
+    per_class_heatmap,
+    reliability_diagrams,
+    scatter_figure,
+    training_curves,
+)
+from labkit.reporting.select import (
+    DEFAULT_RUNS,
+    budget_groups,
+    load_benchmarks,
+    load_every_run,
+    longest_runs,
+    on_common_data,
+    present,
+    recipe_difference,
+    recipe_variants,
+    runs_by_model,
+    skip,
+)
+from labkit.reporting.stats import accuracy_standard_error, difference_noise, seed_summary, typical_images_per_s
+from labkit.reporting.tables import (
+    ACCURACY_COLUMNS,
+    COST_COLUMNS,
+    comparison_table,
+    format_table,
+    headline_table,
+    lab_report_table,
+    latest_benchmarks,
+    training_commits,
+)
+from labkit.robustness.corruptions import CORRUPTIONS
+from labkit.robustness.suite import attack_table, calibration_table, corruption_table, load_analysis, wall_time_table
+from labkit.runs.store import RunDataError
+from labkit.training.checkpoint import saved_config
+from labkit.training.config import TrainConfig
+
+ARCHITECTURES = {
+    "cnn": ("CNN (PyTorch tutorial net)",
+            "Two 5×5 convolutions with max-pooling and three fully connected layers: the plain "
+            "conv/pool/fc stack, 62,006 parameters, no normalisation and no shortcuts."),
+    "resnet18": ("ResNet-18",
+                 "A 3×3 stem and four stages of two BasicBlocks (64–512 channels). Each block learns a "
+                 "residual F(x) and adds it to a shortcut: the identity, or a 1×1 projection where the "
+                 "stride or width changes, so gradients reach early layers through the additions."),
+    "densenet_cifar": ("DenseNet (CIFAR, k = 12)",
+                       "Four dense blocks of [6, 12, 24, 16] bottleneck layers; every layer reads the "
+                       "concatenation of all earlier maps of its block and adds k = 12 channels. "
+                       "Transitions halve channels and resolution. About 1 M parameters."),
+    "se_resnet18": ("SE-ResNet-18",
+                    "ResNet-18 whose blocks squeeze each channel to its mean, pass the vector through "
+                    "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add."),
+    "se_resnet18_imagenet_stem": ("SE-ResNet-18 with the ImageNet stem (ablation)",
+                                  "The variant printed in the lab report: a 7×7 stride-2 stem and a "
+                                  "stride-2 max-pool shrink 32×32 inputs to 8×8 before layer1."),
+}
+LOOKS = {"cnn": "filters", "resnet18": "gradient_norms", "densenet_cifar": "channels_memory",
+         "se_resnet18": "excitation", "se_resnet18_imagenet_stem": "excitation"}
+
+
+def save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def markdown_table(frame) -> str:
+    frame = frame.reset_index()
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            if v != v:
+                return ""
+            return f"{v:,.0f}" if v.is_integer() or abs(v) >= 100 else f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+    return "\n".join([header, rule] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])
+
+
+def peak_ratio(bench: dict) -> float:
+    peaks = bench["matmul_peak_gflops"]
+    return peaks["bf16"] / peaks["fp32"]
+
+
+def tta_note(metrics: dict) -> str:
+    """'(TTA: flip; none 88.49 %, flip 89.08 %)': the level reported and every level measured."""
+    level = int(metrics["test_tta"])
+    by_level = metrics.get("test_accuracy_by_tta") or {"0": metrics["test_accuracy_no_tta"],
+                                                       str(level): metrics["test_accuracy"]}
+    measured = ", ".join(f"{TTA_LEVELS[int(k)]} {v:.2%}" for k, v in sorted(by_level.items()))
+    return f"(TTA: {TTA_LEVELS[level]}; measured: {measured})"
+
+
+def tuning_section(root: Path, problems: list[str] | None = None, every_run: dict | None = None) -> list[str]:
+    """The recipe trials of results/tuning/: judged on val only, so they never saw the test split.
+    `every_run` (from `load_every_run`) gives the runs whose recipes are matched to the trials."""
+    every_run = load_every_run(root) if every_run is None else every_run
+    logs = tune.load_logs(root, problems)
+    matches = {stem: recipe_matches(log, every_run) for stem, log in logs.items()}
+    # A run with one setting changed from a trial is named only where no trial of any log is its exact recipe.
+    exact = {name for found in matches.values() for name, _, changed in found if not changed}
+    lines = []
+    for stem, log in logs.items():
+        trials = log["trials"]
+        val_images = trials[0]["config"]["val_size"]
+        best = max(r["final_val_accuracy"] for r in trials)
+        minutes = sum(r["training_wall_time_s"] for r in trials) / 60
+        base = [saved_config(r["config"], TrainConfig) for r in trials if not r["overrides"]]
+        recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
+        adopted = [(name, trial, changed) for name, trial, changed in matches[stem] if not changed or name not in exact]
+        lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
+                  f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
+                  f"epochs with some settings changed from the default recipe{recipe}, and is judged by its final "
+                  f"accuracy on the {val_images:,} validation images; the test split is never evaluated. "
+                  f"{len(trials)} trials, {minutes:.0f} min of training in all. The standard error of one val "
+                  f"accuracy near {best:.1%} is ±{accuracy_standard_error(best, val_images):.2%}, one seed per "
+                  f"trial (`results/tuning/{stem}.json`).", "",
+                  markdown_table(format_table(tune.trials_table(log))), "",
+                  tuning_conclusion(log, adopted), ""]
+    return lines
+
+
+def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
+    """(run, trial, {setting: the run's value where it differs from the trial's}) for each run of the log's
+    model whose recipe (the tunable settings of its recorded config) is a trial's or one setting away from
+    one; the nearest trial, the best on val among equals."""
+    trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
+    trial_configs = [(tune.trial_label(trial), saved_config(trial["config"], TrainConfig)) for trial in trials]
+    matches = []
+    for name, run in every_run.items():
+        if run is None:
+            continue
+        config = saved_config(run["metrics"].get("config", {}), TrainConfig)
+        if config["model"] != log["model"]:
+            continue
+        differences = [({key: config[key] for key in tune.TUNABLE if config[key] != trial_config[key]}, label)
+                       for label, trial_config in trial_configs]
+        changed, trial = min(differences, key=lambda difference: len(difference[0]))
+        if len(changed) <= 1:
+            matches.append((name, trial, changed))
+    return matches
+
+
+def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
+    """Which trials the noise separates from the best, and which trial's recipe the runs in results/
+    went on to use (`adopted`: from `recipe_matches`)."""
+    trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
+    val_images = trials[0]["config"]["val_size"]
+    best = trials[0]
+    noise = [difference_noise((best["final_val_accuracy"], val_images), (r["final_val_accuracy"], val_images))
+             for r in trials]
+    close = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
+             if best["final_val_accuracy"] - r["final_val_accuracy"] <= n]
+    worse = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
+             if best["final_val_accuracy"] - r["final_val_accuracy"] > n]
+    text = (f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}). "
+            f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
+            f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
+    if adopted:
+        text += " Adopted: " + "; ".join(
+            f"run {name} uses the recipe of trial '{trial}'" + "".join(f" with {key} {value}"
+                                                                       for key, value in changed.items())
+            for name, trial, changed in adopted) + "."
+    return text
+
+
+def speed_section(benches: dict, root: Path, link) -> list[str]:
+    """The newest measurement of every model and setting in one table, the older files listed."""
+    table, older = latest_benchmarks(benches)
+    if table.empty:
+        return []
+    stem, newest = max(((s, b) for s, b in benches.items() if "models" in b), key=lambda item: item[1]["date"])
+    settings = newest["settings"]
+    lines = ["## Training speed: labkit's fast path against the reference pipeline", "",
+             f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
+             "steps), the newest measurement of each model, batch size and pipeline across the benchmark files in "
+             "`results/benchmarks/`. '× reference' compares with the reference pipeline measured in the same file; "
+             "the matmul peak was measured in the same run, and it varies between days on these shared machines.", "",
+             markdown_table(format_table(table)), "",
+             f"In the newest file (`{stem}.json`) the bf16:fp32 matmul peak ratio is {peak_ratio(newest):.2f}: it "
+             "bounds the speed-up of a bf16 fast path over an fp32 reference that already runs near its own peak "
+             "(a model whose reference share is high).", ""]
+    figure = root / "benchmarks" / f"{stem}.png"
+    if figure.is_file():
+        lines += [f"![benchmark {stem}]({link(figure)})", ""]
+    if older:
+        lines += ["Older measurements, superseded by the table above: " + ", ".join(
+            f"`{name}.json` ({benches[name]['date'][:10]}, commit {(benches[name].get('git_commit') or 'unknown')[:7]})"
+            for name in sorted(older, key=lambda n: benches[n]["date"])) + ".", ""]
+    return lines
+
+
+def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[str]) -> list[str]:
+    """Calibration, corruption and adversarial robustness and Grad-CAM, from each run's analysis.json
+    (written by notebooks/06_analysis.ipynb)."""
+    summaries, unanalysed = {}, []
+    for name in found:
+        try:
+            summary = load_analysis(name, root)
+        except RunDataError as err:
+            skip(str(err), problems)
+            continue
+        if summary is not None:
+            summaries[name] = summary
+        else:
+            unanalysed.append(name)
+    lines = ["## Beyond the lab report: calibration, robustness, Grad-CAM", ""]
+    if not summaries:
+        return lines + ["No analysis yet: run `notebooks/06_analysis.ipynb` (papermill) on the saved runs.", ""]
+    if unanalysed:
+        lines += [f"**Not analysed yet:** {', '.join(unanalysed)} (run `notebooks/06_analysis.ipynb` on them).", ""]
+    first = next(iter(summaries.values()))
+    sizes = first["settings"]
+    stale = [name for name, s in summaries.items() if s["stale"]]
+    lines += [f"From `results/<run>/analysis.json`, written by `notebooks/06_analysis.ipynb` on "
+              f"{first['device']} ({first['date'][:10]}, commit {(first.get('git_commit') or 'unknown')[:7]}). Test "
+              f"subsets are fixed, stratified and seeded (seed {sizes['seed']}): {sizes['calibration_size']:,} images "
+              f"for calibration, {sizes['corruption_size']:,} for corruptions, {sizes['attack_size']:,} for attacks. "
+              "No run saw these numbers while training; the temperature is fitted on each run's validation split.", ""]
+    if stale:
+        lines += [f"**Stale:** {', '.join(stale)} have been retrained since their analysis (their weights changed); "
+                  "rerun the analysis notebook.", ""]
+    return (lines + calibration_section(summaries, figures, link) + corruption_section(summaries, figures, link)
+            + attack_section(summaries, first, figures, link) + gradcam_section(summaries, root, link)
+            + analysis_time_section(summaries, first))
+
+
+def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
+    """ECE, NLL and Brier before and after temperature scaling, with reliability diagrams."""
+    table = calibration_table(summaries)
+    improved = [n for n, s in summaries.items() if s["calibration"]["after"]["ece"] < s["calibration"]["before"]["ece"]]
+    temperatures = ", ".join(f"{n} {s['calibration']['temperature']:.2f}" for n, s in summaries.items())
+    lines = ["### Calibration", "",
+              "Expected calibration error (15 equal-width bins), NLL and Brier score of the test probabilities without "
+              "TTA, before and after temperature scaling. For scale: an uncalibrated CIFAR-10 ResNet-110 has ECE 4.6 %, "
+              "0.83 % after temperature scaling (Guo et al., 2017). Our runs train with label smoothing, which pulls "
+              "confidence down: a fitted T below 1 sharpens probabilities that were too cautious.", "",
+              markdown_table(format_percent(table, ["ECE", "ECE (T)", "test acc (no TTA)"])), "",
+              f"Temperature scaling lowers the test ECE for {len(improved)} of {len(summaries)} runs"
+              f"{' (' + ', '.join(improved) + ')' if improved else ''}; the fitted T is "
+              f"{temperatures}.", ""]
+    path = figures / "analysis_reliability.png"
+    save(reliability_diagrams(summaries), path)
+    return lines + [f"![reliability diagrams]({link(path)})", ""]
+
+
+def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
+    """Accuracy under the generated corruptions, by corruption and severity."""
+    table = corruption_table(summaries)
+    means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
+    lines = ["### Corruption robustness", "",
+              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (those that need no external "
+              "files), severities 1–5 with CIFAR-10-C's parameters, generated here from our JPEG copy by "
+              "`labkit.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
+              "different base image set, our own generation); they compare our models with each other on the same "
+              "corrupted images. For scale only: a standard ResNet-18 has about 74 % mean corruption accuracy at 95 % "
+              "clean. Rows: each corruption's mean over its five severities.", "",
+              markdown_table(format_percent(table, list(table.columns))), "",
+              f"Highest mean corruption accuracy: {max(means, key=means.get)} ({max(means.values()):.1%}); lowest: "
+              f"{min(means, key=means.get)} ({min(means.values()):.1%}).", ""]
+    path = figures / "analysis_corruptions.png"
+    save(corruption_heatmaps(summaries), path)
+    return lines + [f"![corruption heatmaps]({link(path)})", ""]
+
+
+def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[str]:
+    """Accuracy under FGSM and PGD-10 against the budget ε."""
+    sizes = first["settings"]
+    lines = ["### Adversarial robustness", "",
+              f"Accuracy under FGSM and PGD-10 (L∞, step 2.5·ε/10, random start; torchattacks "
+              f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images; ε in grey levels of 255. "
+              "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
+              "robust accuracy: a stronger attack can only lower it. The attacks' gradients were computed in "
+              f"{first['settings']['precision']} (the analysis precision), and models trained with label smoothing "
+              "are known to give attacks weaker gradients, so a few percent left at 8/255 need not mean robustness.", "",
+              markdown_table(format_percent(attack_table(summaries), None)), ""]
+    path = figures / "analysis_attacks.png"
+    save(attack_curves(summaries), path)
+    return lines + [f"![adversarial accuracy]({link(path)})", ""]
+
+
+def gradcam_section(summaries: dict, root: Path, link) -> list[str]:
+    """Each model's Grad-CAM row over the same test images."""
+    lines = ["### Grad-CAM: what each model looks at", "",
+              "The same 8 test images for every model (4 that every analysed model gets right, 4 that most get "
+              "wrong), overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of "
+              "at least 4×4; wrong predictions in red.", ""]
+    for name, s in summaries.items():
+        g = s.get("gradcam")
+        path = root / name / "figures" / "gradcam.png"
+        if g and path.is_file():
+            sides = g["stage_map_sizes"]
+            last = list(sides)[-1]
+            note = (f" Map sides by stage: {', '.join(f'{stage} {side}×{side}' for stage, side in sides.items())}. Its "
+                    f"last stage ({last}, {sides[last]}×{sides[last]}) cannot localise anything, so the maps come from "
+                    f"{g['layer']}, earlier in the network."
+                    if sides[last] < g["map_size"] else "")
+            lines += [f"**{name}**: {g['layer']} ({g['map_size']}×{g['map_size']} maps).{note}", "",
+                      f"![{name} Grad-CAM]({link(path)})", ""]
+    return lines
+
+
+def analysis_time_section(summaries: dict, first: dict) -> list[str]:
+    """What each analysis cost, per run."""
+    making = first.get("corrupted_sets_made_in_s")
+    return ["### Analysis time", "", "Wall time in minutes per analysis and run"
+              + (f"; making the corrupted images, once for all runs, took {making / 60:.1f} min more" if making else "")
+              + ":", "", markdown_table(wall_time_table(summaries)), ""]
+
+
+def seeds_line(name: str, run: dict, every_run: dict) -> list[str]:
+    """'- over 5 seeds at 60 epochs (...): 75.1 % ± 0.4': where other seeds ran at this run's budget."""
+    budgets = dict(budget_groups(runs_by_model(every_run)[run["metrics"]["model"]]))
+    same = budgets[run["metrics"]["epochs"]]
+    if len(same) < 2:
+        return []
+    mean, sd = seed_summary(same)
+    no_tta, _ = seed_summary(same, "test_accuracy_no_tta")
+    return [f"- over {len(same)} seeds at {run['metrics']['epochs']} epochs ({', '.join(n for n, _ in same)}): test "
+            f"accuracy {mean:.2%} ± {sd:.2%} (mean ± sd; {no_tta:.2%} without TTA); the figures below are `{name}`'s"]
+
+
+def recipes_line(name: str, run: dict, every_run: dict) -> list[str]:
+    """Where other recipes ran at this run's budget: each one's val and test accuracy, and that the
+    shown run's recipe was chosen on val."""
+    budgets = dict(recipe_variants(runs_by_model(every_run)[run["metrics"]["model"]]))
+    recipes = budgets[run["metrics"]["epochs"]]
+    if len(recipes) < 2:
+        return []
+    chosen = next(group for group in recipes if name in [n for n, _ in group])
+    others = []
+    for group in recipes:
+        if group is chosen:
+            continue
+        val, _ = seed_summary(group, "final_val_accuracy")
+        test, _ = seed_summary(group)
+        shown_val = "no val split (final fit)" if val is None else f"val {val:.2%}"
+        others.append(f"{', '.join(n for n, _ in group)} ({recipe_difference(group, chosen)}): "
+                      f"{shown_val}, test {test:.2%}")
+    return [f"- recipe chosen on val among the runs at {run['metrics']['epochs']} epochs; the other recipes: "
+            + "; ".join(others)]
+
+
+def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
+    """The lab report's claims judged on each model's longest run and, where it differs, again on the
+    first runs (named after their models), so a verdict that changes with the budget shows."""
+    lines = ["## Discussion: the lab report's claims against these numbers", "",
+             "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
+             "set size): each model is one training run, one seed.", ""]
+    first = {name: every_run.get(name) for name in DEFAULT_RUNS}
+    budgets = [("each model's longest run", runs)]
+    if set(present(first)) != set(present(runs)):
+        budgets.append(("the first runs", first))
+    for label, chosen in budgets:
+        if len(budgets) > 1:
+            epochs = ", ".join(f"{n} {r['metrics']['epochs']}" for n, r in present(chosen).items())
+            lines += [f"### On {label} (epochs: {epochs or 'none'})", ""]
+        lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}" for c in claims(chosen, benches)]
+        lines += [""]
+    return lines
+
+
+def format_percent(table: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
+    """The given columns (all when None) as percentages with one decimal."""
+    shown = table.copy().astype(object)
+    for column in (shown.columns if columns is None else columns):
+        shown[column] = table[column].map(lambda v: f"{v:.1%}")
+    return shown
+
+
+def build(root: Path, output: Path) -> str:
+    """Write the report. A run, tuning log or benchmark whose files are broken is left out, with a
+    warning at the top of the report naming the file and what is wrong with it."""
+    figures = root / "figures"
+    link = lambda p: os.path.relpath(p, output.parent)  # noqa: E731
+    problems: list[str] = []
+    every_run, other_data = on_common_data(load_every_run(root, problems))
+    runs = longest_runs(every_run)
+    found = present(runs)
+    benches = load_benchmarks(root, problems)
+    lines = header_section(runs, found, root)
+    if other_data:
+        lines += [f"**Left out:** {', '.join(other_data)}, trained on another data set than the other runs "
+                  f"(a quick run on synthetic data, say).", ""]
+    header_end = len(lines)
+    for name, run in found.items():
+        lines += model_section(name, run, every_run, figures, link)
+    lines += comparison_section(runs, every_run, figures, link)
+    lines += tuning_section(root, problems, every_run)
+    lines += discussion_section(runs, every_run, benches)
+    lines += speed_section(benches, root, link)
+    lines += beyond_section(found, root, figures, link, problems)
+    lines += provenance_section(found)
+    if problems:
+        lines[header_end:header_end] = ["**Left out, broken files** (repair or remove them, then rebuild):", "",
+                                        *[f"- {problem}" for problem in problems], ""]
+    text = "\n".join(lines)
+    remove_unshown_figures(figures, text, link)
+    output.write_text(text)
+    return text
+
+
+def header_section(runs: dict, found: dict, root: Path) -> list[str]:
+    """The title, how the report was made and how to read it, missing runs and the data's caveat."""
+    lines = ["# CIFAR-10 with four architectures and an ablation: results", "",
+             "Generated by `python -m labkit.report` from `results/` alone; every number below comes from "
+             "the run whose provenance is listed at the end. Test accuracy is measured once, after the last "
+             "epoch; curves and any tuning use the validation split carved from train.", "",
+             "How to read this report: one section per model, on its longest run (accuracy, curves, per-class "
+             "results, a look inside the model), then the comparison tables and figures, accuracy against the "
+             "training budget, the recipe tuning, the lab report's "
+             "claims checked against these numbers, training speed, then what the lab report did not ask: calibration, "
+             "corruption and adversarial robustness, and Grad-CAM (beyond the lab report), and last the provenance "
+             "of every run.", ""]
+    missing = [n for n, r in runs.items() if r is None and not (root / n / "metrics.json").is_file()]
+    if missing:
+        lines += [f"**Missing runs** (not trained yet, so not reported): {', '.join(missing)}.", ""]
+    sources = sorted({(r['metrics']['data_source'], r['metrics']['data_location']) for r in found.values()})
+    if any(s == "folder" and "jpeg" in loc for s, loc in sources):
+        lines += ["Data: the offline CIFAR-10 copy stored as JPEG files (lossy, quality about 75), so "
+                  "accuracies run somewhat below figures on the canonical binary release.", ""]
+    return lines
+
+
+def model_section(name: str, run: dict, every_run: dict, figures: Path, link) -> list[str]:
+    """One model on its longest run: the architecture, accuracy and cost, curves, per-class results
+    and the look inside it that its notebook saved."""
+    m = run["metrics"]
+    title, description = ARCHITECTURES.get(m["model"], (m["model"], ""))
+    val = (f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images"
+           if m.get("final_val_accuracy") is not None else
+           f"- trained on all {m['train_images']:,} training images (no validation split)")
+    lines = [f"## {title}", "", description, "", f"Run `{name}`:", "",
+             f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}", val,
+             f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
+             f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
+             f"median epoch {typical_images_per_s(run):.0f} img/s) on {m['device']}"]
+    lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + [""]
+    curves = figures / f"{name}_curves.png"
+    save(training_curves(run["history"], title=name), curves)
+    bars = figures / f"{name}_per_class.png"
+    save(per_class_bars(m["test_per_class_accuracy"], title=f"{name}: per-class test accuracy",
+                        colour=model_colour(name)), bars)
+    heat = figures / f"{name}_confusion.png"
+    save(confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=f"{name}: confusion"), heat)
+    lines += [f"![{name} curves]({link(curves)})", "", f"![{name} per-class]({link(bars)})", "",
+              f"![{name} confusion]({link(heat)})", ""]
+    for extra in filter(None, ("predictions", LOOKS.get(m["model"]))):
+        path = run["folder"] / "figures" / f"{extra}.png"
+        if path.is_file():
+            lines += [f"![{name} {extra}]({link(path)})", ""]
+        if extra == "gradient_norms" and path.with_suffix(".csv").is_file():
+            lines += [gradient_reading(pd.read_csv(path.with_suffix(".csv"), index_col=0)), ""]
+    return lines
+
+
+def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list[str]:
+    """The longest runs side by side, their figures, and the lab report's numbers against ours."""
+    if not present(runs):
+        return []
+    table = format_table(comparison_table(runs))
+    lines = ["## Comparison", "", "Each model's longest run. Accuracy and size:", "",
+             markdown_table(table.reindex(columns=["status", *ACCURACY_COLUMNS])), "",
+             "Cost: training time as it ran (other jobs sometimes shared the 2 cores) and at the run's "
+             "median epoch pace, throughput, activation memory per image kept for backward (a property of "
+             "the architecture) and the process's peak memory:", "",
+             markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
+    for key, fig in (("curves", curves_figure(runs)), ("per_class", per_class_heatmap(runs)),
+                     ("scatter", scatter_figure(runs))):
+        path = figures / f"comparison_{key}.png"
+        save(fig, path)
+        lines += [f"![comparison {key}]({link(path)})", ""]
+    lines += ["## The lab report said, we measure", "",
+              "For each model, its longest run in `results/`; a gap counts only beyond two standard errors of "
+              "the test accuracy.", "",
+              markdown_table(format_table(lab_report_table(every_run))), ""]
+    path = figures / "accuracy_vs_budget.png"
+    save(budget_figure(every_run), path)
+    return lines + [f"![accuracy against budget]({link(path)})", ""]
+
+
+def provenance_section(found: dict) -> list[str]:
+    """Data, device, precision and code of every run shown."""
+    if not found:
+        return []
+    lines = ["## Provenance", "",
+             "Training times are wall-clock as they happened. On the shared 2-core machine other jobs "
+             "sometimes ran beside a training run and slowed it; the benchmark section above measures "
+             "each pipeline alone. 'Trained by' lists the commit of the code that trained each stretch of "
+             "epochs (a run resumed across sessions may span several); 'saved by' is the commit at save time.",
+             "", "| run | data | checksum | device | precision | torch |", "|---|---|---|---|---|---|"]
+    for name, run in found.items():
+        m = run["metrics"]
+        lines += [f"| {name} | {m['data_source']}: {Path(m['data_location']).name} | {m['data_checksum'][:12]} "
+                  f"| {m['device']} | {m['precision']} | {m['torch_version']} |"]
+    lines += ["", "| run | epochs | train time | trained by | saved by | date |", "|---|---|---|---|---|---|"]
+    for name, run in found.items():
+        m = run["metrics"]
+        commit = (m.get("git_commit") or "unknown")[:7] + (" (dirty)" if m.get("git_dirty") else "")
+        lines += [f"| {name} | {m['epochs']} | {m['training_wall_time_s'] / 60:.1f} min "
+                  f"| {training_commits(run['history'])} | {commit} | {m['date']} |"]
+    return lines + [""]
+
+
+def remove_unshown_figures(figures: Path, text: str, link) -> None:
+    """results/figures holds the report's figures and nothing else: one the new report no longer
+    embeds (a run's figures once a longer run represents its model, say) is removed, not left stale."""
+    for path in sorted(figures.glob("*.png")):
+        if f"]({link(path)})" not in text:
+            path.unlink()
+            print(f"removed {path}: the report no longer shows it")
+
+
+def replace_generated(text: str, name: str, body: str) -> str:
+    """`text` with the block between '<!-- generated: NAME -->' and '<!-- end: NAME -->' replaced by
+    `body` (README sections that code writes, so they cannot drift from what they describe)."""
+    start, end = f"<!-- generated: {name} -->", f"<!-- end: {name} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"the markers {start} … {end} are missing")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{body.strip()}\n{end}{after}"
+
+
+def readme_results(every_run: dict) -> str:
+    """The README's results table: each model's headline run (from `tables.headline_table`)."""
+    table = headline_table(every_run).drop(columns=["run", "time/epoch"])
+    return (markdown_table(table) + "\n\nTest accuracy at the final epoch, read once after training, on the "
+            "JPEG copy of CIFAR-10 (about 2–3 points below the canonical set); TTA is flip and two 1-px shifts, "
+            "chosen on val. The lab report's numbers are probably without TTA. Details, runs and provenance: "
+            "[report.md](report.md).")
+
+
+def readme_times(every_run: dict, root: Path) -> str:
+    """Time per epoch as measured for each model (on the CPUs that trained it), and the compute behind
+    every committed run and tuning trial."""
+    table = headline_table(every_run)[["time/epoch", "train images", "machine"]]
+    training = sum(run["metrics"]["training_wall_time_s"] for run in present(every_run).values()) / 3600
+    tuning = sum(trial["training_wall_time_s"] for log in tune.load_logs(root).values()
+                 for trial in log["trials"]) / 3600
+    return (markdown_table(table.rename(columns={"time/epoch": "time per epoch (median, as trained)"})) + "\n\n"
+            f"On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` measures "
+            f"it). Reproducing every committed run took {training:.0f} h of training on these 2-core CPUs, plus "
+            f"{tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")

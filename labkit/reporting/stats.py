@@ -1,0 +1,87 @@
+"""The statistics the comparison judges by: means and spreads over seeds, binomial standard errors
+of accuracies and of their differences, which val curve reaches a threshold first beyond noise,
+and training speeds (a benchmark measured alone, else each run's median epoch)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def seed_summary(group: list[tuple[str, dict]], key: str = "test_accuracy") -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None for one run) of `key` over a budget's runs that have it;
+    (None, None) when none has (the val figures of a final fit on all training images)."""
+    values = [run["metrics"].get(key) for _, run in group]
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
+    return mean, sd
+
+
+def typical_images_per_s(run: dict) -> float:
+    """Median training img/s over the run's epochs. Unlike the whole-run mean it ignores the few
+    epochs that shared the machine with other jobs."""
+    return float(run["history"].images_per_s.median())
+
+
+def paced_minutes(history: pd.DataFrame) -> pd.Series:
+    """Training time after each epoch at the run's median epoch time. Wall-clock as it happened
+    counts epochs slowed by other jobs on a shared machine; the median pace does not."""
+    return history.epoch * history.epoch_time_s.median() / 60
+
+
+def first_epoch_reaching(history: pd.DataFrame, threshold: float) -> int | None:
+    hit = history[history.val_acc >= threshold]
+    return int(hit.epoch.iloc[0]) if len(hit) else None
+
+
+def accuracy_standard_error(accuracy: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on `images` images."""
+    return math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+def difference_noise(*measured: tuple[float, int]) -> float:
+    """Two standard errors of the difference between accuracies given as (accuracy, images)."""
+    return 2 * math.hypot(*(accuracy_standard_error(accuracy, images) for accuracy, images in measured))
+
+
+def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int) -> tuple[int, str]:
+    """Which val curve reaches `threshold` in fewer epochs: +1 first, -1 second, 0 neither beyond noise.
+    A lead counts only if, at the epoch the leader crosses, it is ahead of the other curve by more than
+    two standard errors of the difference; a one-epoch lead of a few tenths of a point is val noise.
+    Returns the outcome and the evidence in words."""
+    epochs = first_epoch_reaching(first, threshold), first_epoch_reaching(second, threshold)
+    words = f"val {threshold:.0%}: epoch {epochs[0] or 'never'} vs {epochs[1] or 'never'}"
+    if epochs[0] == epochs[1]:
+        return 0, words
+    lead = 0 if epochs[1] is None or (epochs[0] is not None and epochs[0] < epochs[1]) else 1
+    at = epochs[lead]
+    accs = [h.set_index("epoch").val_acc.get(at) for h in (first, second)]
+    if accs[1 - lead] is None:       # the other curve stops before the leader crosses
+        return (1, -1)[lead], words
+    gap = accs[lead] - accs[1 - lead]
+    noise = difference_noise(*((a, val_images) for a in accs))
+    within = gap <= noise
+    words += f" (at epoch {at}: {gap * 100:+.1f} points, {'within' if within else 'beyond'} 2 SE = {noise * 100:.1f})"
+    return (0 if within else (1, -1)[lead]), words
+
+
+def benchmark_speeds(benchmarks: dict, models: tuple[str, ...]) -> tuple[list[float], str] | None:
+    """Fast-path training img/s of `models` from the newest benchmark file (by its date) that
+    measured every one of them alone, with that file's name; None if no benchmark has them all."""
+    for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
+        if all(model in bench.get("models", {}) for model in models):
+            return [bench["models"][model]["fast"]["images_per_s"] for model in models], stem
+    return None
+
+
+def training_speeds(runs: dict, benchmarks: dict | None, models: tuple[str, ...]) -> tuple[list[float], str]:
+    """Training img/s of `models` and where it comes from: the newest benchmark that measured them all
+    alone (named), else each run's median epoch (runs from different days or machines can differ twofold)."""
+    found = benchmark_speeds(benchmarks or {}, models)
+    if found:
+        speeds, stem = found
+        return speeds, f"benchmark `{stem}.json`, measured alone"
+    return [typical_images_per_s(runs[n]) for n in models], "training runs, median epoch, possibly on different machines"

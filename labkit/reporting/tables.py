@@ -1,0 +1,168 @@
+"""Tables of the comparison: the runs side by side, the lab report's numbers against ours, and the
+benchmarks; `format_table` turns fractions into percentages for display."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from labkit.models.inspect import architecture_activation_mb
+from labkit.reporting.claims import LAB_REPORT_ACCURACY
+from labkit.reporting.select import budget_groups, runs_by_model
+from labkit.reporting.stats import accuracy_standard_error, paced_minutes, seed_summary, typical_images_per_s
+
+
+def lab_report_table(runs: dict) -> pd.DataFrame:
+    """Per model: what the lab report said, and what its longest budget measures (test accuracy at
+    its TTA level and without TTA; the mean ± sd when several seeds ran at that budget), with the gap
+    judged against two standard errors: the test set's binomial one and, over seeds, the seeds' spread."""
+    rows = []
+    for model, entries in runs_by_model(runs).items():
+        epochs, group = budget_groups(entries)[-1]
+        mean, sd = seed_summary(group)
+        m = group[0][1]["metrics"]
+        said = LAB_REPORT_ACCURACY.get(model)
+        row = {"model": model, "lab report's test acc": said, "our test acc": mean,
+               "our test acc (no TTA)": seed_summary(group, "test_accuracy_no_tta")[0],
+               "seeds": len(group), "test acc sd over seeds": sd, "run": ", ".join(name for name, _ in group),
+               "epochs": epochs, "verdict": "no claim to check"}
+        if said is not None:
+            variance = accuracy_standard_error(mean, m["test_images"]) ** 2 + (sd ** 2 / len(group) if sd else 0.0)
+            noise = 2 * variance ** 0.5
+            gap = mean - said
+            row["verdict"] = (f"beaten by {gap * 100:.2f} points" if gap > noise else
+                              f"short by {-gap * 100:.2f} points" if gap < -noise else
+                              f"within noise ({gap * 100:+.2f} points, 2 SE = {noise * 100:.2f})")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+MODEL_TITLES = {"cnn": "CNN (tutorial)", "resnet18": "ResNet-18", "plain18": "ResNet-18 without shortcuts",
+                "densenet_cifar": "DenseNet (k=12)", "se_resnet18": "SE-ResNet-18",
+                "se_resnet18_imagenet_stem": "SE-ResNet-18, ImageNet stem"}
+
+
+def percent(value: float | None, sd: float | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2%}" if sd is None else f"{value:.2%} ± {sd:.2%}"
+
+
+def duration(seconds: float) -> str:
+    """'4.3 min', or '7 s' under a minute."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def headline_table(every_run: dict) -> pd.DataFrame:
+    """Per model, its headline result (the longest budget, recipe chosen on val; over seeds the mean ±
+    sd): test accuracy with and without TTA, the lab report's number, epochs, training images, the time
+    per epoch and in all, and the machine that trained it."""
+    rows = []
+    for model, entries in runs_by_model(every_run).items():
+        epochs, group = budget_groups(entries)[-1]
+        m = group[0][1]["metrics"]
+        epoch_seconds = sorted(run["history"].epoch_time_s.median() for _, run in group)
+        hours = [run["metrics"]["training_wall_time_s"] / 3600 for _, run in group]
+        rows.append({
+            "model": MODEL_TITLES.get(model, model),
+            "test acc (TTA)": percent(*seed_summary(group)),
+            "test acc (no TTA)": percent(*seed_summary(group, "test_accuracy_no_tta")),
+            "lab report": percent(LAB_REPORT_ACCURACY.get(model)),
+            "epochs": epochs, "train images": f"{m['train_images']:,}",
+            "time/epoch": " – ".join(dict.fromkeys(duration(t) for t in (epoch_seconds[0], epoch_seconds[-1]))),
+            "train time": f"{hours[0]:.1f} h" if len(group) == 1 else f"{sum(hours):.1f} h ({len(group)} seeds)",
+            "machine": m["device"].replace("(R)", ""),
+            "run": ", ".join(name for name, _ in group) if len(group) < 3 else f"{group[0][0]} + {len(group) - 1} seeds",
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+ACCURACY_COLUMNS = ["params", "MFLOPs/img", "test acc", "test acc (no TTA)", "final val acc", "epochs"]
+
+
+COST_COLUMNS = ["train min (as run)", "train min (median pace)", "img/s", "median epoch img/s", "act. MB/img",
+                "peak mem (MB)"]
+
+
+def comparison_table(runs: dict) -> pd.DataFrame:
+    """One row per run: ACCURACY_COLUMNS then COST_COLUMNS (the report shows them as two tables)."""
+    rows = []
+    for name, run in runs.items():
+        if run is None:
+            rows.append({"run": name, "status": "missing"})
+            continue
+        m = run["metrics"]
+        rows.append({
+            "run": name, "status": "ok", "params": m["params"], "MFLOPs/img": m["flops_per_image"] / 1e6,
+            "test acc": m["test_accuracy"], "test acc (no TTA)": m["test_accuracy_no_tta"],
+            "final val acc": m["final_val_accuracy"], "epochs": m["epochs"],
+            "train min (as run)": m["training_wall_time_s"] / 60,
+            "train min (median pace)": paced_minutes(run["history"]).iloc[-1],
+            "img/s": m["images_per_s"], "median epoch img/s": typical_images_per_s(run),
+            "act. MB/img": architecture_activation_mb(m["model"]), "peak mem (MB)": m["peak_memory_mb"],
+        })
+    return pd.DataFrame(rows).set_index("run")
+
+
+def training_commits(history: pd.DataFrame) -> str:
+    """'abc1234 (epochs 1–6), def5678 (epochs 7–15)': the code that trained each stretch of epochs,
+    from the history's git_commit column; epochs trained before labkit recorded it say so."""
+    commits = history.get("git_commit", pd.Series([None] * len(history))).fillna("").astype(str)
+    stretches, start = [], 0
+    for i in range(1, len(history) + 1):
+        if i == len(history) or commits.iloc[i] != commits.iloc[start]:
+            first, last = int(history.epoch.iloc[start]), int(history.epoch.iloc[i - 1])
+            span = f"epoch {first}" if first == last else f"epochs {first}–{last}"
+            stretches.append(f"{commits.iloc[start][:7] or 'not recorded'} ({span})")
+            start = i
+    return ", ".join(stretches)
+
+
+def benchmark_table(bench: dict) -> pd.DataFrame:
+    rows = []
+    for model, entry in bench["models"].items():
+        rows.append({"model": model, "reference img/s": entry.get("reference", {}).get("images_per_s"),
+                     "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry.get("speedup"),
+                     "reference share of its matmul peak": entry.get("reference", {}).get("peak_share"),
+                     "fast share of its matmul peak": entry["fast"].get("peak_share"),
+                     "fast peak mem (MB)": entry["fast"].get("peak_memory_mb"),
+                     "compiled img/s": entry.get("compiled", {}).get("images_per_s"),
+                     "compile time (s)": entry.get("compiled", {}).get("warmup_s")})
+    return pd.DataFrame(rows).set_index("model")
+
+
+PIPELINES = ("reference", "fast", "compiled")
+
+
+def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per device, model and setting (batch size, pipeline): the newest measurement of it
+    across the benchmark files. Also returns the files none of whose measurements is the newest."""
+    newest: dict[tuple, tuple[str, str, dict, dict]] = {}
+    for stem, bench in benchmarks.items():
+        for model, entry in bench.get("models", {}).items():
+            for pipeline in PIPELINES:
+                if pipeline in entry:
+                    key = (bench["device"], model, bench["settings"]["batch_size"], pipeline)
+                    if key not in newest or bench["date"] > newest[key][0]:
+                        newest[key] = (bench["date"], stem, bench, entry)
+    rows = []
+    for (device, model, batch, pipeline), (date, stem, bench, entry) in sorted(newest.items()):
+        measured = entry[pipeline]
+        reference = entry.get("reference", {}).get("images_per_s")
+        rows.append({"device": device, "model": model, "batch": batch, "pipeline": pipeline,
+                     "precision": measured.get("precision", ""), "img/s": measured["images_per_s"],
+                     "× reference": measured["images_per_s"] / reference if reference and pipeline != "reference" else None,
+                     "share of matmul peak": measured.get("peak_share"), "peak mem (MB)": measured.get("peak_memory_mb"),
+                     "bf16 matmul peak (GFLOP/s)": bench["matmul_peak_gflops"]["bf16"],
+                     "file": f"{stem}.json", "date": date[:10]})
+    used = {row["file"] for row in rows}
+    older = [stem for stem in benchmarks if "models" in benchmarks[stem] and f"{stem}.json" not in used]
+    return pd.DataFrame(rows).set_index(["model", "batch", "pipeline"]) if rows else pd.DataFrame(), older
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Human formatting for display (percentages, thousands separators)."""
+    shown = table.copy()
+    for column in shown.columns:
+        if "acc" in column or "share" in column:
+            shown[column] = shown[column].map(lambda v: f"{v:.2%}" if isinstance(v, float) and not np.isnan(v) else v)
+    return shown

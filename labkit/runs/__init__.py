@@ -1,0 +1,1 @@
+"""Runs on disk: results/<run>/ (store) and one process per run name (lock)."""

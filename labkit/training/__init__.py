@@ -1,0 +1,1 @@
+"""Training: the config (every setting, declared once), the loop, checkpoints, EMA, DDP and progress."""
