@@ -33,9 +33,8 @@ from labkit.data import BatchLoader, reference_loader, synthetic_cifar10
 from labkit.device import autocast, device_name, device_problem, device_slug, resolve_device, resolve_precision
 from labkit.models import build_model
 from labkit.models.inspect import count_flops
-from labkit.paths import smoke_mode
+from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
-from labkit.runs.store import results_root
 from labkit.storage import write_atomic
 
 VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_efficient": True})}
@@ -70,7 +69,7 @@ def worker(spec: str, pipeline: str, steps: int, batch_size: int, device_name_: 
     data = synthetic_cifar10(train_per_class=-(-total // 10), test_per_class=1)
     baseline_mb = current_rss_mb()
     torch.manual_seed(0)
-    fast = pipeline == "fast"
+    fast = pipeline in ("fast", "compiled")    # compiled: the fast path (bf16, channels_last, batch tensors) + torch.compile
     memory_format = torch.channels_last if fast else torch.contiguous_format
     model = build(spec).to(device, memory_format=memory_format)
     precision = resolve_precision("auto", device) if fast else "fp32"

@@ -79,6 +79,13 @@ def portable_location(location: str) -> str:
         return path.name
 
 
+def check_data_spec(data: str) -> None:
+    """Before any work: `data` is a known name or an existing path (named in the error otherwise)."""
+    if str(data) not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
+        raise ValueError(f"data path {str(data)!r} does not exist (relative paths resolve from {Path.cwd()}); pass "
+                         f"'auto', 'synthetic', 'torchvision', or an existing path")
+
+
 def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, use_cache: bool = True,
                  expected_sha256: str | None = None) -> Cifar10:
     """Load CIFAR-10. `data` is "auto", "synthetic", "torchvision" (canonical copy in

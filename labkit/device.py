@@ -1,5 +1,5 @@
-"""Numeric precision of training: which one `auto` picks, the autocast context, and the gradient
-scaler that fp16 needs.
+"""The device and numeric precision of training: which device and precision `auto` picks, the
+autocast context, the gradient scaler that fp16 needs, and the device's name and peak memory.
 
     auto  bf16 on CUDA devices of compute capability ≥ 8.0 (A100, H100, RTX 30xx and later) and on
           CPUs with native bf16 (AVX512-BF16, AMX); fp16 with a GradScaler on older GPUs (T4, V100,

@@ -22,9 +22,8 @@ from labkit import bench
 from labkit.data import OFFLINE_ARCHIVE, resolve_auto
 from labkit.device import device_name, device_problem, device_slug, native_bf16, resolve_device, resolve_precision
 from labkit.models.inspect import count_flops
-from labkit.paths import smoke_mode
+from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
-from labkit.runs.store import results_root
 from labkit.storage import StorageError, write_atomic
 
 DEFAULT_MODELS = "cnn,resnet18,se_resnet18,densenet_cifar"

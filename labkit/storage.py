@@ -168,6 +168,7 @@ def publish_folder(folder: Path, files: dict[str, bytes]) -> None:
     staging = target.with_name(f".{target.name}.new{os.getpid()}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        recover_folder(target)
         remove_leftovers(target.parent)
         discard(staging)
         staging.mkdir()
@@ -236,6 +237,7 @@ def recover_folder(folder: Path) -> None:
     folder = Path(folder)
     if folder.exists():
         return
-    retired = sorted(folder.parent.glob(f".{folder.name}.old*"))
+    retired = [path for path in folder.parent.glob(f".{folder.name}.old*")
+               if (match := LEFTOVER.fullmatch(path.name)) and not process_alive(int(match["pid"]))]
     if retired:
-        os.replace(retired[-1], folder)
+        os.replace(max(retired, key=lambda path: path.stat().st_mtime), folder)

@@ -18,7 +18,7 @@ from labkit.runs.lock import RunInUseError
 from labkit.runs.store import RunDataError, check_destinations, run_dir, save_run
 from labkit.storage import StorageError
 from labkit.training import distributed
-from labkit.training.checkpoint import CheckpointError
+from labkit.training.checkpoint import CheckpointError, saved_settings
 from labkit.training.config import (
     HEADLINE_RECIPES,
     SMOKE_EPOCHS,
@@ -26,6 +26,7 @@ from labkit.training.config import (
     SYNTHETIC_VAL_SIZE,
     TrainConfig,
     defaults_for,
+    unfinished_run,
 )
 from labkit.training.loop import NonFiniteLossError, check_stop_after, fit, refuse_to_replace
 
@@ -61,7 +62,11 @@ def config_from_args(args: dict) -> TrainConfig:
     given = {name: value for name, value in args.items() if value is not None}
     if args.get("data") == "synthetic" and args.get("val_size") is None:
         given["val_size"] = SYNTHETIC_VAL_SIZE
-    config = TrainConfig(**{**defaults_for(model), **given})     # validates what the user asked for
+    base = defaults_for(model)
+    if given.get("resume"):     # a resumed run keeps the settings it started with, unless told otherwise
+        base.update(saved_settings(given.get("run_name") or unfinished_run(model)))
+    config = TrainConfig(**{**base, **given})     # validates what the user asked for
+    datalib.check_data_spec(config.data)
     if not smoke_mode():
         return config
     print(f"LABKIT_SMOKE=1: smoke mode, at most {SMOKE_EPOCHS} epochs on synthetic data")
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         folder = save_run(result)
-    except (StorageError, RunDataError) as err:
+    except (StorageError, RunDataError, RunInUseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[{config.run_name}] test accuracy {result.test.accuracy:.4f} "

@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from labkit import data as datalib
-from labkit.paths import smoke_mode
+from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.reporting.select import load_json_files
+from labkit.reporting.stats import difference_noise
 from labkit.reporting.tables import format_table
-from labkit.runs.store import results_root
 from labkit.storage import write_atomic
 from labkit.training.checkpoint import CheckpointError, saved_config
 from labkit.training.config import RECIPE_FIELDS, SYNTHETIC_VAL_SIZE, TrainConfig
@@ -97,6 +97,33 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
     return records
 
 
+def decided(stem: str, key: str, baseline, candidate, root: Path | None = None):
+    """The value of `key` a run should use, by the report's rule, from the trials in results/tuning/<stem>.json
+    that differ only in `key`: `candidate` if its final val accuracy beats `baseline`'s by more than two
+    standard errors of the difference, else `baseline`. Says why on stderr."""
+    log = load_logs(root).get(stem)
+    if log is None:
+        raise ValueError(f"no tuning log results/tuning/{stem}.json; run the trials first")
+    trials = {json.dumps({k: v for k, v in t["overrides"].items() if k != key}, sort_keys=True): [] for t in log["trials"]}
+    for trial in log["trials"]:
+        rest = json.dumps({k: v for k, v in trial["overrides"].items() if k != key}, sort_keys=True)
+        trials[rest].append(trial)
+    for group in trials.values():
+        by_value = {t["overrides"].get(key, t["config"].get(key)): t for t in group}
+        if baseline in by_value and candidate in by_value:
+            base, new = by_value[baseline], by_value[candidate]
+            val_images = base["config"]["val_size"]
+            noise = difference_noise((base["final_val_accuracy"], val_images), (new["final_val_accuracy"], val_images))
+            gap = new["final_val_accuracy"] - base["final_val_accuracy"]
+            chosen = candidate if gap > noise else baseline
+            print(f"{stem}: {key} {candidate} vs {baseline}: val {new['final_val_accuracy']:.2%} vs "
+                  f"{base['final_val_accuracy']:.2%} ({gap * 100:+.2f} points, 2 SE = {noise * 100:.2f}); "
+                  f"chosen: {chosen}", file=sys.stderr)
+            return chosen
+    raise ValueError(f"results/tuning/{stem}.json has no pair of trials that differ only in {key} "
+                     f"({baseline} and {candidate})")
+
+
 def load_logs(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:
     """Every tuning log under results/tuning/, keyed by its file stem ('resnet18-4ep'); a broken
     one is skipped with a warning."""
@@ -109,12 +136,18 @@ def trial_label(trial: dict) -> str:
 
 
 def trials_table(log: dict) -> pd.DataFrame:
-    """One row per trial, best final val accuracy first, with the val curve and the cost."""
-    rows = [{"settings": trial_label(r),
-             "final val acc": r["final_val_accuracy"],
-             "val acc by epoch": " → ".join(f"{a:.1%}" for a in r["val_accuracy_by_epoch"]),
-             "train min": r["training_wall_time_s"] / 60, "img/s": r["images_per_s"]}
-            for r in log["trials"]]
+    """One row per trial, best final val accuracy first: val accuracy at a quarter, half, three quarters
+    and the end of the schedule, whether it is within two standard errors of the best (one seed each,
+    so those are not told apart), and the cost in minutes."""
+    best = max(r["final_val_accuracy"] for r in log["trials"])
+    rows = []
+    for r in log["trials"]:
+        curve, images = r["val_accuracy_by_epoch"], r["config"]["val_size"]
+        at = {f"val acc at {q}%": curve[max(0, round(len(curve) * q / 100) - 1)] for q in (25, 50, 75)}
+        close = best - r["final_val_accuracy"] <= difference_noise((best, images), (r["final_val_accuracy"], images))
+        rows.append({"settings": trial_label(r), **at, "final val acc": r["final_val_accuracy"],
+                     "within noise of the best": "yes" if close else "no",
+                     "train min": f"{r['training_wall_time_s'] / 60:.0f}"})
     return pd.DataFrame(rows).sort_values("final val acc", ascending=False).set_index("settings")
 
 

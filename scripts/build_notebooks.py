@@ -38,7 +38,7 @@ def configure_cell(model: str) -> str:
 
 ARCHITECTURES = {
     "01_cnn": dict(
-        model="cnn", epochs=30, title="The tutorial CNN",
+        model="cnn", title="The tutorial CNN",
         intro="""The smallest of the four: the network from the PyTorch tutorial *Training a classifier*.
 It is a **plain conv/pool/fc stack**: two 5×5 convolutions (3→6 and 6→16 channels), each followed by
 ReLU and 2×2 max-pooling, flatten the 16×5×5 maps into 400 numbers, and three fully connected layers
@@ -51,7 +51,7 @@ become colour blobs and oriented edges: the same kind of detectors that appear i
         look_code='''look = figures.conv_filters(result.model.features[0].weight, f"{config.run_name}: first-layer filters (6 × 5×5×3)")''',
         look_name="filters"),
     "02_resnet18": dict(
-        model="resnet18", epochs=15, title="ResNet-18",
+        model="resnet18", title="ResNet-18",
         intro="""**Residual learning** (He et al., 2016): instead of asking two stacked 3×3 convolutions to
 produce the desired map H(x) directly, a block learns the *residual* F(x) = H(x) − x and outputs
 relu(F(x) + x). The **shortcut** carries x past the convolutions unchanged, so the identity is the easy
@@ -77,7 +77,7 @@ print(inspect.gradient_reading(gradients))
 gradients''',
         look_name="gradient_norms"),
     "03_densenet": dict(
-        model="densenet_cifar", epochs=15, title="DenseNet (CIFAR, growth rate 12)",
+        model="densenet_cifar", title="DenseNet (CIFAR, growth rate 12)",
         intro="""**Dense connectivity** (Huang et al., 2017): inside a dense block every layer receives the
 concatenation of the block input and *all* earlier layers' outputs, and contributes k new channels, the
 **growth rate** (k = 12 here). Features are reused rather than relearned, which makes the network very
@@ -108,7 +108,7 @@ recomputation trades some speed for memory.""",
 measured if len(measured) else print("no DenseNet benchmark in results/benchmarks yet")''',
         look_name="channels_memory"),
     "04_se_resnet18": dict(
-        model="se_resnet18", epochs=15, title="SE-ResNet-18",
+        model="se_resnet18", title="SE-ResNet-18",
         intro="""**Squeeze-and-excitation** (Hu et al., 2018) lets a block reweight its own channels from
 global context. After the block's two convolutions compute F(x):
 
@@ -128,7 +128,7 @@ averaged), between channels and between the class means. A block whose gates all
 barely vary only halves its residual: its excitation recalibrates nothing. The figure shows the mean
 gate of every channel (x axis) for each class (rows) at the last block of each stage.""",
         look_code='''gates, look = views.excitation_look(result.model, data_set, title=config.run_name)
-print(views.gate_reading(gates))
+print(inspect.gate_reading(gates))
 gates''',
         look_name="excitation"),
 }
@@ -165,7 +165,7 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
         new_code_cell("figures.per_class_bars(result.test.per_class, f\"{config.run_name}: per-class test accuracy\", "
                       "figures.model_colour(config.model));\n"
                       "figures.confusion_heatmap(result.test.confusion, data_set.classes, "
-                      "f\"{config.run_name}: test confusion matrix (rows: true class)\");"),
+                      "config.run_name);"),
         new_markdown_cell("## Sample predictions\nRandom test images, true → predicted class with the model's "
                           "confidence; mistakes are framed in red."),
         new_code_cell("predictions = views.prediction_grid(result, data_set)"),

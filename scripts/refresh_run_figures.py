@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from labkit.data import load_cifar10
 from labkit.evaluate import predict
 from labkit.notebook.views import architecture_look, prediction_sample, predictions_figure, save_figure
+from labkit.paths import REPO_ROOT
 from labkit.runs.store import list_runs, load_model, read_metrics, run_dir
 
 
@@ -33,6 +34,6 @@ def refresh(run_name: str, data) -> list[str]:
 
 if __name__ == "__main__":
     runs = sys.argv[1:] or list_runs()
-    data = load_cifar10(read_metrics(run_dir(runs[0]))["data_location"]) if runs else None
+    data = load_cifar10(str(REPO_ROOT / read_metrics(run_dir(runs[0]))["data_location"])) if runs else None
     for run in runs:
         print(run, "→", ", ".join(refresh(run, data)), flush=True)

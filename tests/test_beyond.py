@@ -42,7 +42,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LABKIT_RESULTS", str(root))
         patch.setenv("LABKIT_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))
-        save_run(fit(TrainConfig(model="cnn", epochs=4, batch_size=32, val_size=100, data="synthetic",
+        save_run(fit(TrainConfig(model="cnn", run_name="cnn", epochs=4, batch_size=32, val_size=100, data="synthetic",
                                  progress=False, lr=0.05), data))
     return root, data
 
@@ -205,7 +205,7 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
     assert loaded["stale"] is False and loaded["calibration"] == json.loads(json.dumps(s["calibration"]))
     text = build(root, tmp_path / "report.md")
     assert "### Calibration" in text and "| cnn |" in text and "**Stale:**" not in text
-    assert (root / "cnn" / "figures" / "png").is_file() and "cnn/figures/png" in text
+    assert (root / "cnn" / "figures" / "gradcam.png").is_file() and "cnn/figures/gradcam.png" in text
     assert (root / "figures" / "analysis_corruptions.png").is_file()
     (root / "cnn" / "model.pt").write_bytes((root / "cnn" / "model.pt").read_bytes() + b"retrained")
     assert load_analysis("cnn")["stale"] is True

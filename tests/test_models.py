@@ -80,3 +80,25 @@ def test_memory_efficient_densenet_matches_normal():
     out_e.square().sum().backward()
     torch.testing.assert_close(normal.features[0].weight.grad, efficient.features[0].weight.grad,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_gate_statistics_find_blocks_whose_gates_are_a_constant_half():
+    from labkit.models.inspect import excitation_by_class, gate_reading, gate_statistics, se_gates
+    from labkit.models.se_resnet import SqueezeExcitation
+    torch.manual_seed(0)
+    model = build_model("se_resnet18")
+    images, labels = torch.randn(40, 3, 32, 32), torch.arange(40) % 10
+    table = gate_statistics(se_gates(model, images, batch_size=16))
+    assert list(table.index) == [f"layer{s}.{b}" for s in range(1, 5) for b in (0, 1)]
+    assert ((table["min"] > 0) & (table["max"] < 1)).all() and (table["sd over images"] > 0).all()
+    with torch.no_grad():                           # excitation weights decayed to zero: every gate is sigmoid(0)
+        for m in model.modules():
+            if isinstance(m, SqueezeExcitation):
+                m.excite[2].weight.zero_()
+    gates = se_gates(model, images)
+    flat = gate_statistics(gates)
+    assert (abs(flat["mean gate"] - 0.5) < 1e-6).all()
+    assert (flat[["sd over images", "sd over channels"]] < 1e-6).all().all()
+    assert gate_reading(flat).startswith("8 of 8 SE blocks")
+    assert excitation_by_class(gates, labels)["layer1.0"].shape == (10, 64)
+    assert model.training                              # measured in eval mode, handed back as it was

@@ -6,7 +6,7 @@ import pytest
 
 from labkit.data import synthetic_cifar10
 from labkit.runs.store import save_run
-from labkit.training.config import TrainConfig
+from labkit.training.config import TrainConfig, defaults_for
 from labkit.training.loop import fit
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -17,7 +17,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
     (dict(epochs=0), "epochs must be an integer ≥ 1"),
     (dict(data="/no/such/cifar.tar.gz"), "data path '/no/such/cifar.tar.gz' does not exist"),
     (dict(run_name="../../etc"), "without path separators"),
-    (dict(foo=1), "unknown notebook parameter(s) foo; this notebook takes: batch_size, compile, cutout"),
+    (dict(foo=1), "unknown notebook parameter(s) foo; this notebook takes: batch_size, channels_last, compile, cutout"),
     (dict(epochs=2, precision="fp8"), "precision must be one of auto, bf16, fp16, fp32"),
     (dict(cutout=12.5), "cutout must be an integer in [0, 32]"),
 ])
@@ -63,17 +63,17 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     import nbformat
 
     monkeypatch.setenv("LABKIT_PROGRESS_INTERVAL", "0")     # redraw at every step: the worst case
-    fit(TrainConfig(model="cnn", epochs=2, batch_size=64, val_size=100, data="synthetic", progress=False),
-        synthetic_cifar10(), stop_after=1)
+    small = dict(epochs=2, batch_size=64, val_size=100, data="synthetic")
+    fit(TrainConfig(**{**defaults_for("cnn"), **small, "progress": False}), synthetic_cifar10(), stop_after=1)
     output = tmp_path / "out.ipynb"
     monkeypatch.setenv("LABKIT_SMOKE", "0")
     pm.execute_notebook(str(NOTEBOOKS / "01_cnn.ipynb"), str(output), kernel_name="python3", progress_bar=False,
-                        parameters=dict(epochs=2, batch_size=64, val_size=100, data="synthetic", resume=True))
+                        parameters=dict(small, resume=True))      # the model's newest unfinished run
     [training] = [c for c in nbformat.read(output, 4).cells if c.cell_type == "code" and "fit(config" in c.source]
     texts = [o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in training.outputs]
     shown = "".join(texts)
     assert "steps (" not in shown and "%|" not in shown        # no stale bars
-    assert "resumed cnn from" in shown and "[cnn] epoch 1/2" in shown and "[cnn] epoch 2/2" in shown
+    assert "resumed cnn-" in shown and "] epoch 1/2" in shown and "] epoch 2/2" in shown
 
 
 @pytest.mark.parametrize("parameters, message", [

@@ -39,7 +39,7 @@ def test_fp16_with_a_grad_scaler_learns_the_synthetic_set():
     result = fit(TrainConfig(epochs=6, **dict(FP16, batch_size=64, val_size=100)), data)
     assert result.info["precision"] == "fp16"
     assert result.test.accuracy >= 0.9
-    scaler = load_verified(checkpoint_path("cnn"))[0]["scaler"]
+    scaler = load_verified(checkpoint_path(result.config.run_name))[0]["scaler"]
     assert scaler and scaler["scale"] > 0
 
 

@@ -35,7 +35,7 @@ def test_report_is_built_from_results_and_reproducible(results_root, tmp_path):
     second = build(results_root, out)
     assert first == second
     assert figures == {p.name: p.read_bytes() for p in (results_root / "figures").glob("*.png")}
-    assert "**Missing runs** (not trained yet, so not reported): densenet_cifar, se_resnet18" in first
+    assert "**Missing runs** (not trained yet, so not reported): plain18, densenet_cifar, se_resnet18" in first
     assert "## Provenance" in first and "synthetic" in first
     assert "missing run(s): se_resnet18" in first          # claims needing absent runs say so
     for name in ("cnn_curves.png", "cnn_confusion.png", "comparison_scatter.png"):
@@ -238,7 +238,7 @@ def test_the_tuning_section_names_the_trial_each_run_took_its_recipe_from(tmp_pa
     long, short = section.split("## Recipe tuning: resnet18, 4-epoch trials")       # logs in file-name order
     assert "## Recipe tuning: resnet18, 10-epoch trials" in long
     # a run one setting away from a 4-epoch trial but exactly a 10-epoch trial's recipe is named only there
-    assert short.rstrip().endswith("Adopted: run resnet18 uses the recipe of trial 'base recipe'.")
+    assert "Adopted: run resnet18 uses the recipe of trial 'base recipe'." in short
     assert long.rstrip().endswith(
         "Adopted: run resnet18 uses the recipe of trial 'base recipe'; run resnet18-40ep uses the recipe of trial "
         "'ema_decay 0.997'; run resnet18-40ep-cutout12 uses the recipe of trial 'ema_decay 0.997' with cutout 12.")
@@ -255,8 +255,8 @@ def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_
                "new": bench("2026-11-20", 128, {"resnet18": (40.0, 100.0)}),
                "big": bench("2026-11-10", 256, {"resnet18": (35.0, 90.0)})}
     table, older = latest_benchmarks(benches)
-    assert table.loc[("resnet18", 128, "fast"), "img/s"] == 100.0
-    assert table.loc[("resnet18", 128, "fast"), "× reference"] == pytest.approx(2.5)
+    assert table.loc[("resnet18", 128, "fast"), "img/s"] == "100"
+    assert table.loc[("resnet18", 128, "fast"), "× reference"] == "×2.50"
     assert table.loc[("resnet18", 256, "fast"), "file"] == "big.json"
     assert table.loc[("cnn", 128, "fast"), "file"] == "old.json"     # only the old file measured it
     assert older == [] and len(table) == 6
@@ -273,7 +273,8 @@ def test_each_model_is_represented_by_its_longest_run_and_the_notebook_run_among
     (tmp_path / "cnn-60ep" / "notebook.ipynb").write_text("{}")
     runs["cnn-60ep"]["folder"] = tmp_path / "cnn-60ep"
     chosen = longest_runs(runs)
-    assert list(chosen) == ["cnn-60ep", "resnet18-40ep", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem"]
+    assert list(chosen) == ["cnn-60ep", "resnet18-40ep", "plain18", "densenet_cifar", "se_resnet18",
+                            "se_resnet18_imagenet_stem"]
     assert chosen["densenet_cifar"] is None and chosen["resnet18-40ep"]["metrics"]["epochs"] == 40
     del runs["cnn-60ep"]["folder"]        # no notebook run among the seeds: the first by name
     assert "cnn-60ep" in longest_runs(runs)
@@ -322,3 +323,38 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
     figures = {p.name for p in (root / "figures").glob("*.png")}      # the shorter run's figures are gone
     assert "cnn-60ep_curves.png" in figures and not {n for n in figures if n.startswith("cnn_")}
+
+
+def test_a_final_fit_without_a_val_split_is_read_reported_and_stands_for_its_budget(tmp_path, monkeypatch):
+    """Issue 29: a run on all training images (val_size 0) has no val figures; every reader copes,
+    and at its budget it stands before a run of another recipe that has val."""
+    import shutil
+
+    from labkit.reporting.select import load_every_run, longest_runs
+    from labkit.reporting.tables import comparison_table, headline_table, lab_report_table
+
+    root = tmp_path / "results"
+    monkeypatch.setenv("LABKIT_RESULTS", str(root))
+    data = synthetic_cifar10(train_per_class=20, test_per_class=5)
+    common = dict(model="cnn", epochs=2, batch_size=32, data="synthetic", progress=False)
+    save_run(fit(TrainConfig(run_name="cnn-final", val_size=0, **common), data))
+    save_run(fit(TrainConfig(run_name="cnn-val", val_size=50, cutout=4, **common), data))
+    every_run = load_every_run(root)
+    final = every_run["cnn-final"]["metrics"]
+    assert final["final_val_accuracy"] is None and final["val_images"] == 0 and final["train_images"] == 200
+    assert list(longest_runs(every_run))[0] == "cnn-final"
+    for table in (comparison_table(every_run), lab_report_table(every_run), headline_table(every_run)):
+        assert len(table)
+    text = build(root, tmp_path / "report.md")
+    assert "trained on all 200 training images (no validation split)" in text
+    assert "cnn-val (cutout 4): val" in text                      # the other recipe at that budget, by its val
+    shutil.rmtree(root)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("chromium"), reason="Chromium is not installed (apt-get install chromium)")
+def test_the_report_prints_to_a_pdf_with_its_figures(results_root, tmp_path):
+    out = tmp_path / "report.md"
+    assert main(["--results", str(results_root), "--output", str(out), "--pdf"]) == 0
+    pdf = out.with_suffix(".pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and len(pdf) > 50_000          # text alone would be a few kB: figures are in
+    assert not list(tmp_path.glob(".*.html"))                      # the page it printed is cleaned up

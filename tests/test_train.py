@@ -195,7 +195,7 @@ def test_cli_reports_bad_values_clearly(capsys):
     assert main(["--model", "cnn", "--epochs", "0", "--data", "synthetic"]) == 2
     assert "epochs must be an integer ≥ 1" in capsys.readouterr().err
     assert main(["--model", "cnn", "--data", "/no/such/data.tar.gz"]) == 2
-    assert "data path /no/such/data.tar.gz does not exist" in capsys.readouterr().err
+    assert "data path '/no/such/data.tar.gz' does not exist" in capsys.readouterr().err
 
 
 def test_cli_help_and_unknown_model(capsys):

@@ -48,3 +48,20 @@ def test_a_run_without_test_evaluation_is_not_saved_as_a_result():
     assert result.test is None
     with pytest.raises(ValueError, match="without a test evaluation"):
         save_run(result)
+
+
+def test_a_setting_is_adopted_only_when_it_wins_on_val_beyond_the_noise(tmp_path):
+    import json
+
+    def trial(overrides, val):
+        return {"overrides": overrides, "final_val_accuracy": val,
+                "config": {"val_size": 5000, "weight_decay": overrides.get("weight_decay", 5e-4)}}
+    (tmp_path / "tuning").mkdir()
+    for stem, candidate_val in (("clear", 0.80), ("close", 0.765)):
+        log = {"model": "densenet_cifar", "epochs": 6,
+               "trials": [trial({"cutout": 12}, 0.76), trial({"cutout": 12, "weight_decay": 1e-4}, candidate_val)]}
+        (tmp_path / "tuning" / f"{stem}.json").write_text(json.dumps(log))
+    assert tune.decided("clear", "weight_decay", 5e-4, 1e-4, tmp_path) == 1e-4     # +4 points, 2 SE ≈ 1.7
+    assert tune.decided("close", "weight_decay", 5e-4, 1e-4, tmp_path) == 5e-4     # +0.5: within the noise
+    with pytest.raises(ValueError, match="no pair of trials that differ only in lr"):
+        tune.decided("clear", "lr", 0.1, 0.2, tmp_path)

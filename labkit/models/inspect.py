@@ -1,5 +1,5 @@
 """Looks inside models: FLOPs, per-stage summary, activation memory, gradient norms,
-SE excitations and DenseNet channel growth. Used by notebooks, results and the report."""
+SE gates and DenseNet channel growth. Used by the notebooks, the run store and the report."""
 from __future__ import annotations
 
 import functools
@@ -109,34 +109,9 @@ def block_gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, use_s
 
 
 @torch.no_grad()
-def excitation_by_class(model: nn.Module, images: Tensor, labels: Tensor, num_classes: int = 10,
-                        batch_size: int = 500) -> dict[str, Tensor]:
-    """Mean SE gate per class for every SE block: {block name: classes×channels}.
-    `images` are float, normalised, on the model's device."""
-    modules = {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
-    sums = defaultdict(lambda: 0)
-    for m in modules.values():
-        m.record_gates = True
-    one_hot = nn.functional.one_hot(labels, num_classes).float()
-    try:
-        with eval_mode(model):
-            for start in range(0, len(images), batch_size):
-                model(images[start:start + batch_size])
-                for name, m in modules.items():
-                    sums[name] = sums[name] + one_hot[start:start + batch_size].T @ m.last_gates.float()
-    finally:
-        for m in modules.values():
-            m.record_gates, m.last_gates = False, None
-    counts = one_hot.sum(0).clamp(min=1)[:, None]
-    return {name: (total / counts).cpu() for name, total in sums.items()}
-
-
-@torch.no_grad()
-def gate_statistics(model: nn.Module, images: Tensor, batch_size: int = 500) -> pd.DataFrame:
-    """Per SE block, over `images` (float, normalised, on the model's device): the mean gate, its
-    standard deviation over images (per channel, then averaged over channels) and over channels (of
-    the per-channel means). A block whose gates sit near 0.5 with both spreads near 0 only scales its
-    residual by a constant: its excitation does not recalibrate anything."""
+def se_gates(model: nn.Module, images: Tensor, batch_size: int = 500) -> dict[str, Tensor]:
+    """Every SE block's gates on `images` (float, normalised, on the model's device), in eval mode:
+    {block name: images×channels, on the CPU}."""
     modules = {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
     gates = defaultdict(list)
     for m in modules.values():
@@ -150,12 +125,24 @@ def gate_statistics(model: nn.Module, images: Tensor, batch_size: int = 500) -> 
     finally:
         for m in modules.values():
             m.record_gates, m.last_gates = False, None
-    rows = {}
-    for name, parts in gates.items():
-        g = torch.cat(parts)                                   # images × channels
-        rows[name] = {"mean gate": g.mean().item(), "sd over images": g.std(0).mean().item(),
-                      "sd over channels": g.mean(0).std().item(), "min": g.min().item(), "max": g.max().item()}
-    return pd.DataFrame(rows).T
+    return {name: torch.cat(parts) for name, parts in gates.items()}
+
+
+def excitation_by_class(gates: dict[str, Tensor], labels: Tensor, num_classes: int = 10) -> dict[str, Tensor]:
+    """Mean SE gate per class for every SE block, from `se_gates`: {block name: classes×channels}."""
+    one_hot = nn.functional.one_hot(labels.cpu(), num_classes).float()
+    counts = one_hot.sum(0).clamp(min=1)[:, None]
+    return {name: one_hot.T @ g / counts for name, g in gates.items()}
+
+
+def gate_statistics(gates: dict[str, Tensor]) -> pd.DataFrame:
+    """Per SE block, from `se_gates`: the mean gate, its standard deviation over images (per channel,
+    then averaged over channels) and over channels (of the per-channel means). A block whose gates
+    sit near 0.5 with both spreads near 0 only scales its residual by a constant: its excitation
+    does not recalibrate anything."""
+    return pd.DataFrame({name: {"mean gate": g.mean().item(), "sd over images": g.std(0).mean().item(),
+                                "sd over channels": g.mean(0).std().item(), "min": g.min().item(),
+                                "max": g.max().item()} for name, g in gates.items()}).T
 
 
 def densenet_channels(model: nn.Module) -> list[dict]:
@@ -185,3 +172,12 @@ def gradient_reading(table: pd.DataFrame) -> str:
             f"gradients flowing back through the later BN layers are divided by a larger scale. The usual "
             f"case for shortcuts (plain nets much deeper than 18 layers train worse over many steps) is not "
             f"what this one-batch measurement at initialisation tests.")
+
+
+def gate_reading(table: pd.DataFrame) -> str:
+    """What the gate statistics say, in words: which blocks only scale their residual by a constant."""
+    flat = [name for name, row in table.iterrows()
+            if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
+    return (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
+            f"images and over channels ({', '.join(flat) or 'none'}): these blocks multiply their residual by about "
+            f"one half and recalibrate nothing; the others gate channels differently per image.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from labkit.data import Cifar10, load_cifar10
+from labkit.data import Cifar10, check_data_spec, load_cifar10
 from labkit.models import available_models
 from labkit.paths import results_root, smoke_mode
 from labkit.reporting.select import load_every_run, longest_runs
@@ -56,9 +56,7 @@ def configure(**parameters) -> TrainConfig:
     parameter name, or a run name that would replace a finished run. Smoke mode overrides the size."""
     reject_unknown_parameters(parameters)
     data = str(parameters.get("data", "auto"))
-    if data not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
-        raise ValueError(f"data path {data!r} does not exist (relative paths resolve from "
-                         f"{Path.cwd()}); pass 'auto', 'synthetic', 'torchvision', or an existing path")
+    check_data_spec(data)
     if data == "synthetic" and "val_size" not in injected_parameters() and parameters.get("val_size", 0) > SYNTHETIC_VAL_SIZE:
         print(f"data 'synthetic' has 1,000 train images: holding out {SYNTHETIC_VAL_SIZE} for val, not "
               f"{parameters['val_size']:,}")

@@ -80,7 +80,8 @@ def accuracy_summary(result) -> str:
                        for level, accuracy in result.info["test_accuracy_by_tta"].items())
     return (f"test accuracy: {result.test.accuracy:.2%} at TTA level {result.config.tta} "
             f"({TTA_LEVELS[result.config.tta]}); by TTA level: {levels}; "
-            f"final val accuracy: {result.history[-1]['val_acc']:.2%}")
+            + (f"final val accuracy: {result.history[-1]['val_acc']:.2%}" if result.history[-1]["val_acc"] is not None
+               else f"trained on all {result.info['train_images']:,} training images (no val split)"))
 
 
 def per_class_table(result) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def save_figure(fig, run_name: str, name: str, table: pd.DataFrame | None = None
     given), and the numbers it plots as <name>.csv when given (the report reads them)."""
     path = (root / run_name if root else run_dir(run_name)) / "figures" / f"{name}.png"
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
     write_atomic(path, buffer.getvalue())
     if table is not None:
         write_atomic(path.with_suffix(".csv"), table.to_csv().encode())
@@ -112,9 +113,10 @@ def normalised_batch(data: Cifar10, count: int, device: torch.device | str = "cp
 
 def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed: int = 0):
     """Gradient norm per block of a freshly initialised net, with and without shortcuts, and a
-    sentence saying what the measurement shows."""
+    sentence saying what the measurement shows. For plain18, which has no shortcuts to switch, it is
+    ResNet-18's: the same network with them and without."""
     torch.manual_seed(seed)
-    model = build_model(model_name)
+    model = build_model("resnet18" if model_name == "plain18" else model_name)
     x, y = normalised_batch(data, min(batch, len(data.test_labels)))
     with_sc = inspect.block_gradient_norms(model, x, y, use_shortcut=True)
     without = inspect.block_gradient_norms(model, x, y, use_shortcut=False)
@@ -140,20 +142,12 @@ def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000, title: s
     of the per-class means), and a figure of the mean gates per class at the last block of each stage."""
     device = next(model.parameters()).device
     x, y = normalised_batch(data, min(count, len(data.test_labels)), device)
-    gates = inspect.excitation_by_class(model, x, y, len(data.classes))
-    table = inspect.gate_statistics(model, x)
-    table["sd over classes"] = pd.Series({name: g.std(0).mean().item() for name, g in gates.items()})
-    last_blocks = {name: g for name, g in gates.items() if name.endswith(".1")}
+    gates = inspect.se_gates(model, x)
+    by_class = inspect.excitation_by_class(gates, y, len(data.classes))
+    table = inspect.gate_statistics(gates)
+    table["sd over classes"] = pd.Series({name: g.std(0).mean().item() for name, g in by_class.items()})
+    last_blocks = {name: g for name, g in by_class.items() if name.endswith(".1")}
     return table, plots.excitation_heatmaps(last_blocks, data.classes, f"{title}: SE excitation per class")
-
-
-def gate_reading(table: pd.DataFrame) -> str:
-    """What the gate statistics say, in words: which blocks only scale their residual by a constant."""
-    flat = [name for name, row in table.iterrows()
-            if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
-    return (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
-            f"images and over channels ({', '.join(flat) or 'none'}): these blocks multiply their residual by about "
-            f"one half and recalibrate nothing; the others gate channels differently per image.")
 
 
 def show_source(model_name: str):
@@ -177,12 +171,13 @@ def architecture_look(model_name: str, model: nn.Module, data: Cifar10, run_name
     if model_name == "cnn":
         return "filters", plots.conv_filters(model.features[0].weight,
                                              f"{run_name}: first-layer filters (6 × 5×5×3)"), None
-    if model_name == "resnet18":
+    if model_name in ("resnet18", "plain18"):
         table, figure = resnet_gradient_look(model_name, data)
         return "gradient_norms", figure, table
     if model_name == "densenet_cifar":
         return "channels_memory", densenet_memory_look()[2], None
-    return "excitation", excitation_look(model, data, title=run_name)[1], None
+    table, figure = excitation_look(model, data, title=run_name)
+    return "excitation", figure, table
 
 
 def densenet_benchmarks() -> pd.DataFrame:
@@ -207,7 +202,7 @@ def gradcam_figure(analyses: dict, data: Cifar10, picks: dict):
 
 
 def save_analyses(analyses: dict, data: Cifar10, picks: dict, root: Path | None = None) -> None:
-    """Each run's inspect.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
+    """Each run's analysis.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
     for name, analysis in analyses.items():
         print("saved", save_analysis(analysis, root))
         fig = gradcam_figure({name: analysis}, data, picks)

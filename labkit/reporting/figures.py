@@ -9,7 +9,7 @@ import torch
 
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, present, runs_by_model
-from labkit.reporting.stats import paced_minutes, seed_summary
+from labkit.reporting.stats import seed_summary
 from labkit.robustness.gradcam import upsample
 
 MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
@@ -74,22 +74,24 @@ def training_curves(history, title: str = ""):
 
 
 def per_class_bars(per_class: dict[str, float], title: str = "per-class test accuracy", colour: str = "steelblue"):
-    """Bars on an axis that starts just below the weakest class, so the differences show."""
+    """Bars from 0 (an axis cut off below would exaggerate the differences), each labelled."""
     fig, ax = plt.subplots(figsize=(8, 3))
     names, values = list(per_class), list(per_class.values())
     bars = ax.bar(names, values, color=colour)
-    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], fontsize=7)
-    low = max(0.0, np.floor((min(values) - 0.05) * 20) / 20)
-    ax.set(ylim=(low, 1.0 + (1.0 - low) * 0.08), ylabel=f"accuracy (axis from {low:.0%})", title=title)
+    ax.bar_label(bars, labels=[f"{v:.1%}" for v in values], fontsize=8)
+    ax.set(ylim=(0, 1.1), ylabel="test accuracy", title=title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
 
 
-def confusion_heatmap(confusion, classes, title: str = "test confusion matrix (rows: true class)"):
+def confusion_heatmap(confusion, classes, title: str = "confusion"):
+    """Counts of test images by true (rows) and predicted class; the title says so."""
     import seaborn as sns
 
     matrix = np.asarray(confusion)
+    per_class = int(matrix.sum(1).max())
+    title = f"{title}: test split, counts out of {per_class:,} images per true class (rows)"
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes,
                 cbar=False, ax=ax, annot_kws={"fontsize": 7})
@@ -125,7 +127,7 @@ def gradient_norms(with_shortcuts: dict[str, float], without: dict[str, float], 
     ax.set_xticks(x, names, rotation=30)
     ax.set(ylabel="‖∂loss/∂θ‖", title="gradient norm per residual block")
     ax.legend(fontsize=8)
-    ratio_ax.bar(x, ratio, color=["tab:green" if r >= 1 else "tab:red" for r in ratio])
+    ratio_ax.bar(x, ratio, color=["tab:blue" if r >= 1 else "tab:orange" for r in ratio])   # readable without red-green
     ratio_ax.axhline(1, color="black", lw=0.8)
     ratio_ax.bar_label(ratio_ax.containers[0], labels=[f"{r:.2f}" for r in ratio], fontsize=7)
     ratio_ax.set_xticks(x, names, rotation=30)
@@ -252,18 +254,32 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
 
 def budget_figure(runs: dict):
     """Test accuracy against the epoch budget, one line per model across its runs (the mean, with
-    the seeds' standard deviation as an error bar, where several seeds ran at one budget)."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for model, entries in runs_by_model(runs).items():
+    the seeds' standard deviation as an error bar, where several seeds ran at one budget). The marker
+    says the recipe: circles the base recipe, squares with an EMA of the weights (and cutout where the
+    legend says), open markers final fits on all training images; models are offset a little sideways
+    so none hides another."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    grouped = runs_by_model(runs)
+    for i, (model, entries) in enumerate(grouped.items()):
         groups = budget_groups(entries)
-        summaries = [seed_summary(group) for _, group in groups]
-        ax.errorbar([epochs for epochs, _ in groups], [mean for mean, _ in summaries],
-                    yerr=[sd or 0.0 for _, sd in summaries], fmt="o-", capsize=3, color=model_colour(model),
-                    label=model)
+        offset = (i - (len(grouped) - 1) / 2) * 0.4
+        xs = [epochs + offset for epochs, _ in groups]
+        means = [seed_summary(group)[0] for _, group in groups]
+        colour = model_colour(model)
+        ax.plot(xs, means, "-", color=colour, lw=1, label=model)
+        for x, (epochs, group), mean in zip(xs, groups, means):
+            sd = seed_summary(group)[1]
+            config = group[0][1]["metrics"].get("config", {})
+            marker = "s" if config.get("ema_decay") else "o"
+            face = "white" if not group[0][1]["metrics"].get("val_images", 1) else colour
+            ax.errorbar([x], [mean], yerr=[sd or 0.0], fmt=marker, color=colour, mfc=face, capsize=3, ms=6)
         if model in LAB_REPORT_ACCURACY:
-            ax.axhline(LAB_REPORT_ACCURACY[model], color=model_colour(model), ls=":", lw=1)
+            ax.axhline(LAB_REPORT_ACCURACY[model], color=colour, ls=":", lw=1)
+    ax.plot([], [], "ko", label="base recipe (15-epoch runs)")
+    ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
+    ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 images")
     ax.set(xlabel="training epochs (the whole schedule)", ylabel="final test accuracy",
-           title="accuracy against training budget (dotted: the lab report's claims)")
+           title="test accuracy against training budget; the recipe changed with the budget (dotted: lab report)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: points span the whole plot
     fig.tight_layout()
@@ -271,7 +287,8 @@ def budget_figure(runs: dict):
 
 
 def curves_figure(runs: dict):
-    """Val accuracy and loss, against epoch and against training time at the median epoch pace."""
+    """Val accuracy and loss, against epoch and against training compute (PFLOP: 3 × forward FLOPs ×
+    images seen), which unlike wall-clock does not depend on the machine that ran each epoch."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     for name, run in present(runs).items():
         h = run["history"]
@@ -280,13 +297,13 @@ def curves_figure(runs: dict):
         colour = model_colour(name)
         for row, column in enumerate(("val_acc", "val_loss")):
             axes[row, 0].plot(h.epoch, h[column], ".-", label=name if row == 0 else None, color=colour)
-            axes[row, 1].plot(paced_minutes(h), h[column], ".-", color=colour)
+            axes[row, 1].plot(training_pflop(run, h.epoch), h[column], ".-", color=colour)
     for row, label in enumerate(("val accuracy", "val loss")):
         axes[row, 0].set(xlabel="epoch", ylabel=label)
-        axes[row, 1].set(xlabel="training time at the median epoch pace (min)", ylabel=label)
+        axes[row, 1].set(xlabel="training compute (PFLOP, log)", ylabel=label, xscale="log")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    fig.suptitle("validation curves of every run")
+    fig.suptitle(f"validation curves of each model's headline run ({len(present(runs))} runs)")
     fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
@@ -296,30 +313,39 @@ def per_class_heatmap(runs: dict):
     import seaborn as sns
 
     table = pd.DataFrame({name: run["metrics"]["test_per_class_accuracy"] for name, run in present(runs).items()}).T
-    fig, ax = plt.subplots(figsize=(10, 0.6 * len(table) + 1.5))
-    sns.heatmap(table, annot=True, fmt=".2f", cmap="RdYlGn", vmin=0.4, vmax=1.0, ax=ax, cbar=False)
-    ax.set(title="per-class test accuracy of every run", xlabel="", ylabel="")
+    fig, ax = plt.subplots(figsize=(11, 0.6 * len(table) + 2))
+    sns.heatmap(table, annot=True, fmt=".1%", cmap="viridis", vmin=0.5, vmax=1.0, ax=ax, cbar=False,
+                annot_kws={"fontsize": 8})
+    ax.set(title=f"per-class test accuracy of each model's headline run ({len(table)} runs)", xlabel="", ylabel="")
+    ax.tick_params(axis="x", rotation=30)
+    ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig
 
 
+def training_pflop(run: dict, epochs):
+    """Training compute after `epochs` epochs: 3 × forward FLOPs per image × training images × epochs."""
+    m = run["metrics"]
+    return 3 * m["flops_per_image"] * m["train_images"] * epochs / 1e15
+
+
 def scatter_figure(runs: dict):
-    """Test accuracy against parameters and against training time (median epoch pace × epochs);
-    runs are told apart by colour and marker in one legend, so no label overprints another."""
+    """Test accuracy against parameters and against training compute (not wall-clock, which depends on
+    the machine); runs are told apart by colour and marker in one legend, so no label overprints another."""
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = "osD^vP*X"
     for i, (name, run) in enumerate(present(runs).items()):
         m = run["metrics"]
         style = dict(color=model_colour(name), marker=markers[i % len(markers)], s=50)
         by_params.scatter(m["params"] / 1e6, m["test_accuracy"], label=name, **style)
-        by_time.scatter(paced_minutes(run["history"]).iloc[-1], m["test_accuracy"], **style)
+        by_time.scatter(training_pflop(run, m["epochs"]), m["test_accuracy"], **style)
     by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
-    by_time.set(xlabel="training time at the median epoch pace (min)", ylabel="test accuracy",
-                title="accuracy vs training time")
+    by_time.set(xscale="log", xlabel="training compute (PFLOP, log)", ylabel="test accuracy",
+                title="accuracy vs training compute")
     for ax in (by_params, by_time):
         ax.grid(alpha=0.3)
         ax.margins(0.15)
-    fig.suptitle("final test accuracy of every run")
+    fig.suptitle(f"final test accuracy of each model's headline run ({len(present(runs))} runs)")
     fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig

@@ -15,7 +15,7 @@ import pandas as pd
 from labkit import tune
 from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
-from labkit.models.inspect import gradient_reading
+from labkit.models.inspect import gate_reading, gradient_reading
 from labkit.reporting.claims import claims
 from labkit.reporting.figures import (
     attack_curves,
@@ -29,6 +29,13 @@ from labkit.reporting.figures import (
     reliability_diagrams,
     scatter_figure,
     training_curves,
+)
+from labkit.reporting.overview import (
+    conclusions_section,
+    limitations_section,
+    references_section,
+    setup_section,
+    summary_section,
 )
 from labkit.reporting.select import (
     DEFAULT_RUNS,
@@ -52,6 +59,7 @@ from labkit.reporting.tables import (
     headline_table,
     lab_report_table,
     latest_benchmarks,
+    markdown_table,
     training_commits,
 )
 from labkit.robustness.corruptions import CORRUPTIONS
@@ -85,24 +93,8 @@ LOOKS = {"cnn": "filters", "resnet18": "gradient_norms", "densenet_cifar": "chan
 
 def save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-
-
-def markdown_table(frame) -> str:
-    frame = frame.reset_index()
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-
-    def cell(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            if v != v:
-                return ""
-            return f"{v:,.0f}" if v.is_integer() or abs(v) >= 100 else f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-    return "\n".join([header, rule] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])
 
 
 def peak_ratio(bench: dict) -> float:
@@ -170,25 +162,28 @@ def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
 
 
 def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
-    """Which trials the noise separates from the best, and which trial's recipe the runs in results/
-    went on to use (`adopted`: from `recipe_matches`)."""
+    """The best trial, how many the noise cannot tell from it (the table's column says which), which
+    trial's recipe the runs in results/ went on to use (`adopted`: from `recipe_matches`), and, when that
+    is not the best, why."""
     trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
-    val_images = trials[0]["config"]["val_size"]
-    best = trials[0]
-    noise = [difference_noise((best["final_val_accuracy"], val_images), (r["final_val_accuracy"], val_images))
-             for r in trials]
-    close = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
-             if best["final_val_accuracy"] - r["final_val_accuracy"] <= n]
-    worse = [tune.trial_label(r) for r, n in zip(trials[1:], noise[1:])
-             if best["final_val_accuracy"] - r["final_val_accuracy"] > n]
-    text = (f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}). "
-            f"Within two standard errors of the difference, so not distinguishable from it with one seed: "
-            f"{', '.join(close) or 'none'}. Worse beyond that noise: {', '.join(worse) or 'none'}.")
+    best, images = trials[0], trials[0]["config"]["val_size"]
+    close = [r for r in trials[1:] if best["final_val_accuracy"] - r["final_val_accuracy"]
+             <= difference_noise((best["final_val_accuracy"], images), (r["final_val_accuracy"], images))]
+    text = (f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}); "
+            f"{len(close)} of the other {len(trials) - 1} trials are within two standard errors of it, so one seed "
+            f"does not tell them apart.")
     if adopted:
         text += " Adopted: " + "; ".join(
             f"run {name} uses the recipe of trial '{trial}'" + "".join(f" with {key} {value}"
                                                                        for key, value in changed.items())
             for name, trial, changed in adopted) + "."
+        labels = {trial for _, trial, _ in adopted}
+        kept = [r for r in close if tune.trial_label(r) in labels]
+        if tune.trial_label(best) not in labels and kept:
+            fewer = len(kept[0]["overrides"]) < len(best["overrides"])
+            text += (f" The best trial was not adopted: its lead over '{tune.trial_label(kept[0])}' is within the "
+                     f"noise" + (f", and that recipe stays closer to the base recipe ({len(kept[0]['overrides'])} "
+                                 f"changed settings rather than {len(best['overrides'])})." if fewer else "."))
     return text
 
 
@@ -202,12 +197,16 @@ def speed_section(benches: dict, root: Path, link) -> list[str]:
     lines = ["## Training speed: labkit's fast path against the reference pipeline", "",
              f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
              "steps), the newest measurement of each model, batch size and pipeline across the benchmark files in "
-             "`results/benchmarks/`. '× reference' compares with the reference pipeline measured in the same file; "
-             "the matmul peak was measured in the same run, and it varies between days on these shared machines.", "",
+             f"`results/benchmarks/`"
+             + (f", all on {newest['device'].replace('(R)', '')}" if "device" not in table.columns else "")
+             + ". '× reference' compares with the reference pipeline (fp32, PIL transforms in a DataLoader) "
+             "measured in the same file; the share is of the matmul peak of the row's own precision, measured in the "
+             "same run (it varies between days on these shared machines).", "",
              markdown_table(format_table(table)), "",
-             f"In the newest file (`{stem}.json`) the bf16:fp32 matmul peak ratio is {peak_ratio(newest):.2f}: it "
-             "bounds the speed-up of a bf16 fast path over an fp32 reference that already runs near its own peak "
-             "(a model whose reference share is high).", ""]
+             f"In the newest file (`{stem}.json`) the bf16:fp32 matmul peak ratio is {peak_ratio(newest):.2f}. That "
+             "bounds what bf16 alone can gain on compute-bound layers; the measured '× reference' also includes the "
+             "faster data pipeline (batch tensor augmentation instead of PIL in worker processes) and channels-last "
+             "layout, so it can exceed the ratio.", ""]
     figure = root / "benchmarks" / f"{stem}.png"
     if figure.is_file():
         lines += [f"![benchmark {stem}]({link(figure)})", ""]
@@ -277,18 +276,40 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
     table = corruption_table(summaries)
     means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
     lines = ["### Corruption robustness", "",
-              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (those that need no external "
-              "files), severities 1–5 with CIFAR-10-C's parameters, generated here from our JPEG copy by "
-              "`labkit.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
+              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C ({', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
+              "CIFAR-10-C's fog, frost and snow need image files we do not have, so speckle noise, Gaussian blur "
+              "and saturate, CIFAR-10-C's extra set, stand in for them), severities 1–5 with CIFAR-10-C's "
+              "parameters, generated here from our JPEG copy by "
+              "`labkit.robustness.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
               "different base image set, our own generation); they compare our models with each other on the same "
-              "corrupted images. For scale only: a standard ResNet-18 has about 74 % mean corruption accuracy at 95 % "
-              "clean. Rows: each corruption's mean over its five severities.", "",
+              "corrupted images. For a loose scale only (another corruption set): a standard ResNet-18 has about "
+              "74 % mean accuracy on CIFAR-10-C at 95 % clean. Rows: each corruption's mean over its five "
+              "severities.", "",
               markdown_table(format_percent(table, list(table.columns))), "",
-              f"Highest mean corruption accuracy: {max(means, key=means.get)} ({max(means.values()):.1%}); lowest: "
-              f"{min(means, key=means.get)} ({min(means.values()):.1%}).", ""]
+              robustness_ranking(means, summaries), ""]
     path = figures / "analysis_corruptions.png"
     save(corruption_heatmaps(summaries), path)
     return lines + [f"![corruption heatmaps]({link(path)})", ""]
+
+
+def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
+    """Highest and lowest mean corruption accuracy, with whether the gap between the two best clears
+    two standard errors on the corruption subset (the report's rule), and what each run keeps of its
+    clean accuracy."""
+    order = sorted(means, key=means.get, reverse=True)
+    images = next(iter(summaries.values()))["settings"]["corruption_size"]
+    text = (f"Highest mean corruption accuracy: {order[0]} ({means[order[0]]:.1%}); lowest: {order[-1]} "
+            f"({means[order[-1]]:.1%}).")
+    if len(order) > 1:
+        noise = difference_noise((means[order[0]], images), (means[order[1]], images))
+        gap = means[order[0]] - means[order[1]]
+        text += (f" The lead over {order[1]} ({gap * 100:+.1f} points) is "
+                 f"{'beyond' if gap > noise else 'within'} 2 SE = {noise * 100:.1f} on {images:,} images"
+                 f"{'' if gap > noise else ', so the two are not ranked'}.")
+    kept = {n: s["corruptions"]["mean_accuracy"] / s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
+    best = max(kept, key=kept.get)
+    return text + (f" Relative to its clean accuracy on the same images, {best} keeps the most "
+                   f"({kept[best]:.0%}; the others {', '.join(f'{n} {v:.0%}' for n, v in kept.items() if n != best)}).")
 
 
 def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[str]:
@@ -328,6 +349,18 @@ def gradcam_section(summaries: dict, root: Path, link) -> list[str]:
     return lines
 
 
+def analysis_sizes(found: dict, root: Path) -> dict | None:
+    """The subset sizes of the first readable analysis of the runs shown, or None."""
+    for name in found:
+        try:
+            summary = load_analysis(name, root)
+        except RunDataError:
+            continue
+        if summary:
+            return summary["settings"]
+    return None
+
+
 def analysis_time_section(summaries: dict, first: dict) -> list[str]:
     """What each analysis cost, per run."""
     making = first.get("corrupted_sets_made_in_s")
@@ -363,6 +396,12 @@ def recipes_line(name: str, run: dict, every_run: dict) -> list[str]:
         val, _ = seed_summary(group, "final_val_accuracy")
         test, _ = seed_summary(group)
         shown_val = "no val split (final fit)" if val is None else f"val {val:.2%}"
+        mine, images = seed_summary(chosen, "final_val_accuracy")[0], chosen[0][1]["metrics"].get("val_images")
+        if val is not None and mine is not None and images:
+            noise = difference_noise((mine, images), (val, images))
+            shown_val += (f" ({(mine - val) * 100:+.2f} points for the chosen recipe, "
+                          f"{'beyond' if mine - val > noise else 'within'} 2 SE = {noise * 100:.2f}"
+                          f"{'' if mine - val > noise else ': the choice is not supported beyond the noise'})")
         others.append(f"{', '.join(n for n, _ in group)} ({recipe_difference(group, chosen)}): "
                       f"{shown_val}, test {test:.2%}")
     return [f"- recipe chosen on val among the runs at {run['metrics']['epochs']} epochs; the other recipes: "
@@ -406,18 +445,21 @@ def build(root: Path, output: Path) -> str:
     runs = longest_runs(every_run)
     found = present(runs)
     benches = load_benchmarks(root, problems)
+    verdicts = claims(runs, benches)
     lines = header_section(runs, found, root)
     if other_data:
         lines += [f"**Left out:** {', '.join(other_data)}, trained on another data set than the other runs "
                   f"(a quick run on synthetic data, say).", ""]
     header_end = len(lines)
+    lines += summary_section(every_run, verdicts) + setup_section(found, every_run, root)
     for name, run in found.items():
         lines += model_section(name, run, every_run, figures, link)
     lines += comparison_section(runs, every_run, figures, link)
-    lines += tuning_section(root, problems, every_run)
     lines += discussion_section(runs, every_run, benches)
-    lines += speed_section(benches, root, link)
     lines += beyond_section(found, root, figures, link, problems)
+    lines += conclusions_section(every_run, verdicts) + limitations_section(found, analysis_sizes(found, root))
+    lines += references_section()
+    lines += ["# Appendix", ""] + tuning_section(root, problems, every_run) + speed_section(benches, root, link)
     lines += provenance_section(found)
     if problems:
         lines[header_end:header_end] = ["**Left out, broken files** (repair or remove them, then rebuild):", "",
@@ -431,15 +473,11 @@ def build(root: Path, output: Path) -> str:
 def header_section(runs: dict, found: dict, root: Path) -> list[str]:
     """The title, how the report was made and how to read it, missing runs and the data's caveat."""
     lines = ["# CIFAR-10 with four architectures and an ablation: results", "",
-             "Generated by `python -m labkit.report` from `results/` alone; every number below comes from "
-             "the run whose provenance is listed at the end. Test accuracy is measured once, after the last "
-             "epoch; curves and any tuning use the validation split carved from train.", "",
-             "How to read this report: one section per model, on its longest run (accuracy, curves, per-class "
-             "results, a look inside the model), then the comparison tables and figures, accuracy against the "
-             "training budget, the recipe tuning, the lab report's "
-             "claims checked against these numbers, training speed, then what the lab report did not ask: calibration, "
-             "corruption and adversarial robustness, and Grad-CAM (beyond the lab report), and last the provenance "
-             "of every run.", ""]
+             "Generated by `python -m labkit.report` from `results/` alone; every number below comes from a run "
+             "whose provenance is listed in the appendix. The summary and the set-up come first, then one section "
+             "per model, the comparison, the lab report's claims checked, what the lab report did not ask "
+             "(calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe tuning, speed "
+             "and provenance are in the appendix.", ""]
     missing = [n for n, r in runs.items() if r is None and not (root / n / "metrics.json").is_file()]
     if missing:
         lines += [f"**Missing runs** (not trained yet, so not reported): {', '.join(missing)}.", ""]
@@ -479,6 +517,10 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
             lines += [f"![{name} {extra}]({link(path)})", ""]
         if extra == "gradient_norms" and path.with_suffix(".csv").is_file():
             lines += [gradient_reading(pd.read_csv(path.with_suffix(".csv"), index_col=0)), ""]
+        if extra == "excitation" and path.with_suffix(".csv").is_file():
+            gates = pd.read_csv(path.with_suffix(".csv"), index_col=0)
+            lines += ["SE gates per block on 2,000 test images (mean, and their spread over images, channels and "
+                      "class means):", "", markdown_table(gates.round(3)), "", gate_reading(gates), ""]
     return lines
 
 
@@ -489,9 +531,10 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
     table = format_table(comparison_table(runs))
     lines = ["## Comparison", "", "Each model's longest run. Accuracy and size:", "",
              markdown_table(table.reindex(columns=["status", *ACCURACY_COLUMNS])), "",
-             "Cost: training time as it ran (other jobs sometimes shared the 2 cores) and at the run's "
-             "median epoch pace, throughput, activation memory per image kept for backward (a property of "
-             "the architecture) and the process's peak memory:", "",
+             "Cost, on the machine each run used (speeds differed about twofold between these machines, so "
+             "compare wall-clock only within one device; the benchmark in the appendix measures the models "
+             "side by side): training time as it ran, the median epoch's throughput, activation memory per "
+             "image kept for backward (a property of the architecture) and the process's peak memory:", "",
              markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
     for key, fig in (("curves", curves_figure(runs)), ("per_class", per_class_heatmap(runs)),
                      ("scatter", scatter_figure(runs))):

@@ -14,7 +14,7 @@ from labkit.training.checkpoint import saved_config
 from labkit.training.config import RECIPE_FIELDS, TrainConfig
 
 # The models in report order; each one's first run (15 epochs, the CNN's 30) is named after it.
-DEFAULT_RUNS = ("cnn", "resnet18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
+DEFAULT_RUNS = ("cnn", "resnet18", "plain18", "densenet_cifar", "se_resnet18", "se_resnet18_imagenet_stem")
 
 
 def load_runs(names=DEFAULT_RUNS, root: Path | None = None, problems: list[str] | None = None

@@ -26,12 +26,6 @@ def typical_images_per_s(run: dict) -> float:
     return float(run["history"].images_per_s.median())
 
 
-def paced_minutes(history: pd.DataFrame) -> pd.Series:
-    """Training time after each epoch at the run's median epoch time. Wall-clock as it happened
-    counts epochs slowed by other jobs on a shared machine; the median pace does not."""
-    return history.epoch * history.epoch_time_s.median() / 60
-
-
 def first_epoch_reaching(history: pd.DataFrame, threshold: float) -> int | None:
     hit = history[history.val_acc >= threshold]
     return int(hit.epoch.iloc[0]) if len(hit) else None

@@ -8,7 +8,7 @@ import pandas as pd
 from labkit.models.inspect import architecture_activation_mb
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, paced_minutes, seed_summary, typical_images_per_s
+from labkit.reporting.stats import accuracy_standard_error, seed_summary, typical_images_per_s
 
 
 def lab_report_table(runs: dict) -> pd.DataFrame:
@@ -79,8 +79,7 @@ def headline_table(every_run: dict) -> pd.DataFrame:
 ACCURACY_COLUMNS = ["params", "MFLOPs/img", "test acc", "test acc (no TTA)", "final val acc", "epochs"]
 
 
-COST_COLUMNS = ["train min (as run)", "train min (median pace)", "img/s", "median epoch img/s", "act. MB/img",
-                "peak mem (MB)"]
+COST_COLUMNS = ["device", "train min (as run)", "median epoch img/s", "act. MB/img", "peak mem (MB)"]
 
 
 def comparison_table(runs: dict) -> pd.DataFrame:
@@ -96,9 +95,9 @@ def comparison_table(runs: dict) -> pd.DataFrame:
             "test acc": m["test_accuracy"], "test acc (no TTA)": m["test_accuracy_no_tta"],
             "final val acc": m["final_val_accuracy"], "epochs": m["epochs"],
             "train min (as run)": m["training_wall_time_s"] / 60,
-            "train min (median pace)": paced_minutes(run["history"]).iloc[-1],
-            "img/s": m["images_per_s"], "median epoch img/s": typical_images_per_s(run),
+            "median epoch img/s": typical_images_per_s(run),
             "act. MB/img": architecture_activation_mb(m["model"]), "peak mem (MB)": m["peak_memory_mb"],
+            "device": m["device"].replace("(R)", "").removeprefix("CPU "),
         })
     return pd.DataFrame(rows).set_index("run")
 
@@ -148,15 +147,25 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
     for (device, model, batch, pipeline), (date, stem, bench, entry) in sorted(newest.items()):
         measured = entry[pipeline]
         reference = entry.get("reference", {}).get("images_per_s")
-        rows.append({"device": device, "model": model, "batch": batch, "pipeline": pipeline,
-                     "precision": measured.get("precision", ""), "img/s": measured["images_per_s"],
-                     "× reference": measured["images_per_s"] / reference if reference and pipeline != "reference" else None,
-                     "share of matmul peak": measured.get("peak_share"), "peak mem (MB)": measured.get("peak_memory_mb"),
-                     "bf16 matmul peak (GFLOP/s)": bench["matmul_peak_gflops"]["bf16"],
+        precision = measured.get("precision") or "fp32"
+        if pipeline == "compiled" and precision == "fp32":   # before bench compiled the fast path, it compiled
+            pipeline = "reference + compile"                  # the fp32 reference pipeline: say which it was
+        peak = bench["matmul_peak_gflops"][precision if precision in ("bf16", "fp32") else "fp32"]
+        rows.append({"device": device.replace("(R)", ""), "model": model, "batch": batch, "pipeline": pipeline,
+                     "precision": precision, "img/s": f"{measured['images_per_s']:,.0f}",
+                     "× reference": f"×{measured['images_per_s'] / reference:.2f}"
+                     if reference and pipeline != "reference" else "",
+                     # against the peak of the row's own precision (an fp32 row against the fp32 peak)
+                     "share of its matmul peak": measured["achieved_gflops"] / peak if "achieved_gflops" in measured
+                     else measured.get("peak_share"),
+                     "peak mem (MB)": f"{measured['peak_memory_mb']:,.0f}" if measured.get("peak_memory_mb") else "",
                      "file": f"{stem}.json", "date": date[:10]})
     used = {row["file"] for row in rows}
     older = [stem for stem in benchmarks if "models" in benchmarks[stem] and f"{stem}.json" not in used]
-    return pd.DataFrame(rows).set_index(["model", "batch", "pipeline"]) if rows else pd.DataFrame(), older
+    table = pd.DataFrame(rows).set_index(["model", "batch", "pipeline"]) if rows else pd.DataFrame()
+    if rows and table["device"].nunique() == 1:      # one machine: the caption names it, not every row
+        table = table.drop(columns="device")
+    return table, older
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -166,3 +175,19 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         if "acc" in column or "share" in column:
             shown[column] = shown[column].map(lambda v: f"{v:.2%}" if isinstance(v, float) and not np.isnan(v) else v)
     return shown
+
+
+def markdown_table(frame) -> str:
+    frame = frame.reset_index()
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            if v != v:
+                return ""
+            return f"{v:,.0f}" if v.is_integer() or abs(v) >= 100 else f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+    return "\n".join([header, rule] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])

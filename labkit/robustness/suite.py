@@ -28,12 +28,13 @@ from torch import Tensor, nn
 from labkit.data import Cifar10, DataError, portable_location, subset_indices, train_val_split
 from labkit.device import device_name, resolve_device, resolve_precision
 from labkit.evaluate import predict
+from labkit.paths import results_root
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.robustness.adversarial import EPSILONS, PGD_STEPS, attack_accuracy
 from labkit.robustness.calibration import calibrate
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from labkit.robustness.gradcam import feature_map_stages, grad_cam
-from labkit.runs.store import RunDataError, load_model, read_metrics, results_root
+from labkit.runs.store import RunDataError, load_model, read_metrics
 from labkit.storage import write_atomic
 from labkit.training.config import finite_number
 
@@ -124,8 +125,8 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
     check_same_data(run_name, metrics, data)
     config = metrics["config"]
     if not config.get("val_size"):
-        raise ValueError(f"run {run_name!r} held out no validation images (val_size 0), so there is nothing to fit "
-                         "the temperature on without touching the test split")
+        raise RunDataError(f"run {run_name!r} held out no validation images (val_size 0), so there is nothing to "
+                           "fit the temperature on without touching the test split; analyse a run with a val split")
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     model = load_model(run_name, root).to(device, memory_format=torch.channels_last)

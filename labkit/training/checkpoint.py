@@ -44,6 +44,16 @@ def saved_config(saved: dict, config) -> dict:
     return {**defaults, **saved}
 
 
+def saved_settings(run_name: str) -> dict:
+    """The settings run `run_name`'s checkpoint was written with ({} when it has none or it cannot be
+    read: resuming then reports why), so a resume needs no option repeated."""
+    try:
+        state, _ = load_verified(checkpoint_path(run_name))
+        return {k: v for k, v in state["config"].items() if k not in RESUMABLE_FIELDS - {"data"}}
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported by load_checkpoint, with advice
+        return {}
+
+
 def config_differences(saved: dict, config) -> list[str]:
     saved, current = saved_config(saved, config), asdict(config)
     return [f"{k}: checkpoint {saved[k]!r} vs now {current[k]!r}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 
@@ -89,6 +90,8 @@ class TrainConfig:
 
     def __post_init__(self):
         if not self.run_name and isinstance(self.model, str):
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ValueError("under torchrun every rank must train the same run: pass run_name (--run-name)")
             self.run_name = unfinished_run(self.model) if self.resume else fresh_run_name(self.model)
         self.validate()
 
@@ -179,7 +182,8 @@ def fresh_run_name(model: str) -> str:
 
 def unfinished_run(model: str) -> str:
     """The newest run of `model` with a checkpoint and no published results, for resume without a name."""
-    unfinished = [path.parent for path in checkpoint_root().glob(f"{model}-*/last.pt")
+    candidates = [*checkpoint_root().glob(f"{model}/last.pt"), *checkpoint_root().glob(f"{model}-*/last.pt")]
+    unfinished = [path.parent for path in candidates
                   if not (results_root() / path.parent.name / "metrics.json").is_file()]
     if not unfinished:
         raise ValueError(f"resume without a run_name continues {model}'s newest unfinished run, but no checkpoint "

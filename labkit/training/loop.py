@@ -259,12 +259,13 @@ def estimate_epoch_seconds(config: TrainConfig, data: datalib.Cifar10, steps: in
     """Seconds one training epoch of `config` takes on this machine, from `steps` timed steps of the
     same model, batch size, precision and device (the first step's start-up included, so on the
     high side). Touches no checkpoint or result."""
-    probe = replace(config, train_subset=config.batch_size * steps, resume=False, overwrite=False, progress=False)
+    train_images = config.train_subset or len(data.train_labels) - config.val_size
+    probe = replace(config, train_subset=min(config.batch_size * steps, train_images), resume=False, overwrite=False,
+                    progress=False)
     setup = set_up(probe, data)
     guard = NonFiniteGuard(MAX_SKIPPED_STEPS, setup.checkpoint)
     record = train_one_epoch(setup.step_model, setup.loader, setup.optimizer, setup.schedule, setup.scaler,
                              setup.ema, probe, 0, device=setup.device, precision=setup.precision, guard=guard)
-    train_images = config.train_subset or len(data.train_labels) - config.val_size
     return train_images / record["images_per_s"]
 
 
