@@ -82,17 +82,22 @@ FINAL=(-p epochs 80 -p val_size 0 -p cutout 12 -p ema_decay 0.997 -p tta 2)
 densenet_decay=$(python -c "from labkit.tune import decided
 print(decided('densenet_cifar-6ep', 'weight_decay', 0.0005, 0.0001))")
 echo "densenet_cifar final fit: weight_decay $densenet_decay"
-lane_a() {
-  run 03_densenet densenet_cifar-80ep-final densenet_cifar 80 "${FINAL[@]}" -p weight_decay "$densenet_decay"
-  # SE with its excitation weights exempt from weight decay, against the same recipe with them decayed
+se_trials() {   # SE with its excitation weights exempt from weight decay, against them decayed
   python -m labkit.tune --model se_resnet18 --epochs 6 --data "$data" --device cpu \
     --trial "ema_decay=0.997 cutout=12" --trial "ema_decay=0.997 cutout=12 exempt_excitation_decay=True"
+}
+lane_a() {
+  # torch.compile of the fast path: DenseNet 139 vs 125 img/s eager, ResNet-18 103 vs 110 (results/benchmarks/
+  # cpu-amd-epyc-2-cores-compile-fast-path.json, one repeat): adopted for DenseNet only
+  run 03_densenet densenet_cifar-80ep-final densenet_cifar 80 "${FINAL[@]}" -p weight_decay "$densenet_decay" -p compile True
+  se_trials     # done long before by lane b: it returns at once, the trials being recorded
   local exempt
   exempt=$(python -c "from labkit.tune import decided
 print(decided('se_resnet18-6ep', 'exempt_excitation_decay', False, True))")
   run 04_se_resnet18 se_resnet18-80ep-final se_resnet18 80 "${FINAL[@]}" -p exempt_excitation_decay "$exempt"
 }
 lane_b() {
+  se_trials
   # the control for the residual claim: ResNet-18 without shortcuts, the committed resnet18 run's recipe
   run 02_resnet18 plain18 plain18 15 "${BASE[@]}"
   run 02_resnet18 resnet18-80ep-final resnet18 80 "${FINAL[@]}"
