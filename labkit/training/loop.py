@@ -261,7 +261,7 @@ def estimate_epoch_seconds(config: TrainConfig, data: datalib.Cifar10, steps: in
     high side). Touches no checkpoint or result."""
     train_images = config.train_subset or len(data.train_labels) - config.val_size
     probe = replace(config, train_subset=min(config.batch_size * steps, train_images), resume=False, overwrite=False,
-                    progress=False)
+                    progress=False, compile=False)   # compiling takes minutes: the eager pace is the estimate
     setup = set_up(probe, data)
     guard = NonFiniteGuard(MAX_SKIPPED_STEPS, setup.checkpoint)
     record = train_one_epoch(setup.step_model, setup.loader, setup.optimizer, setup.schedule, setup.scaler,
