@@ -257,15 +257,16 @@ def final_evaluation(setup: Setup, history: list[dict], evaluate_test: bool) -> 
 
 def estimate_epoch_seconds(config: TrainConfig, data: datalib.Cifar10, steps: int = 4) -> float:
     """Seconds one training epoch of `config` takes on this machine, from `steps` timed steps of the
-    same model, batch size, precision and device (the first step's start-up included, so on the
-    high side). Touches no checkpoint or result."""
+    same model, batch size, precision and device after as many warm-up steps (eager: compiling would
+    take minutes). Touches no checkpoint or result."""
     train_images = config.train_subset or len(data.train_labels) - config.val_size
     probe = replace(config, train_subset=min(config.batch_size * steps, train_images), resume=False, overwrite=False,
                     progress=False, compile=False)   # compiling takes minutes: the eager pace is the estimate
     setup = set_up(probe, data)
     guard = NonFiniteGuard(MAX_SKIPPED_STEPS, setup.checkpoint)
-    record = train_one_epoch(setup.step_model, setup.loader, setup.optimizer, setup.schedule, setup.scaler,
-                             setup.ema, probe, 0, device=setup.device, precision=setup.precision, guard=guard)
+    for epoch in range(2):       # the first pass warms up (kernel selection, allocations); the second is timed
+        record = train_one_epoch(setup.step_model, setup.loader, setup.optimizer, setup.schedule, setup.scaler,
+                                 setup.ema, probe, epoch, device=setup.device, precision=setup.precision, guard=guard)
     return train_images / record["images_per_s"]
 
 
