@@ -160,9 +160,11 @@ def show_source(model_name: str):
 def time_estimate(config, data: Cifar10) -> str:
     """How long `config` will train on this machine (timed over a few steps), and how to run shorter."""
     seconds = estimate_epoch_seconds(config, data)
-    return (f"Estimated training time here: {seconds / 60:.1f} min per epoch, about {seconds * config.epochs / 3600:.1f} h "
-            f"for {config.epochs} epochs (timed over 4 steps after 4 warm-up steps, on this machine as loaded now; validation adds a little). For a quick run, pass "
-            f"a shorter schedule, e.g. `papermill ... -p epochs 5`, or a GPU (`-p device cuda`).")
+    hours = seconds * config.epochs / 3600
+    return (f"Estimated training time here: {seconds / 60:.1f} min per epoch, about {hours:.1f} h "
+            f"for {config.epochs} epochs (timed over 4 steps after 4 warm-up steps, on this machine as loaded now; "
+            f"validation adds a little). For a quick run, pass a shorter schedule, e.g. `papermill ... -p epochs 5`, "
+            f"or a GPU (`-p device cuda`).")
 
 
 def architecture_look(model_name: str, model: nn.Module, data: Cifar10, run_name: str):

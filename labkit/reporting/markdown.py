@@ -508,7 +508,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
     save(per_class_bars(m["test_per_class_accuracy"], title=f"{name}: per-class test accuracy",
                         colour=model_colour(name)), bars)
     heat = figures / f"{name}_confusion.png"
-    save(confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=f"{name}: confusion"), heat)
+    save(confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=name), heat)
     lines += [f"![{name} curves]({link(curves)})", "", f"![{name} per-class]({link(bars)})", "",
               f"![{name} confusion]({link(heat)})", ""]
     for extra in filter(None, ("predictions", LOOKS.get(m["model"]))):
