@@ -104,10 +104,10 @@ def decided(stem: str, key: str, baseline, candidate, root: Path | None = None):
     log = load_logs(root).get(stem)
     if log is None:
         raise ValueError(f"no tuning log results/tuning/{stem}.json; run the trials first")
-    trials = {json.dumps({k: v for k, v in t["overrides"].items() if k != key}, sort_keys=True): [] for t in log["trials"]}
+    trials: dict[str, list[dict]] = {}      # the trials grouped by every override except `key`
     for trial in log["trials"]:
         rest = json.dumps({k: v for k, v in trial["overrides"].items() if k != key}, sort_keys=True)
-        trials[rest].append(trial)
+        trials.setdefault(rest, []).append(trial)
     for group in trials.values():
         by_value = {t["overrides"].get(key, t["config"].get(key)): t for t in group}
         if baseline in by_value and candidate in by_value:
