@@ -187,7 +187,7 @@ def figure(report: dict, path) -> None:
     fig.suptitle(f"benchmark {Path(path).stem}\n{report['device']}, batch {report['settings']['batch_size']}",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
 
 

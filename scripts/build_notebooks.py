@@ -186,8 +186,9 @@ def comparison_notebook() -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell("# Comparing the four architectures\n\nEverything here is read from `results/`: the "
                           "runs the architecture notebooks saved. By default each model is represented by its longest "
-                          "run (`resnet18-40ep` rather than the 15-epoch `resnet18`). A run that has not been trained "
-                          "is reported as missing, never filled in."),
+                          "run (for ResNet-18 a 40-epoch run, not the 15-epoch `resnet18`); of runs with the same "
+                          "budget, a final fit on all 50,000 training images comes first, then the one the report's "
+                          "rule chose on val. A run that has not been trained is reported as missing, never filled in."),
         new_code_cell('# Parameters (papermill: -p name value)\n'
                       'runs = "longest"     # "longest": each model\'s longest run; or run names, comma-separated\n'
                       'results_dir = ""     # results root; empty means labkit\'s default (results/ or $LABKIT_RESULTS)',
@@ -207,11 +208,11 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_code_cell("table = tables.format_table(tables.comparison_table(loaded))\n"
                       "display(table.reindex(columns=[\"status\", *tables.ACCURACY_COLUMNS]))\n"
                       "table.reindex(columns=[\"status\", *tables.COST_COLUMNS])"),
-        new_markdown_cell("## Validation curves, against epochs and against wall-clock time"),
+        new_markdown_cell("## Validation curves, against epochs and against training compute"),
         new_code_cell("if select.present(loaded):\n    figures.curves_figure(loaded);"),
         new_markdown_cell("## Per-class accuracy\nWhich classes each model finds hard (cat and dog, usually)."),
         new_code_cell("if select.present(loaded):\n    figures.per_class_heatmap(loaded);"),
-        new_markdown_cell("## Accuracy against size and against time"),
+        new_markdown_cell("## Accuracy against size and against training compute"),
         new_code_cell("if select.present(loaded):\n    figures.scatter_figure(loaded);"),
         new_markdown_cell("## Accuracy against the training budget\nEvery run in `results/`, grouped by model and "
                           "epoch budget; runs at one budget are seeds (mean ± sd). The table sets each model's longest "
@@ -224,8 +225,8 @@ def comparison_notebook() -> nbformat.NotebookNode:
                           "on the longest of the runs above for each model; 'missing' means a run it needs has not "
                           "been trained, 'not comparable yet' that two runs it compares had different epoch budgets. "
                           "An accuracy difference counts only "
-                          "beyond two standard errors (binomial, from the val or test set size): each model is "
-                          "one training run, one seed."),
+                          "beyond two standard errors (binomial, from the val or test set size): each large model is "
+                          "one training run (one seed); the CNN has five seeds."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
                       "pd.DataFrame(claims.claims(select.longest_runs(loaded), select.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
@@ -259,7 +260,8 @@ seed = 0                      # seeds the subsets and the random parts of corrup
 device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
 precision = "auto"            # "auto" (bf16 where native), "bf16", "fp16", "fp32"
 results_dir = ""              # results root; empty means labkit's default (results/ or $LABKIT_RESULTS)
-save = True                   # write results/<run>/analysis.json and figures/gradcam.png"""
+save = True                   # write results/<run>/analysis.json, test_probabilities.pt and figures/gradcam.png
+analyse = True                # False: read what the last analysis of these runs saved (seconds; rewrites nothing)"""
 
 
 def analysis_notebook() -> nbformat.NotebookNode:
@@ -289,30 +291,35 @@ from labkit.robustness import suite
 
 # Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the subsets.
 names, root, settings = params.configure_analysis(runs=runs, results_dir=results_dir, epsilons=epsilons,
+                                                  save=save, analyse=analyse,
                                                   calibration_size=calibration_size, corruption_size=corruption_size,
                                                   attack_size=attack_size, seed=seed, device=device, precision=precision)
 data_set = params.analysis_data(data)
 settings"""),
         new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
-                          "The corrupted images are made once and shared by all runs."),
-        new_code_cell("analyses = suite.analyse_runs(names, data_set, settings, root, save=save)\n"
+                          "The corrupted images are made once and shared by all runs. With `analyse = False` this "
+                          "reads each run's saved analysis instead (it must be from the run's present weights)."),
+        new_code_cell("if analyse:\n"
+                      "    analyses = suite.analyse_runs(names, data_set, settings, root, save=save)\n"
+                      "else:\n"
+                      "    analyses = suite.load_analyses(names, data_set, root)\n"
                       "summaries = {name: a.summary for name, a in analyses.items()}"),
         new_markdown_cell("""## Calibration
 ECE is the gap between confidence and accuracy, averaged over 15 confidence bins weighted by their image
 counts; NLL and Brier score reward confident right answers and punish confident wrong ones. Columns with
 (T) are after temperature scaling. T < 1 sharpens under-confident probabilities, T > 1 softens
 over-confident ones."""),
-        new_code_cell("suite.calibration_table(summaries)"),
+        new_code_cell('views.styled(suite.calibration_table(summaries), percent=["ECE", "ECE (T)", "test acc (no TTA)"])'),
         new_code_cell("figures.reliability_diagrams(summaries);"),
         new_markdown_cell("""## Corruption robustness
 Accuracy for each corruption, averaged over its five severities, and the mean over all 75 corrupted sets
 (the *mean corruption accuracy*), on the same corrupted images for every model."""),
-        new_code_cell("suite.corruption_table(summaries)"),
+        new_code_cell("views.styled(suite.corruption_table(summaries), percent=\"all\")"),
         new_code_cell("figures.corruption_heatmaps(summaries);"),
         new_markdown_cell("""## Adversarial robustness
 Accuracy on attacked images; ε is the largest change to any pixel, in grey levels of 255. None of these
 models was trained to resist attacks, so a few grey levels of PGD usually bring them near zero."""),
-        new_code_cell("suite.attack_table(summaries)"),
+        new_code_cell("views.styled(suite.attack_table(summaries), percent=\"all\")"),
         new_code_cell("figures.attack_curves(summaries);"),
         new_markdown_cell("""## Grad-CAM: what each model looks at
 The gradient of the predicted class's score weighs the channels of the deepest stage whose maps are
@@ -320,20 +327,23 @@ still at least 4×4; red is where the evidence is. The CIFAR ResNets and DenseNe
 and the CNN with 10×10. The ImageNet-stem variant shrinks the image to 8×8 before its first stage, and
 its last two stages are 2×2 and 1×1, which cannot localise anything; its maps come from layer2 (4×4),
 halfway through the network."""),
-        new_code_cell("picks = suite.pick_gradcam_images(list(analyses.values()), data_set.test_labels, settings.seed)\n"
-                      "for analysis in analyses.values():\n"
-                      "    suite.add_gradcam(analysis, data_set, picks)\n"
-                      "views.gradcam_figure(analyses, data_set, picks);"),
+        new_code_cell("if analyse:\n"
+                      "    picks = suite.pick_gradcam_images(list(analyses.values()), data_set.test_labels, settings.seed)\n"
+                      "    for analysis in analyses.values():\n"
+                      "        suite.add_gradcam(analysis, data_set, picks)\n"
+                      "views.gradcam_figure(summaries, data_set);"),
         new_markdown_cell("""## Explorer
 Pick a model, a true class and a predicted class (a cell of the confusion matrix) to see those test
-images with the model's top-3 probabilities; choose one to see every model's prediction and Grad-CAM
-side by side. Above the widgets, the same views for the default selection as plain figures."""),
+images with the model's top-3 probabilities, 16 at a time; choose one to see every model's prediction
+and Grad-CAM side by side. First comes a static view of the default selection (plain images, readable
+anywhere), then the live controls, with how to make them live without re-running the analyses."""),
         new_code_cell("view = explorer.show(analyses, data_set)"),
-        new_markdown_cell("## Time taken and saving\nWall time per analysis and run (minutes), then "
-                          "`results/<run>/analysis.json` and `results/<run>/figures/gradcam.png`, which "
-                          "`python -m labkit.report` reads."),
-        new_code_cell("display(suite.wall_time_table(summaries).round(2))\n"
-                      "if save:\n    views.save_analyses(analyses, data_set, picks, root)"),
+        new_markdown_cell("## Time taken and saving\nWall time per analysis and run (seconds), then, with `save` "
+                          "and `analyse`, `results/<run>/analysis.json`, `test_probabilities.pt` and "
+                          "`figures/gradcam.png`, which `python -m labkit.report` and this notebook with "
+                          "`analyse = False` read. With `analyse = False` nothing is written."),
+        new_code_cell("display(views.styled(suite.wall_time_table(summaries)))\n"
+                      "if save and analyse:\n    views.save_analyses(analyses, data_set, root)"),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 

@@ -23,7 +23,7 @@ run() {  # notebook run_name model epochs [papermill options: -p name value ...]
   LABKIT_PROGRESS_INTERVAL=60 papermill -k python3 --log-output "notebooks/$notebook.ipynb" \
     "$executed" -p model "$model" -p run_name "$name" -p epochs "$epochs" -p data "$data" \
     -p val_size 5000 -p device cpu -p resume True "$@"   # a later -p val_size overrides this one
-  cp "$executed" "results/$name/notebook.ipynb"
+  python -m labkit.notebook.tidy "$executed" "results/$name/notebook.ipynb"   # no cleared bars, no machine's paths
 }
 
 # The 15-epoch runs (the CNN's 30), the base recipe; cheap runs first: the ablation has 15× fewer
@@ -111,10 +111,12 @@ wait "$b" || { echo "lane b failed: see ~/.cache/labkit/lane_b.log"; exit 1; }
 
 # The comparison and the analyses take each model's longest run (notebook parameter runs="longest").
 papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
+python -m labkit.notebook.tidy results/comparison.ipynb
 if python -c "import sys; from labkit.reporting.select import select_runs; from labkit.robustness.suite import analyses_current
 sys.exit(not analyses_current([n for n, r in select_runs('longest').items() if r]))"; then
   echo "every analysis in results/ is from the present weights; skipping notebooks/06_analysis"
 else
   papermill -k python3 --log-output notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data"
+  python -m labkit.notebook.tidy results/analysis.ipynb
 fi
 python -m labkit.report

@@ -200,7 +200,7 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
     assert len(s["gradcam"]["maps"]) == len(picks["test_indices"]) <= 8
     assert list(s["wall_time_s"])[-1] == "total_s"
 
-    save_analyses({"cnn": analysis}, data, picks)
+    save_analyses({"cnn": analysis}, data)
     loaded = load_analysis("cnn")
     assert loaded["stale"] is False and loaded["calibration"] == json.loads(json.dumps(s["calibration"]))
     text = build(root, tmp_path / "report.md")
@@ -255,24 +255,53 @@ def test_gradcam_picks_four_images_all_get_right_and_four_most_get_wrong():
     assert picks["kinds"][4] == "wrong for 2 of 2 models"
 
 
-def test_explorer_finds_the_cells_of_the_confusion_matrix():
-    data = synthetic_cifar10(train_per_class=1, test_per_class=3)
+def test_explorer_finds_the_cells_of_the_confusion_matrix_and_pages_through_them():
+    from matplotlib.figure import Figure
+
+    data = synthetic_cifar10(train_per_class=1, test_per_class=20)
     labels = data.test_labels
     predictions = labels.tolist()
-    for i in (labels == 3).nonzero().flatten().tolist():    # every cat called a dog
+    for i in (labels == 3).nonzero().flatten().tolist():    # every cat called a dog: 20 images, 2 pages
         predictions[i] = 5
     analysis = fake_analysis("cnn", predictions, labels)
     explorer = Explorer({"cnn": analysis}, data)
     assert explorer.most_confused("cnn") == (3, 5)
-    assert len(explorer.matching("cnn", 3, 5)) == 3 and len(explorer.matching("cnn", 3, 3)) == 0
+    assert len(explorer.matching("cnn", 3, 5)) == 20 and len(explorer.matching("cnn", 3, 3)) == 0
     assert explorer.top3("cnn", int(explorer.matching("cnn", 3, 5)[0])).startswith("dog 91%")
+    assert isinstance(explorer.gallery_figure("cnn", 3, 5), Figure)          # not a pyplot figure
     box = explorer.widget()
     model_box, true_box, predicted_box = box.children[0].children
+    previous, following, page_label = box.children[1].children
+    gallery, image_box, note, detail = box.children[2], box.children[4], box.children[5], box.children[6]
     assert (model_box.value, true_box.value, predicted_box.value) == ("cnn", 3, 5)
-    image_box = box.children[3]
-    assert len(image_box.options) == 3
-    true_box.value = 4                  # no deer mistaken for a dog: an empty cell
-    assert image_box.options == () and image_box.value is None
+    assert page_label.value == "images 1–16 of 20" and previous.disabled and not following.disabled
+    assert len(image_box.options) == 16 and bytes(gallery.value).startswith(b"\x89PNG") and detail.value
+    following.click()
+    assert page_label.value == "images 17–20 of 20" and following.disabled and len(image_box.options) == 4
+    true_box.value = 4                  # no deer mistaken for a dog: an empty cell, back to page 1
+    assert image_box.options == () and image_box.value is None and page_label.value == "no images"
+    assert "No test image" in note.value and detail.layout.display == "none"
+
+
+def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path, monkeypatch):
+    from labkit.robustness.suite import load_analyses, save_analysis, weights_sha256
+
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
+    data = synthetic_cifar10(train_per_class=2, test_per_class=3)
+    save_run(fit(TrainConfig(model="cnn", run_name="cnn", epochs=1, batch_size=8, val_size=10, data="synthetic",
+                             progress=False), data))
+    with pytest.raises(RunDataError, match="analysis.json does not exist.*analyse = True"):
+        load_analyses(["cnn"], data)
+    analysis = fake_analysis("cnn", data.test_labels.tolist(), data.test_labels)
+    analysis.summary = {"version": 1, "weights_sha256": weights_sha256("cnn"), "data_checksum": data.checksum}
+    save_analysis(analysis)
+    [loaded] = load_analyses(["cnn"], data).values()
+    assert torch.equal(loaded.test_index, analysis.test_index)
+    assert torch.allclose(loaded.probabilities, analysis.probabilities, atol=1e-3)
+    assert Explorer({"cnn": loaded}, data).widget()
+    (tmp_path / "cnn" / "model.pt").write_bytes((tmp_path / "cnn" / "model.pt").read_bytes() + b"retrained")
+    with pytest.raises(RunDataError, match="other weights.*analyse = True"):
+        load_analyses(["cnn"], data)
 
 
 def test_the_analysis_takes_each_models_longest_run_by_default(tmp_path, monkeypatch):

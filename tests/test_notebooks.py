@@ -73,6 +73,7 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     texts = [o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in training.outputs]
     shown = "".join(texts)
     assert "steps (" not in shown and "%|" not in shown        # no stale bars
+    assert sum(1 for o in training.outputs if o.output_type == "display_data") == 1   # one bar output, not one per epoch
     assert "resumed cnn-" in shown and "] epoch 1/2" in shown and "] epoch 2/2" in shown
 
 
@@ -81,7 +82,7 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     (dict(runs="no_such_run"), "no saved run no_such_run in"),
     (dict(), "no saved run in"),                          # runs="longest" with nothing trained yet
     (dict(attack_size=3), "attack_size must be an integer ≥ 10"),
-    (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: attack_size, calibration_size"),
+    (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: analyse, attack_size, calibration_size"),
 ])
 def test_the_analysis_notebook_fails_in_its_first_code_cell_on_bad_parameters(tmp_path, monkeypatch, parameters,
                                                                               message):

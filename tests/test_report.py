@@ -162,6 +162,41 @@ def test_every_embedded_figure_exists_and_report_figures_have_distinct_titles(re
     assert all(titles.values()) and len(set(titles.values())) == len(titles), titles
 
 
+def test_the_report_opens_with_its_summary_and_has_every_section_in_order(results_root, tmp_path):
+    import re
+
+    text = build(results_root, tmp_path / "report.md")
+    headings = re.findall(r"^#{1,2} (.+)$", text, flags=re.M)
+    assert headings[1] == "Summary"
+    order = ["Summary", "Set-up", "Comparison", "Discussion: the lab report's claims against these numbers",
+             "Conclusions", "Limitations", "References", "Appendix", "Provenance"]
+    positions = [next(i for i, h in enumerate(headings) if h.startswith(name)) for name in order]
+    assert positions == sorted(positions), headings
+    blocks = text.split("\n\n")
+    figures = [i for i, block in enumerate(blocks) if block.startswith("![")]
+    assert figures
+    for i in figures:                            # every figure has a sentence under it saying what it shows
+        assert not blocks[i + 1].startswith(("![", "#", "|")), blocks[i + 1]
+
+
+def test_the_committed_report_has_no_table_cell_over_120_characters_and_its_figures_at_150_dpi():
+    import re
+
+    from PIL import Image
+
+    from labkit.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "report.md").read_text()
+    cells = [cell.strip() for line in text.splitlines() if line.startswith("|") for cell in line.strip("|").split("|")]
+    figures = [REPO_ROOT / link for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)]
+    assert cells and max(map(len, cells)) <= 120, max(cells, key=len)
+    assert figures
+    for path in figures:
+        with Image.open(path) as image:
+            dpi = image.info.get("dpi", (0, 0))[0]
+        assert round(dpi) >= 150, f"{path} is at {dpi} dpi"
+
+
 def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
     from labkit.models import build_model
     from labkit.models.inspect import activation_memory
@@ -235,13 +270,14 @@ def test_the_tuning_section_names_the_trial_each_run_took_its_recipe_from(tmp_pa
                  "resnet18-40ep-cutout12": run(ema_decay=0.997, cutout=12),
                  "resnet18-far": run(ema_decay=0.997, cutout=12, lr=0.2), "broken": None}
     section = "\n".join(tuning_section(tmp_path, every_run=every_run))
-    long, short = section.split("## Recipe tuning: resnet18, 4-epoch trials")       # logs in file-name order
-    assert "## Recipe tuning: resnet18, 10-epoch trials" in long
+    short, long = section.split("## Recipe tuning: resnet18, 10-epoch trials")       # shorter horizon first
+    assert "## Recipe tuning: resnet18, 4-epoch trials" in short
     # a run one setting away from a 4-epoch trial but exactly a 10-epoch trial's recipe is named only there
-    assert "Adopted: run resnet18 uses the recipe of trial 'base recipe'." in short
+    assert "Runs in results/ by the trial whose recipe they use: 'base recipe': resnet18." in short
+    assert "the other trial is within two standard errors of it, so one seed does not tell the two apart" in short
     assert long.rstrip().endswith(
-        "Adopted: run resnet18 uses the recipe of trial 'base recipe'; run resnet18-40ep uses the recipe of trial "
-        "'ema_decay 0.997'; run resnet18-40ep-cutout12 uses the recipe of trial 'ema_decay 0.997' with cutout 12.")
+        "Runs in results/ by the trial whose recipe they use: 'base recipe': resnet18; 'ema_decay 0.997': "
+        "resnet18-40ep; 'ema_decay 0.997' with cutout 12: resnet18-40ep-cutout12.")
 
 
 def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_older_files():
@@ -302,6 +338,7 @@ def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
 
 def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
     import json
+    import re
     import shutil
 
     root = tmp_path / "results"
@@ -318,8 +355,8 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     text = build(root, tmp_path / "report.md")
     cnn_section = text.split("## CNN")[1].split("\n## ")[0]
     assert "Run `cnn-60ep`:" in cnn_section and "over 2 seeds at 60 epochs (cnn-60ep, cnn-60ep-seed1)" in cnn_section
-    assert "### On each model's longest run (epochs: cnn-60ep 60, resnet18 2)" in text
-    assert "### On the first runs (epochs: cnn 2, resnet18 2)" in text
+    assert re.search(r"### On each model's longest run \((\w[^;]*; )?epochs: cnn-60ep 60, resnet18 2\)", text)
+    assert re.search(r"### On the first runs \((\w[^;]*; )?epochs: cnn 2, resnet18 2\)", text)
     assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
     figures = {p.name for p in (root / "figures").glob("*.png")}      # the shorter run's figures are gone
     assert "cnn-60ep_curves.png" in figures and not {n for n in figures if n.startswith("cnn_")}
@@ -332,6 +369,7 @@ def test_a_final_fit_without_a_val_split_is_read_reported_and_stands_for_its_bud
 
     from labkit.reporting.select import load_every_run, longest_runs
     from labkit.reporting.tables import comparison_table, headline_table, lab_report_table
+    from labkit.robustness.suite import AnalysisSettings, analyse_runs
 
     root = tmp_path / "results"
     monkeypatch.setenv("LABKIT_RESULTS", str(root))
@@ -348,6 +386,14 @@ def test_a_final_fit_without_a_val_split_is_read_reported_and_stands_for_its_bud
     text = build(root, tmp_path / "report.md")
     assert "trained on all 200 training images (no validation split)" in text
     assert "cnn-val (cutout 4): val" in text                      # the other recipe at that budget, by its val
+    # the analysis of a final fit: no val split, so no temperature is fitted (never on test); the rest runs
+    settings = AnalysisSettings(calibration_size=50, corruption_size=20, attack_size=10, epsilons=(1.0,))
+    [analysis] = analyse_runs(["cnn-final"], data, settings, save=True).values()
+    calibration = analysis.summary["calibration"]
+    assert calibration["temperature"] is None and calibration["after"] is None and calibration["bins_before"]
+    assert analysis.summary["val_images"] == 0 and analysis.summary["corruptions"]["accuracy"]
+    text = build(root, tmp_path / "report.md")
+    assert "cnn-final trained on all training images, so no T can be fitted" in text
     shutil.rmtree(root)
 
 

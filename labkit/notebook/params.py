@@ -90,12 +90,16 @@ def model_of_run(run_name: str) -> str:
     raise ValueError(f"run name {run_name!r} does not start with a model name ({', '.join(available_models())})")
 
 
-def configure_analysis(runs: str, results_dir: str, epsilons: str, **settings):
+def configure_analysis(runs: str, results_dir: str, epsilons: str, save: bool = True, analyse: bool = True,
+                       **settings):
     """Check the analysis notebook's parameters: (run names, results root or None, AnalysisSettings).
     `runs` is "longest" (each model's longest run) or run names, each of which must be in the results
     root. In smoke mode the subsets shrink, and a run that is not there (for "longest": a model with
     no run) is trained for one epoch on synthetic data first."""
-    reject_unknown_parameters(["runs", "results_dir", "epsilons", "data", "save", *settings])
+    reject_unknown_parameters(["runs", "results_dir", "epsilons", "data", "save", "analyse", *settings])
+    for name, value in (("save", save), ("analyse", analyse)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     root = Path(results_dir) if results_dir else None
     if root is not None and not root.is_dir():
         raise ValueError(f"results_dir {results_dir!r} is not a folder")

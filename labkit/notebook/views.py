@@ -17,7 +17,7 @@ from labkit.models import available_builders, build_model, inspect
 from labkit.reporting import figures as plots
 from labkit.reporting.select import load_benchmarks
 from labkit.robustness.suite import save_analysis
-from labkit.runs.store import run_dir
+from labkit.runs.store import RunDataError, run_dir
 from labkit.storage import write_atomic
 from labkit.training.loop import estimate_epoch_seconds
 
@@ -122,7 +122,7 @@ def resnet_gradient_look(model_name: str, data: Cifar10, batch: int = 128, seed:
     without = inspect.block_gradient_norms(model, x, y, use_shortcut=False)
     table = pd.DataFrame({"with shortcuts": with_sc, "shortcuts removed": without})
     table["ratio"] = table["with shortcuts"] / table["shortcuts removed"]
-    return table, plots.gradient_norms(with_sc, without, f"{model_name}: gradient norm per block at initialisation")
+    return table.round(3), plots.gradient_norms(with_sc, without, f"{model_name}: gradient norm per block at initialisation")
 
 
 def densenet_memory_look(batch: int = 32):
@@ -195,18 +195,41 @@ def densenet_benchmarks() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def gradcam_figure(analyses: dict, data: Cifar10, picks: dict):
-    """The picked test images, then each analysed run's Grad-CAM over them."""
+def styled(table: pd.DataFrame, percent: list[str] | str = ()):
+    """A table for a notebook: the `percent` columns ("all": every column) as percentages with one
+    decimal, other numbers with three decimals, missing values as a dash."""
+    columns = list(table.columns) if percent == "all" else list(percent)
+    return (table.style.format(precision=3, thousands=",", na_rep="–")
+            .format("{:.1%}", subset=columns, na_rep="–"))
+
+
+def gradcam_figure(summaries: dict[str, dict], data: Cifar10):
+    """The Grad-CAM images the analyses picked, then each run's maps over them, from the runs'
+    analysis summaries (`analysis.json`): nothing is recomputed."""
+    missing = [name for name, s in summaries.items() if not s.get("gradcam")]
+    if missing:
+        raise RunDataError(f"{', '.join(missing)}: the saved analysis has no Grad-CAM (the analysis stopped before "
+                           "it); run the analysis notebook on these runs with analyse = True")
+    gradcams = {name: s["gradcam"] for name, s in summaries.items()}
+    picks = next(iter(gradcams.values()))
+    if any(g["test_indices"] != picks["test_indices"] for g in gradcams.values()):
+        raise RunDataError(f"the analyses of {', '.join(gradcams)} picked different Grad-CAM images (they were "
+                           "analysed apart); analyse them together (analyse = True) to compare them on one set")
     index = torch.tensor(picks["test_indices"], dtype=torch.long)
     captions = [f"{data.classes[int(data.test_labels[i])]}\n{kind}" for i, kind in zip(index.tolist(), picks["kinds"])]
-    return plots.gradcam_overlays(data.test_images[index], {name: a.summary["gradcam"] for name, a in analyses.items()},
-                                  captions)
+    return plots.gradcam_overlays(data.test_images[index], gradcams, captions)
 
 
-def save_analyses(analyses: dict, data: Cifar10, picks: dict, root: Path | None = None) -> None:
+def save_gradcam_figure(name: str, summary: dict, data: Cifar10, root: Path | None = None) -> Path:
+    """A run's Grad-CAM row as results/<run>/figures/gradcam.png."""
+    fig = gradcam_figure({name: summary}, data)
+    path = save_figure(fig, name, "gradcam", root=root)
+    plt.close(fig)
+    return path
+
+
+def save_analyses(analyses: dict, data: Cifar10, root: Path | None = None) -> None:
     """Each run's analysis.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
     for name, analysis in analyses.items():
         print("saved", save_analysis(analysis, root))
-        fig = gradcam_figure({name: analysis}, data, picks)
-        save_figure(fig, name, "gradcam", root=root)
-        plt.close(fig)
+        save_gradcam_figure(name, analysis.summary, data, root)

@@ -85,8 +85,8 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
     return {"claim": claim, "verdict": verdict,
             "evidence": f"params {d['params']:,} vs {r['params']:,}; {speeds[0]:.0f} vs {speeds[1]:.0f} img/s "
-                        f"training ({source}); activations {memory[0]:.1f} vs {memory[1]:.1f} MB/img; FLOPs/img "
-                        f"{d['flops_per_image'] / 1e6:.0f}M vs {r['flops_per_image'] / 1e6:.0f}M"}
+                        f"training ({source}); activations {memory[0]:.1f} vs {memory[1]:.1f} MB/img; "
+                        f"MFLOPs/img {d['flops_per_image'] / 1e6:,.1f} vs {r['flops_per_image'] / 1e6:,.1f}"}
 
 
 def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
@@ -120,8 +120,8 @@ def imagenet_stem_costs_accuracy(runs: dict, benchmarks: dict) -> dict:
     verdict = "supported" if gap < -noise else "not supported" if gap > noise else "no difference beyond test noise"
     return {"claim": claim, "verdict": verdict,
             "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "
-                        f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:.0f}M vs "
-                        f"{b['flops_per_image'] / 1e6:.0f}M FLOPs/img"}
+                        f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:,.1f} vs "
+                        f"{b['flops_per_image'] / 1e6:,.1f} MFLOPs/img"}
 
 
 CLAIMS = (deep_models_beat_the_cnn, shortcuts_explain_the_gap, densenet_is_smaller_but_costlier,

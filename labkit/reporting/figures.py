@@ -15,6 +15,7 @@ from labkit.robustness.gradcam import upsample
 MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
                  "densenet_cifar_memory_efficient": "yellowgreen", "se_resnet18": "tab:orange",
                  "se_resnet18_imagenet_stem": "tab:red"}
+MIN_BIN_IMAGES = 20   # reliability bins with fewer images are too noisy to draw (1 image: accuracy 0 or 1)
 
 
 def model_colour(name: str) -> str:
@@ -157,72 +158,116 @@ def densenet_growth(rows: list[dict], memory: dict[str, float], title: str = "de
 
 
 def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes, title: str = "SE excitation per class"):
-    """One panel per stage: mean SE gate per channel (x) for each class (rows)."""
+    """One panel per stage: mean SE gate per channel (x) for each class (rows); the colour scale is
+    the gate's whole range, 0 to 1, so gates stuck near 0.5 read as one flat colour."""
     names = list(excitations)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names) + 1.2, 3.6), squeeze=False,
+                             layout="constrained")
     for ax, name in zip(axes.flat, names):
         image = ax.imshow(excitations[name].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                           interpolation="nearest")
-        ax.set(title=name, xlabel="channel")
-        ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=7)
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="mean gate")
-    fig.suptitle(f"{title} (last block of each stage)", y=1.04)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("channel", fontsize=9)
+        ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=9)
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.9, label="mean gate over the class's images")
+    fig.suptitle(f"{title} (last block of each stage)", fontsize=11)
     return fig
 
 
+def panel_title(name: str) -> str:
+    """A run name over two lines, the model then its variant, so narrow panels' titles do not collide."""
+    model, _, variant = name.partition("-")
+    return f"{model}\n{variant}" if variant else name
+
+
+def panel_grid(count: int, columns: int, width: float, height: float, **options):
+    """A grid of `count` panels, `columns` wide, with the unused ones removed."""
+    rows = -(-count // columns)
+    columns = min(columns, count)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False, **options)
+    for ax in axes.flat[count:]:
+        ax.remove()
+    return fig, axes.flat[:count]
+
+
 def reliability_diagrams(summaries: dict[str, dict]):
-    """Per run: accuracy against confidence in 15 bins, before and after temperature scaling;
-    bars below the diagonal are over-confident, above it under-confident."""
-    fig, axes = plt.subplots(1, len(summaries), figsize=(3.2 * len(summaries), 3.4), squeeze=False)
-    for ax, (name, s) in zip(axes[0], summaries.items()):
+    """Per run: accuracy against confidence in 15 bins, before and after temperature scaling, with
+    each drawn bin's image count under the axis; bars below the diagonal are over-confident, above it
+    under-confident. Bins of fewer than MIN_BIN_IMAGES images are not drawn."""
+    fig, axes = panel_grid(len(summaries), 3, 4.2, 4.0)
+    for ax, (name, s) in zip(axes, summaries.items()):
         c = s["calibration"]
-        for key, label, style in (("bins_before", f"T = 1: ECE {c['before']['ece']:.1%}", dict(alpha=0.45)),
-                                  ("bins_after", f"T = {c['temperature']:.2f}: ECE {c['after']['ece']:.1%}",
-                                   dict(fill=False, edgecolor="black"))):
-            bins = [b for b in c[key] if b["count"]]
-            ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=1 / len(c[key]), align="edge",
+        width = 1 / len(c["bins_before"])
+        drawn = [("bins_before", f"T = 1: ECE {c['before']['ece']:.1%}", dict(alpha=0.45))]
+        if c["temperature"]:    # a final fit has no val split, so no temperature
+            drawn.append(("bins_after", f"T = {c['temperature']:.2f}: ECE {c['after']['ece']:.1%}",
+                          dict(fill=False, edgecolor="black")))
+        else:
+            ax.plot([], [], " ", label="no val split: no T fitted")
+        for key, label, style in drawn:
+            bins = [b for b in c[key] if b["count"] >= MIN_BIN_IMAGES]
+            ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
                    color=model_colour(name), label=label, **style)
+        shown = [b for b in c["bins_before"] if b["count"] >= MIN_BIN_IMAGES]
+        for b in shown:   # images per bin (before scaling), small, inside the bar's foot
+            ax.text(b["low"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center", va="bottom", fontsize=6)
         ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=name)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy in the bin")
+        ax.set_title(panel_title(name), fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("accuracy in the bin")
+    fig.suptitle(f"reliability on the test split (no TTA); numbers: images per bin before scaling; bins under "
+                 f"{MIN_BIN_IMAGES} images not drawn", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def corruption_heatmaps(summaries: dict[str, dict]):
-    """Per run: accuracy for each corruption (rows) at severities 1–5 (columns)."""
-    fig, axes = plt.subplots(1, len(summaries), figsize=(2.6 * len(summaries) + 1.5, 5.2), squeeze=False,
-                             sharey=True)
-    for ax, (name, s) in zip(axes[0], summaries.items()):
-        table = s["corruptions"]["accuracy"]
+    """Per run: accuracy for each corruption (rows) at severities 1–5 (columns). The colour scale
+    starts at the lowest accuracy shown (rounded down to 10 %), not at 0, so the differences between
+    50 and 90 % stay visible."""
+    tables = {name: s["corruptions"]["accuracy"] for name, s in summaries.items()}
+    low = min(min(v for row in t.values() for v in row.values()) for t in tables.values())
+    low = np.floor(low * 10) / 10
+    fig, axes = panel_grid(len(summaries), 3, 3.9, 6.0)
+    for i, (ax, (name, s)) in enumerate(zip(axes, summaries.items())):
+        table = tables[name]
         values = np.array([[row[k] for k in sorted(row, key=int)] for row in table.values()])
-        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        image = ax.imshow(values, vmin=low, vmax=1, cmap="viridis", aspect="auto")
         for (r, col), v in np.ndenumerate(values):
-            ax.text(col, r, f"{v:.0%}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+            ax.text(col, r, f"{v * 100:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if v < low + (1 - low) * 0.55 else "black")
         ax.set_xticks(range(values.shape[1]), [str(k) for k in range(1, values.shape[1] + 1)])
-        ax.set_yticks(range(len(table)), list(table))
-        ax.set(xlabel="severity", title=f"{name}\nmean {s['corruptions']['mean_accuracy']:.1%}, "
-                                        f"clean {s['corruptions']['clean_accuracy']:.1%}")
-        ax.title.set_fontsize(8)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.7, label="accuracy")
+        ax.set_yticks(range(len(table)), [c.replace("_", " ") for c in table] if i % 3 == 0 else [])
+        ax.set_xlabel("severity")
+        ax.set_title(f"{panel_title(name)}\nmean {s['corruptions']['mean_accuracy']:.1%}, clean "
+                     f"{s['corruptions']['clean_accuracy']:.1%}", fontsize=9)
+    fig.suptitle("accuracy (%) under each corruption and severity, same corrupted test images for every run",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    bar = fig.colorbar(image, cax=fig.add_axes((0.935, 0.15, 0.015, 0.7)), label="accuracy")
+    bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     return fig
 
 
 def attack_curves(summaries: dict[str, dict]):
-    """Accuracy against the L∞ budget ε, FGSM dashed and PGD-10 solid, one colour per run."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for name, s in summaries.items():
+    """Accuracy against the L∞ budget ε: FGSM and PGD-10 in two panels, one colour and marker per
+    run, so runs with near-equal curves stay told apart; the legend sits outside."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    markers = "osD^vP*X"
+    for i, (name, s) in enumerate(summaries.items()):
         a = s["attacks"]
         eps = [0.0] + [float(e) for e in a["pgd"]]
-        for attack, style in (("fgsm", "--"), ("pgd", "-")):
-            ax.plot(eps, [a["clean"]] + list(a[attack].values()), style, marker="o", color=model_colour(name),
-                    label=f"{name} {attack.upper()}")
-    ax.set(xscale="symlog", xlabel="ε (× 1/255), 0 = clean", ylabel="accuracy", ylim=(0, 1),
-           title="adversarial accuracy: FGSM (dashed), PGD-10 (solid)")
-    ax.set_xticks([0.0] + [float(e) for e in next(iter(summaries.values()))["attacks"]["pgd"]])
-    ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.grid(alpha=0.3), ax.legend(fontsize=6, ncol=2)
+        for ax, attack in zip(axes, ("fgsm", "pgd")):
+            ax.plot(eps, [a["clean"]] + list(a[attack].values()), "-", marker=markers[i % len(markers)],
+                    mfc="none", ms=7, lw=1.2, color=model_colour(name), label=name if attack == "fgsm" else None)
+    ticks = [0.0] + [float(e) for e in next(iter(summaries.values()))["attacks"]["pgd"]]
+    for ax, title in zip(axes, ("FGSM (one step)", "PGD, 10 steps")):
+        ax.set(xscale="symlog", xlabel="ε (grey levels of 255; 0 = clean)", ylim=(0, 1), title=title)
+        ax.set_xticks(ticks)
+        ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy on the attacked images")
+    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -232,23 +277,27 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     them, titled with the prediction and its confidence; wrong predictions in red.
     rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
     columns = len(images)
-    fig, axes = plt.subplots(len(rows) + 1, columns, figsize=(1.45 * columns, 1.65 * (len(rows) + 1)), squeeze=False)
+    fig, axes = plt.subplots(len(rows) + 1, columns, figsize=(1.75 * columns + 1.4, 2.0 * (len(rows) + 1)),
+                             squeeze=False, layout="constrained")
     pictures = images.permute(0, 2, 3, 1).cpu().numpy()
     for ax, picture, caption in zip(axes[0], pictures, captions):
         ax.imshow(picture)
-        ax.set_title(caption, fontsize=6)
+        ax.set_title(caption, fontsize=8)
+    axes[0][0].set_ylabel("test image", fontsize=8)
+    heat = None
     for r, (name, row) in enumerate(rows.items(), start=1):
         maps = upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy()
         for c, ax in enumerate(axes[r]):
             ax.imshow(pictures[c])
-            ax.imshow(maps[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            heat = ax.imshow(maps[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
             wrong = row["predicted"][c] != row["true"][c]
-            ax.set_title(f"{row['predicted'][c]} {row['confidence'][c]:.0%}", fontsize=6,
+            ax.set_title(f"{row['predicted'][c]} {row['confidence'][c]:.0%}", fontsize=8,
                          color="crimson" if wrong else "black")
-        axes[r][0].set_ylabel(f"{name}\n{row['layer']} ({row['map_size']}×{row['map_size']})", fontsize=6)
+        axes[r][0].set_ylabel(f"{panel_title(name)}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
+    if heat is not None:
+        fig.colorbar(heat, ax=axes[1:].ravel().tolist(), shrink=0.8, label="Grad-CAM, 0–1 per map")
     return fig
 
 
@@ -258,11 +307,11 @@ def budget_figure(runs: dict):
     says the recipe: circles the base recipe, squares with an EMA of the weights (and cutout where the
     legend says), open markers final fits on all training images; models are offset a little sideways
     so none hides another."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5.6))
     grouped = runs_by_model(runs)
     for i, (model, entries) in enumerate(grouped.items()):
         groups = budget_groups(entries)
-        offset = (i - (len(grouped) - 1) / 2) * 0.4
+        offset = (i - (len(grouped) - 1) / 2) * 1.2
         xs = [epochs + offset for epochs, _ in groups]
         means = [seed_summary(group)[0] for _, group in groups]
         colour = model_colour(model)
@@ -279,10 +328,12 @@ def budget_figure(runs: dict):
     ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
     if any(not run["metrics"].get("val_images", 1) for run in present(runs).values()):
         ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 training images")
-    ax.set(xlabel="training epochs (the whole schedule)", ylabel="final test accuracy",
-           title="test accuracy against training budget; the recipe changed with the budget (dotted: lab report)")
+    ax.set(xlabel="training epochs (the whole schedule; models side by side)", ylabel="final test accuracy",
+           title="test accuracy against training budget (dotted: the lab report's numbers)")
+    ax.yaxis.set_major_locator(plt.MultipleLocator(0.02))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))   # outside: points span the whole plot
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)   # below: points span the plot
     fig.tight_layout()
     return fig
 
@@ -291,21 +342,24 @@ def curves_figure(runs: dict):
     """Val accuracy and loss, against epoch and against training compute (PFLOP: 3 × forward FLOPs ×
     images seen), which unlike wall-clock does not depend on the machine that ran each epoch."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    for name, run in present(runs).items():
+    styles = ["-", "--", "-.", ":"]    # with the colour, so a curve under another still shows
+    for i, (name, run) in enumerate(present(runs).items()):
         h = run["history"]
         if h.val_acc.isna().all():
             continue
-        colour = model_colour(name)
+        style = dict(color=model_colour(name), ls=styles[i % len(styles)], lw=1.6)
         for row, column in enumerate(("val_acc", "val_loss")):
-            axes[row, 0].plot(h.epoch, h[column], ".-", label=name if row == 0 else None, color=colour)
-            axes[row, 1].plot(training_pflop(run, h.epoch), h[column], ".-", color=colour)
+            axes[row, 0].plot(h.epoch, h[column], label=name if row == 0 else None, **style)
+            axes[row, 1].plot(training_pflop(run, h.epoch), h[column], **style)
     for row, label in enumerate(("val accuracy", "val loss")):
         axes[row, 0].set(xlabel="epoch", ylabel=label)
         axes[row, 1].set(xlabel="training compute (PFLOP, log)", ylabel=label, xscale="log")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"validation curves of each model's headline run ({len(present(runs))} runs)")
-    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    drawn = [n for n, r in present(runs).items() if not r["history"].val_acc.isna().all()]
+    fig.suptitle(f"validation curves of the headline runs with a val split ({len(drawn)} of {len(present(runs))})")
+    if drawn:
+        fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
@@ -332,12 +386,14 @@ def training_pflop(run: dict, epochs):
 
 def scatter_figure(runs: dict):
     """Test accuracy against parameters and against training compute (not wall-clock, which depends on
-    the machine); runs are told apart by colour and marker in one legend, so no label overprints another."""
+    the machine); runs are told apart by colour and hollow marker in one legend, so no label overprints
+    another and a run on top of another does not hide it."""
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = "osD^vP*X"
     for i, (name, run) in enumerate(present(runs).items()):
         m = run["metrics"]
-        style = dict(color=model_colour(name), marker=markers[i % len(markers)], s=50)
+        style = dict(edgecolors=model_colour(name), facecolors="none", linewidths=1.8, marker=markers[i % len(markers)],
+                     s=80)   # hollow, so runs at nearly the same point (ResNet-18 and SE) both show
         by_params.scatter(m["params"] / 1e6, m["test_accuracy"], label=name, **style)
         by_time.scatter(training_pflop(run, m["epochs"]), m["test_accuracy"], **style)
     by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")

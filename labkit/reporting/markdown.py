@@ -10,12 +10,14 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from labkit import tune
 from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import gate_reading, gradient_reading
+from labkit.reporting import captions
 from labkit.reporting.claims import claims
 from labkit.reporting.figures import (
     attack_curves,
@@ -60,6 +62,7 @@ from labkit.reporting.tables import (
     lab_report_table,
     latest_benchmarks,
     markdown_table,
+    notebook_epochs,
     training_commits,
 )
 from labkit.robustness.corruptions import CORRUPTIONS
@@ -120,7 +123,9 @@ def tuning_section(root: Path, problems: list[str] | None = None, every_run: dic
     # A run with one setting changed from a trial is named only where no trial of any log is its exact recipe.
     exact = {name for found in matches.values() for name, _, changed in found if not changed}
     lines = []
-    for stem, log in logs.items():
+    order = list(DEFAULT_RUNS)      # the report's model order, then the shorter horizon first
+    for stem, log in sorted(logs.items(), key=lambda item: (
+            order.index(item[1]["model"]) if item[1]["model"] in order else len(order), item[1]["epochs"])):
         trials = log["trials"]
         val_images = trials[0]["config"]["val_size"]
         best = max(r["final_val_accuracy"] for r in trials)
@@ -163,27 +168,37 @@ def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
 
 def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
     """The best trial, how many the noise cannot tell from it (the table's column says which), which
-    trial's recipe the runs in results/ went on to use (`adopted`: from `recipe_matches`), and, when that
-    is not the best, why."""
+    trial's recipe the runs in results/ went on to use (`adopted`: from `recipe_matches`), grouped by
+    trial, and, when that is not the best, why."""
     trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
     best, images = trials[0], trials[0]["config"]["val_size"]
     close = [r for r in trials[1:] if best["final_val_accuracy"] - r["final_val_accuracy"]
              <= difference_noise((best["final_val_accuracy"], images), (r["final_val_accuracy"], images))]
-    text = (f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}); "
-            f"{len(close)} of the other {len(trials) - 1} trials are within two standard errors of it, so one seed "
-            f"does not tell them apart.")
+    others = len(trials) - 1
+    if not others:
+        noise = "it is the only trial."
+    elif not close:
+        noise = f"its lead over the other {others} trial{'s' if others > 1 else ''} is beyond two standard errors."
+    elif others == 1:
+        noise = "the other trial is within two standard errors of it, so one seed does not tell the two apart."
+    else:
+        noise = (f"{len(close)} of the other {others} trials are within two standard errors of it, so one seed "
+                 "does not tell those apart.")
+    text = f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}); {noise}"
     if adopted:
-        text += " Adopted: " + "; ".join(
-            f"run {name} uses the recipe of trial '{trial}'" + "".join(f" with {key} {value}"
-                                                                       for key, value in changed.items())
-            for name, trial, changed in adopted) + "."
+        by_trial: dict[str, list[str]] = {}
+        for name, trial, changed in adopted:
+            label = f"'{trial}'" + "".join(f" with {key} {value}" for key, value in changed.items())
+            by_trial.setdefault(label, []).append(name)
+        text += " Runs in results/ by the trial whose recipe they use: " + "; ".join(
+            f"{label}: {', '.join(names)}" for label, names in by_trial.items()) + "."
         labels = {trial for _, trial, _ in adopted}
         kept = [r for r in close if tune.trial_label(r) in labels]
         if tune.trial_label(best) not in labels and kept:
-            fewer = len(kept[0]["overrides"]) < len(best["overrides"])
-            text += (f" The best trial was not adopted: its lead over '{tune.trial_label(kept[0])}' is within the "
-                     f"noise" + (f", and that recipe stays closer to the base recipe ({len(kept[0]['overrides'])} "
-                                 f"changed settings rather than {len(best['overrides'])})." if fewer else "."))
+            names = ", ".join(f"'{tune.trial_label(r)}' ({len(r['overrides'])})" for r in kept)
+            text += (f" The best trial was not adopted: its lead over {names} is within the noise, and "
+                     f"{'that recipe changes' if len(kept) == 1 else 'those recipes change'} fewer settings from "
+                     f"the base recipe (in brackets) than its {len(best['overrides'])}.")
     return text
 
 
@@ -239,11 +254,17 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
     first = next(iter(summaries.values()))
     sizes = first["settings"]
     stale = [name for name, s in summaries.items() if s["stale"]]
+    commits = sorted({(s.get("git_commit") or "unknown")[:7] for s in summaries.values()})
+    dates = sorted({s["date"][:10] for s in summaries.values()})
     lines += [f"From `results/<run>/analysis.json`, written by `notebooks/06_analysis.ipynb` on "
-              f"{first['device']} ({first['date'][:10]}, commit {(first.get('git_commit') or 'unknown')[:7]}). Test "
+              f"{first['device']} ({' to '.join(dict.fromkeys([dates[0], dates[-1]]))}; "
+              f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}, each run's in the provenance "
+              "appendix). Test "
               f"subsets are fixed, stratified and seeded (seed {sizes['seed']}): {sizes['calibration_size']:,} images "
               f"for calibration, {sizes['corruption_size']:,} for corruptions, {sizes['attack_size']:,} for attacks. "
-              "No run saw these numbers while training; the temperature is fitted on each run's validation split.", ""]
+              "No run saw these numbers while training; the temperature is fitted on each run's validation split"
+              + (", and not at all for a final fit, which has none." if any(
+                  not s["calibration"]["temperature"] for s in summaries.values()) else "."), ""]
     if stale:
         lines += [f"**Stale:** {', '.join(stale)} have been retrained since their analysis (their weights changed); "
                   "rerun the analysis notebook.", ""]
@@ -255,20 +276,24 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
 def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
     """ECE, NLL and Brier before and after temperature scaling, with reliability diagrams."""
     table = calibration_table(summaries)
-    improved = [n for n, s in summaries.items() if s["calibration"]["after"]["ece"] < s["calibration"]["before"]["ece"]]
-    temperatures = ", ".join(f"{n} {s['calibration']['temperature']:.2f}" for n, s in summaries.items())
+    scaled = {n: s["calibration"] for n, s in summaries.items() if s["calibration"]["temperature"]}
+    improved = [n for n, c in scaled.items() if c["after"]["ece"] < c["before"]["ece"]]
+    temperatures = ", ".join(f"{n} {c['temperature']:.2f}" for n, c in scaled.items())
+    unscaled = [n for n in summaries if n not in scaled]
     lines = ["### Calibration", "",
               "Expected calibration error (15 equal-width bins), NLL and Brier score of the test probabilities without "
               "TTA, before and after temperature scaling. For scale: an uncalibrated CIFAR-10 ResNet-110 has ECE 4.6 %, "
               "0.83 % after temperature scaling (Guo et al., 2017). Our runs train with label smoothing, which pulls "
               "confidence down: a fitted T below 1 sharpens probabilities that were too cautious.", "",
               markdown_table(format_percent(table, ["ECE", "ECE (T)", "test acc (no TTA)"])), "",
-              f"Temperature scaling lowers the test ECE for {len(improved)} of {len(summaries)} runs"
-              f"{' (' + ', '.join(improved) + ')' if improved else ''}; the fitted T is "
-              f"{temperatures}.", ""]
+              f"Temperature scaling lowers the test ECE for {len(improved)} of {len(scaled)} runs"
+              f"{' (' + ', '.join(improved) + ')' if improved else ''}"
+              + (f"; the fitted T is {temperatures}" if scaled else "") + "."
+              + (f" {', '.join(unscaled)} trained on all training images, so no T can be fitted without "
+                 "looking at the test split: the (T) columns stay empty." if unscaled else ""), ""]
     path = figures / "analysis_reliability.png"
     save(reliability_diagrams(summaries), path)
-    return lines + [f"![reliability diagrams]({link(path)})", ""]
+    return lines + [f"![reliability diagrams]({link(path)})", "", captions.reliability_caption(summaries), ""]
 
 
 def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
@@ -289,7 +314,7 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
               robustness_ranking(means, summaries), ""]
     path = figures / "analysis_corruptions.png"
     save(corruption_heatmaps(summaries), path)
-    return lines + [f"![corruption heatmaps]({link(path)})", ""]
+    return lines + [f"![corruption heatmaps]({link(path)})", "", captions.corruption_caption(summaries), ""]
 
 
 def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
@@ -308,8 +333,26 @@ def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
                  f"{'' if gap > noise else ', so the two are not ranked'}.")
     kept = {n: s["corruptions"]["mean_accuracy"] / s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
     best = max(kept, key=kept.get)
-    return text + (f" Relative to its clean accuracy on the same images, {best} keeps the most "
-                   f"({kept[best]:.0%}; the others {', '.join(f'{n} {v:.0%}' for n, v in kept.items() if n != best)}).")
+    text += (f" Relative to its clean accuracy on the same images, {best} keeps the most "
+             f"({kept[best]:.0%}; the others {', '.join(f'{n} {v:.0%}' for n, v in kept.items() if n != best)}); "
+             f"two standard errors on {images:,} images are about {difference_noise((means[best], images), (means[best], images)) * 100:.0f} "
+             "points, so shares a few points apart are not ranked.")
+    return text + standing_out(order[0], summaries, images)
+
+
+def standing_out(leader: str, summaries: dict, images: int) -> str:
+    """The corruptions on which another run beats the run with the best mean by more than two standard
+    errors: where the ranking by the mean hides a difference."""
+    found = []
+    for corruption in summaries[leader]["corruptions"]["accuracy"]:
+        per_run = {n: float(np.mean(list(s["corruptions"]["accuracy"][corruption].values()))) for n, s in summaries.items()}
+        top = max(per_run, key=per_run.get)
+        noise = difference_noise((per_run[top], images), (per_run[leader], images))
+        if top != leader and per_run[top] - per_run[leader] > noise:
+            found.append(f"{corruption.replace('_', ' ')} ({top} {per_run[top]:.1%} against {per_run[leader]:.1%})")
+    if not found:
+        return f" No other run beats {leader} on any single corruption beyond two standard errors."
+    return f" Beyond two standard errors, other runs beat {leader} on: {'; '.join(found)}."
 
 
 def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[str]:
@@ -320,19 +363,19 @@ def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[st
               f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images; ε in grey levels of 255. "
               "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
               "robust accuracy: a stronger attack can only lower it. The attacks' gradients were computed in "
-              f"{first['settings']['precision']} (the analysis precision), and models trained with label smoothing "
+              f"{first['settings'].get('attack_precision', first['settings']['precision'])}, and models trained with label smoothing "
               "are known to give attacks weaker gradients, so a few percent left at 8/255 need not mean robustness.", "",
               markdown_table(format_percent(attack_table(summaries), None)), ""]
     path = figures / "analysis_attacks.png"
     save(attack_curves(summaries), path)
-    return lines + [f"![adversarial accuracy]({link(path)})", ""]
+    return lines + [f"![adversarial accuracy]({link(path)})", "", captions.attack_caption(summaries), ""]
 
 
 def gradcam_section(summaries: dict, root: Path, link) -> list[str]:
     """Each model's Grad-CAM row over the same test images."""
     lines = ["### Grad-CAM: what each model looks at", "",
-              "The same 8 test images for every model (4 that every analysed model gets right, 4 that most get "
-              "wrong), overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of "
+              "The same 8 test images for every model (4 that every analysed model gets right, and the 4 that the "
+              "most models get wrong, the caption says how many), overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of "
               "at least 4×4; wrong predictions in red.", ""]
     for name, s in summaries.items():
         g = s.get("gradcam")
@@ -344,8 +387,8 @@ def gradcam_section(summaries: dict, root: Path, link) -> list[str]:
                     f"last stage ({last}, {sides[last]}×{sides[last]}) cannot localise anything, so the maps come from "
                     f"{g['layer']}, earlier in the network."
                     if sides[last] < g["map_size"] else "")
-            lines += [f"**{name}**: {g['layer']} ({g['map_size']}×{g['map_size']} maps).{note}", "",
-                      f"![{name} Grad-CAM]({link(path)})", ""]
+            lines += [f"![{name} Grad-CAM]({link(path)})", "",
+                      f"**{name}**: {g['layer']} ({g['map_size']}×{g['map_size']} maps).{note}", ""]
     return lines
 
 
@@ -364,8 +407,8 @@ def analysis_sizes(found: dict, root: Path) -> dict | None:
 def analysis_time_section(summaries: dict, first: dict) -> list[str]:
     """What each analysis cost, per run."""
     making = first.get("corrupted_sets_made_in_s")
-    return ["### Analysis time", "", "Wall time in minutes per analysis and run"
-              + (f"; making the corrupted images, once for all runs, took {making / 60:.1f} min more" if making else "")
+    return ["### Analysis time", "", "Wall time in seconds per analysis and run"
+              + (f"; making the corrupted images, once for all runs, took {making:.0f} s more" if making else "")
               + ":", "", markdown_table(wall_time_table(summaries)), ""]
 
 
@@ -413,25 +456,43 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
     first runs (named after their models), so a verdict that changes with the budget shows."""
     lines = ["## Discussion: the lab report's claims against these numbers", "",
              "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
-             "set size): each model is one training run, one seed.", ""]
+             "set size): each large model is one training run (one seed); the CNN has five seeds.", ""]
     first = {name: every_run.get(name) for name in DEFAULT_RUNS}
     budgets = [("each model's longest run", runs)]
     if set(present(first)) != set(present(runs)):
         budgets.append(("the first runs", first))
+    shown = set()
     for label, chosen in budgets:
         if len(budgets) > 1:
             epochs = ", ".join(f"{n} {r['metrics']['epochs']}" for n, r in present(chosen).items())
-            lines += [f"### On {label} (epochs: {epochs or 'none'})", ""]
-        lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}" for c in claims(chosen, benches)]
+            lines += [f"### On {label} ({recipe_phrase(chosen)}epochs: {epochs or 'none'})", ""]
+        found = claims(chosen, benches)
+        lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}" for c in found
+                  if (c["claim"], c["evidence"]) not in shown]
+        same = [c["claim"] for c in found if (c["claim"], c["evidence"]) in shown]
+        if same:
+            lines += [f"- The same runs and evidence as above for: {'; '.join(same)}."]
+        shown |= {(c["claim"], c["evidence"]) for c in found}
         lines += [""]
     return lines
+
+
+def recipe_phrase(runs: dict) -> str:
+    """The runs' shared recipe in words (cutout, EMA, TTA level) and '; ', or nothing when they differ."""
+    recipes = {(r["metrics"]["config"].get("cutout", 0), r["metrics"]["config"].get("ema_decay", 0.0),
+                r["metrics"]["test_tta"]) for r in present(runs).values()}
+    if len(recipes) != 1:
+        return ""
+    cutout, ema, tta = next(iter(recipes))
+    return (f"{'cutout ' + str(cutout) if cutout else 'no cutout'}, {'EMA ' + format(ema, 'g') if ema else 'no EMA'}, "
+            f"TTA level {int(tta)}; ")   # the first runs recorded TTA as True: flip, level 1
 
 
 def format_percent(table: pd.DataFrame, columns: list[str] | None) -> pd.DataFrame:
     """The given columns (all when None) as percentages with one decimal."""
     shown = table.copy().astype(object)
     for column in (shown.columns if columns is None else columns):
-        shown[column] = table[column].map(lambda v: f"{v:.1%}")
+        shown[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.1%}")
     return shown
 
 
@@ -457,10 +518,10 @@ def build(root: Path, output: Path) -> str:
     lines += comparison_section(runs, every_run, figures, link)
     lines += discussion_section(runs, every_run, benches)
     lines += beyond_section(found, root, figures, link, problems)
-    lines += conclusions_section(every_run, verdicts) + limitations_section(found, analysis_sizes(found, root))
+    lines += conclusions_section(every_run, verdicts, root) + limitations_section(found, analysis_sizes(found, root))
     lines += references_section()
     lines += ["# Appendix", ""] + tuning_section(root, problems, every_run) + speed_section(benches, root, link)
-    lines += provenance_section(found)
+    lines += provenance_section(every_run, root)
     if problems:
         lines[header_end:header_end] = ["**Left out, broken files** (repair or remove them, then rebuild):", "",
                                         *[f"- {problem}" for problem in problems], ""]
@@ -499,8 +560,8 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
     lines = [f"## {title}", "", description, "", f"Run `{name}`:", "",
              f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}", val,
              f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
-             f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:.0f} img/s; "
-             f"median epoch {typical_images_per_s(run):.0f} img/s) on {m['device']}"]
+             f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:,.0f} img/s; "
+             f"median epoch {typical_images_per_s(run):,.0f} img/s) on {m['device']}"]
     lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + [""]
     curves = figures / f"{name}_curves.png"
     save(training_curves(run["history"], title=name), curves)
@@ -509,16 +570,17 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
                         colour=model_colour(name)), bars)
     heat = figures / f"{name}_confusion.png"
     save(confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=name), heat)
-    lines += [f"![{name} curves]({link(curves)})", "", f"![{name} per-class]({link(bars)})", "",
-              f"![{name} confusion]({link(heat)})", ""]
+    lines += [f"![{name} curves]({link(curves)})", "", captions.curves_caption(run["history"]), "",
+              f"![{name} per-class]({link(bars)})", "", captions.per_class_caption(m["test_per_class_accuracy"]), "",
+              f"![{name} confusion]({link(heat)})", "", captions.confusion_caption(run["confusion"]), ""]
     for extra in filter(None, ("predictions", LOOKS.get(m["model"]))):
         path = run["folder"] / "figures" / f"{extra}.png"
         if path.is_file():
-            lines += [f"![{name} {extra}]({link(path)})", ""]
+            lines += [f"![{name} {extra}]({link(path)})", "", captions.LOOK_CAPTIONS[extra], ""]
         if extra == "gradient_norms" and path.with_suffix(".csv").is_file():
             lines += [gradient_reading(pd.read_csv(path.with_suffix(".csv"), index_col=0)), ""]
         if extra == "excitation" and path.with_suffix(".csv").is_file():
-            gates = pd.read_csv(path.with_suffix(".csv"), index_col=0)
+            gates = pd.read_csv(path.with_suffix(".csv"), index_col=0).rename_axis("block")
             lines += ["SE gates per block on 2,000 test images (mean, and their spread over images, channels and "
                       "class means):", "", markdown_table(gates.round(3)), "", gate_reading(gates), ""]
     return lines
@@ -536,40 +598,58 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
              "side by side): training time as it ran, the median epoch's throughput, activation memory per "
              "image kept for backward (a property of the architecture) and the process's peak memory:", "",
              markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
-    for key, fig in (("curves", curves_figure(runs)), ("per_class", per_class_heatmap(runs)),
-                     ("scatter", scatter_figure(runs))):
+    for key, fig, caption in (
+            ("curves", curves_figure(runs), captions.comparison_curves_caption(runs)),
+            ("per_class", per_class_heatmap(runs), captions.per_class_heatmap_caption(runs)),
+            ("scatter", scatter_figure(runs), captions.scatter_caption(runs))):
         path = figures / f"comparison_{key}.png"
         save(fig, path)
-        lines += [f"![comparison {key}]({link(path)})", ""]
+        lines += [f"![comparison {key}]({link(path)})", "", caption, ""]
     lines += ["## The lab report said, we measure", "",
               "For each model, its longest run in `results/`; a gap counts only beyond two standard errors of "
               "the test accuracy.", "",
               markdown_table(format_table(lab_report_table(every_run))), ""]
     path = figures / "accuracy_vs_budget.png"
     save(budget_figure(every_run), path)
-    return lines + [f"![accuracy against budget]({link(path)})", ""]
+    return lines + [f"![accuracy against budget]({link(path)})", "", captions.BUDGET_CAPTION, ""]
 
 
-def provenance_section(found: dict) -> list[str]:
-    """Data, device, precision and code of every run shown."""
-    if not found:
+def provenance_section(every_run: dict, root: Path) -> list[str]:
+    """Data, device, precision and code of every run in results/ (not only the ones shown), and the
+    commit of each run's analysis; what is the same for every run is said once, above the table."""
+    runs = present(every_run)
+    if not runs:
         return []
+    shared = {"data": lambda m: f"{m['data_source']}: {Path(m['data_location']).name}",
+              "checksum": lambda m: m["data_checksum"][:12], "precision": lambda m: m["precision"],
+              "torch": lambda m: m["torch_version"]}
+    common = {key: {read(r["metrics"]) for r in runs.values()} for key, read in shared.items()}
+    same = {key: next(iter(values)) for key, values in common.items() if len(values) == 1}
+    varying = [key for key in shared if key not in same]
     lines = ["## Provenance", "",
-             "Training times are wall-clock as they happened. On the shared 2-core machine other jobs "
-             "sometimes ran beside a training run and slowed it; the benchmark section above measures "
-             "each pipeline alone. 'Trained by' lists the commit of the code that trained each stretch of "
-             "epochs (a run resumed across sessions may span several); 'saved by' is the commit at save time.",
-             "", "| run | data | checksum | device | precision | torch |", "|---|---|---|---|---|---|"]
-    for name, run in found.items():
-        m = run["metrics"]
-        lines += [f"| {name} | {m['data_source']}: {Path(m['data_location']).name} | {m['data_checksum'][:12]} "
-                  f"| {m['device']} | {m['precision']} | {m['torch_version']} |"]
-    lines += ["", "| run | epochs | train time | trained by | saved by | date |", "|---|---|---|---|---|---|"]
-    for name, run in found.items():
+             f"All {len(runs)} runs in `results/`. Training times are wall-clock as they happened. On the shared "
+             "2-core machine other jobs sometimes ran beside a training run and slowed it; the benchmark section "
+             "above measures each pipeline alone. 'Trained by' lists the commit of the code that trained each "
+             "stretch of epochs (a run resumed across sessions may span several); 'saved by' is the commit at "
+             "save time; 'notebook ran', the epochs its kept notebook (`results/<run>/notebook.ipynb`) trained, the others having run in earlier sessions before an interruption; 'analysed by', the commit of its `analysis.json` where it has one.", ""]
+    if same:
+        lines += ["Every run: " + "; ".join(f"{key} {value}" for key, value in same.items()) + ".", ""]
+    columns = ["run", *varying, "device", "epochs", "notebook ran", "train time", "trained by", "saved by",
+               "analysed by", "date"]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name, run in runs.items():
         m = run["metrics"]
         commit = (m.get("git_commit") or "unknown")[:7] + (" (dirty)" if m.get("git_dirty") else "")
-        lines += [f"| {name} | {m['epochs']} | {m['training_wall_time_s'] / 60:.1f} min "
-                  f"| {training_commits(run['history'])} | {commit} | {m['date']} |"]
+        try:
+            analysis = load_analysis(name, root)
+        except RunDataError:
+            analysis = None
+        analysed = (analysis.get("git_commit") or "unknown")[:7] if analysis else "–"
+        cells = [name, *(shared[key](m) for key in varying), m["device"], str(m["epochs"]),
+                 notebook_epochs(run["folder"], m["epochs"]), f"{m['training_wall_time_s'] / 60:,.1f} min",
+                 training_commits(run["history"]), commit, analysed,
+                 m["date"][:10]]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -10,8 +10,10 @@ import pandas as pd
 from labkit import tune
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, present, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error
-from labkit.reporting.tables import MODEL_TITLES, headline_table, markdown_table
+from labkit.reporting.stats import accuracy_standard_error, seed_summary
+from labkit.reporting.tables import MODEL_TITLES, constant_columns, headline_table, markdown_table
+from labkit.robustness.suite import load_analysis
+from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
 
@@ -71,7 +73,10 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
              "sessions, so compare times only within one machine (the benchmark in the appendix measures the "
              "models side by side).", "", "Findings:", ""]
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups)]
-    lines += [f"- {c['claim']}: **{c['verdict']}**." for c in verdicts if c["verdict"] not in ("missing",)]
+    counts = pd.Series([c["verdict"] for c in verdicts]).value_counts()
+    lines += [f"- Of the lab report's {len(verdicts)} claims checked: "
+              + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+              + " (each with its evidence in the discussion, in one line each in the conclusions)."]
     return lines + [""]
 
 
@@ -80,7 +85,8 @@ def recipe_row(name: str, run: dict) -> dict:
     m = run["metrics"]
     return {"run": name, "epochs": m["epochs"], "train images": f"{m['train_images']:,}",
             "batch": config["batch_size"], "peak lr": f"{config['lr']:g}",
-            "warmup (epochs, from)": f"{config['warmup_epochs']:g}, {config['warmup_start_factor']:g}×",
+            "warmup": f"{config['warmup_epochs']:g} epoch{'' if config['warmup_epochs'] == 1 else 's'} from "
+                      f"{config['warmup_start_factor']:g}× the peak",
             "weight decay": f"{config['weight_decay']:g}", "label smoothing": f"{config['label_smoothing']:g}",
             "cutout": config["cutout"] or "—", "EMA": f"{config['ema_decay']:g}" if config["ema_decay"] else "—",
             "TTA": m["test_tta"],
@@ -93,6 +99,7 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     trials = [t for log in tune.load_logs(root).values() for t in log["trials"]]
     tuning = sum(t["training_wall_time_s"] for t in trials) / 3600
     final_fits = [name for name, run in found.items() if not run["metrics"]["val_images"]]
+    recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in found.items()]).set_index("run"))
     lines = ["## Set-up", "",
              "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled): 50,000 training and "
              "10,000 test images. Public reports put training on such a copy 2–3 points below the canonical lossless "
@@ -104,8 +111,8 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "**Recipe.** SGD with Nesterov momentum 0.9, weight decay on conv and linear weights only, a linear "
              "warmup then linear decay of the learning rate to zero, stepped every batch; bf16 autocast and "
              "channels-last on CPUs with native bf16; random crops with 4-pixel reflection padding and horizontal "
-             "flips. The recipe of every run shown:", "",
-             markdown_table(pd.DataFrame([recipe_row(n, r) for n, r in found.items()]).set_index("run")), "",
+             f"flips.{' Every run shown: ' + shared + '; by run:' if shared else ' The recipe of every run shown:'}", "",
+             markdown_table(recipes), "",
              "- *Label smoothing* 0.1 trains against a target of 0.91 on the true class and 0.01 on each of the "
              "other nine, which keeps the network from becoming over-confident.",
              "- *Cutout* blanks one square (here 12×12 pixels) at a random place in each training image.",
@@ -121,21 +128,65 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     return lines
 
 
-def conclusions_section(every_run: dict, verdicts: list[dict]) -> list[str]:
+def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> list[str]:
+    """The ranking (seeds averaged), the claims' verdicts in one line each (their evidence is in the
+    discussion), and what the analyses found, in sentences computed from analysis.json."""
     groups = headline_groups(every_run)
-    ranked = sorted(groups.items(), key=lambda item: -item[1][0][1]["metrics"]["test_accuracy"])
+    ranked = sorted(groups.items(), key=lambda item: -seed_summary(item[1])[0])
     lines = ["## Conclusions", ""]
     if ranked:
-        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {group[0][1]['metrics']['test_accuracy']:.2%}"
-                          for model, group in ranked)
-        lines += [f"- Ranked by headline test accuracy: {order} (differences under about 1 point between single "
-                  f"runs are within the noise of one seed and 10,000 test images)."]
-    lines += [f"- {sentence}" for sentence in lab_report_findings(groups)]
-    lines += [f"- {c['claim']}: {c['verdict']} — {c['evidence']}." for c in verdicts if c["verdict"] != "missing"]
+        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%}"
+                          + (f" (mean of {len(group)} seeds)" if len(group) > 1 else "") for model, group in ranked)
+        lines += [f"- Ranked by headline test accuracy: {order}; differences under about 1 point between single "
+                  "runs are within the noise of one seed and 10,000 test images."]
+    judged = [c for c in verdicts if c["verdict"] != "missing"]
+    if judged:
+        lines += ["- The lab report's claims (evidence in the discussion): "
+                  + "; ".join(f"{c['claim'].rstrip('.')}: **{c['verdict']}**" for c in judged) + "."]
     waiting = [c["claim"] for c in verdicts if c["verdict"] == "missing"]
     if waiting:
         lines += [f"- Not judged yet, a run they need is missing: {'; '.join(waiting)}."]
+    lines += [f"- {sentence}" for sentence in analysis_findings(list(present(
+        {name: group[0][1] for name, group in groups.items()})), groups, root)]
     return lines + [""]
+
+
+def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
+    """Calibration, corruption and attack results of the headline runs that were analysed."""
+    summaries = {}
+    for model in models:
+        name = groups[model][0][0]
+        try:
+            summary = load_analysis(name, root)
+        except RunDataError:
+            summary = None
+        if summary:
+            summaries[name] = summary
+    if not summaries:
+        return []
+    calibration = [s["calibration"] for s in summaries.values()]
+    before = [c["before"]["ece"] for c in calibration]
+    scaled = [c for c in calibration if c["temperature"]]
+    text = [f"Before any scaling the analysed runs' test ECE is {min(before):.1%} to {max(before):.1%}."]
+    if scaled:
+        temperatures = [c["temperature"] for c in scaled]
+        text[0] += (f" Temperature scaling fitted on val (T {min(temperatures):.2f} to {max(temperatures):.2f}"
+                    + ("; below 1 for every run: the label-smoothed models are under-confident" if max(temperatures) < 1
+                       else "") + f") brings it to {min(c['after']['ece'] for c in scaled):.1%} to "
+                    f"{max(c['after']['ece'] for c in scaled):.1%}.")
+    means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
+    clean = {n: s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
+    best = max(means, key=means.get)
+    same_order = sorted(means, key=means.get) == sorted(clean, key=clean.get)
+    text.append(f"Under the 15 generated corruptions the mean accuracy ranges from {min(means.values()):.1%} to "
+                f"{means[best]:.1%} ({best})" + (", in the same order as clean accuracy." if same_order else "."))
+    budgets = set.intersection(*(set(s["attacks"]["pgd"]) for s in summaries.values()))
+    if budgets:
+        strongest = max(budgets, key=float)
+        pgd = {n: s["attacks"]["pgd"][strongest] for n, s in summaries.items()}
+        text.append(f"PGD-10 at ε = {strongest}/255 leaves {min(pgd.values()):.1%} to {max(pgd.values()):.1%} "
+                    f"(highest: {max(pgd, key=pgd.get)}); none of these models was trained against attacks.")
+    return text
 
 
 def limitations_section(found: dict, analysis_sizes: dict | None) -> list[str]:

@@ -2,6 +2,11 @@
 benchmarks; `format_table` turns fractions into percentages for display."""
 from __future__ import annotations
 
+import math
+import numbers
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -116,6 +121,25 @@ def training_commits(history: pd.DataFrame) -> str:
     return ", ".join(stretches)
 
 
+RESUMED = re.compile(r"resumed \S+ from .*? after epoch (\d+)/(\d+)")
+
+
+def notebook_epochs(folder: Path, epochs: int) -> str:
+    """Which epochs the run's executed notebook (results/<run>/notebook.ipynb) trained itself: a run
+    resumed from a checkpoint says so in its output, and its earlier epochs ran in earlier sessions."""
+    path = folder / "notebook.ipynb"
+    if not path.is_file():
+        return "none (command line)"
+    text = path.read_text()
+    resumed = RESUMED.search(text)
+    if not resumed:
+        return f"1–{epochs}"
+    after = int(resumed.group(1))
+    if after >= epochs:
+        return f"none (resumed after the last epoch, {after})"
+    return (f"{after + 1}–{epochs}" if after + 1 < epochs else f"{epochs}") + f" (resumed after {after})"
+
+
 def benchmark_table(bench: dict) -> pd.DataFrame:
     rows = []
     for model, entry in bench["models"].items():
@@ -169,25 +193,58 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Human formatting for display (percentages, thousands separators)."""
-    shown = table.copy()
+    """Human formatting for display, as text: accuracies and shares as percentages, other numbers in
+    one format per column (`number_format`), missing values empty."""
+    shown = table.copy().astype(object)
     for column in shown.columns:
-        if "acc" in column or "share" in column:
-            shown[column] = shown[column].map(lambda v: f"{v:.2%}" if isinstance(v, float) and not np.isnan(v) else v)
+        if "acc" in str(column) or "share" in str(column):
+            shown[column] = table[column].map(lambda v: f"{v:.2%}" if is_number(v) else "" if is_missing(v) else v)
+        else:
+            fmt = number_format(table[column])
+            shown[column] = table[column].map(lambda v: fmt.format(v) if is_number(v) else "" if is_missing(v) else v)
     return shown
 
 
+def is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def constant_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The frame without the columns that hold one value in every row (when it has several rows), and
+    those columns said once: 'batch 128, peak lr 0.1'."""
+    if len(frame) < 2:
+        return frame, ""
+    constant = [c for c in frame.columns if frame[c].astype(str).nunique() == 1]
+    return frame.drop(columns=constant), ", ".join(f"{c} {frame[c].iloc[0]}" for c in constant)
+
+
 def markdown_table(frame) -> str:
+    """A markdown table; every column of numbers in one format (its decimals set by its largest value),
+    empty cells for missing values."""
     frame = frame.reset_index()
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    formats = [number_format(frame[column]) for column in frame.columns]
 
-    def cell(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            if v != v:
-                return ""
-            return f"{v:,.0f}" if v.is_integer() or abs(v) >= 100 else f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}"
-        return f"{v:,}" if isinstance(v, int) else str(v)
-    return "\n".join([header, rule] + ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)])
+    def cell(v, fmt):
+        return "" if is_missing(v) else fmt.format(v) if is_number(v) else str(v)
+    return "\n".join([header, rule] + ["| " + " | ".join(cell(v, f) for v, f in zip(row, formats)) + " |"
+                                       for row in frame.itertuples(index=False)])
+
+
+def number_format(column: pd.Series) -> str:
+    """One format for a column's numbers, with thousands separators: whole numbers as they are; else
+    the decimals the largest value needs for three significant digits (none from 100 up), raised so
+    the smallest non-zero value keeps two, at most 4."""
+    values = [abs(float(v)) for v in column if is_number(v)]
+    if not values or all(v.is_integer() for v in values):
+        return "{:,.0f}"
+    decimals = max(0, 2 - math.floor(math.log10(max(values)))) if max(values) > 0 else 0
+    smallest = min((v for v in values if v > 0), default=0)
+    if smallest:
+        decimals = max(decimals, 1 - math.floor(math.log10(smallest)))
+    return f"{{:,.{min(decimals, 4)}f}}"

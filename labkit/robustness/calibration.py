@@ -80,9 +80,17 @@ def reliability_bins(logits: Tensor, labels: Tensor, temperature: float = 1.0) -
 
 
 
-def calibrate(val_probabilities: Tensor, val_labels: Tensor, test_probabilities: Tensor, test_labels: Tensor) -> dict:
-    """Fit T on val, then score test before and after; with the reliability bins of both."""
-    val_logits, test_logits = log_probabilities(val_probabilities), log_probabilities(test_probabilities)
+def calibrate(val_probabilities: Tensor | None, val_labels: Tensor | None, test_probabilities: Tensor,
+              test_labels: Tensor) -> dict:
+    """Fit T on val, then score test before and after; with the reliability bins of both. Without a
+    val split (a final fit on all training images) no temperature can be fitted without looking at
+    the test split: test is scored as it is, and the temperature and the 'after' entries are None."""
+    test_logits = log_probabilities(test_probabilities)
+    if val_probabilities is None:
+        return {"temperature": None, "before": scores(test_logits, test_labels), "after": None,
+                "val_before": None, "val_after": None, "bins_before": reliability_bins(test_logits, test_labels),
+                "bins_after": None}
+    val_logits = log_probabilities(val_probabilities)
     temperature = fit_temperature(val_logits, val_labels)
     return {"temperature": temperature,
             "before": scores(test_logits, test_labels), "after": scores(test_logits, test_labels, temperature),

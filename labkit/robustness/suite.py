@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -35,10 +36,11 @@ from labkit.robustness.calibration import calibrate
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from labkit.robustness.gradcam import feature_map_stages, grad_cam
 from labkit.runs.store import RunDataError, load_model, read_metrics
-from labkit.storage import write_atomic
+from labkit.storage import IntegrityError, load_verified, save_verified, write_atomic
 from labkit.training.config import finite_number
 
 ANALYSIS_FILE = "analysis.json"
+PREDICTIONS_FILE = "test_probabilities.pt"   # the analysed test subset and the run's probabilities on it
 ANALYSIS_VERSION = 1
 GRADCAM_RIGHT = GRADCAM_WRONG = 4
 
@@ -52,6 +54,7 @@ class AnalysisSettings:
     seed: int = 0                    # seeds the subsets and the random parts of corruptions and attacks
     device: str = "auto"
     precision: str = "auto"          # as for training: bf16 where native, fp32 elsewhere
+    attack_precision: str = "fp32"   # the attacks' gradients: bf16 ones are coarse and can weaken an attack
 
     def __post_init__(self):
         self.epsilons = tuple(float(e) for e in self.epsilons)
@@ -61,8 +64,9 @@ class AnalysisSettings:
                 raise ValueError(f"{name} must be an integer ≥ 10 (one image per class at least), got {value!r}")
         if not self.epsilons or any(not finite_number(e) or e <= 0 for e in self.epsilons):
             raise ValueError(f"epsilons must be positive numbers (in units of 1/255), got {list(self.epsilons)}")
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ValueError(f"precision must be one of auto, bf16, fp16, fp32, got {self.precision!r}")
+        for name in ("precision", "attack_precision"):
+            if getattr(self, name) not in ("auto", "bf16", "fp16", "fp32"):
+                raise ValueError(f"{name} must be one of auto, bf16, fp16, fp32, got {getattr(self, name)!r}")
         resolve_device(self.device)   # raises on an unknown or absent device
 
 
@@ -124,21 +128,24 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
     metrics = read_metrics((root or results_root()) / run_name)
     check_same_data(run_name, metrics, data)
     config = metrics["config"]
-    if not config.get("val_size"):
-        raise RunDataError(f"run {run_name!r} held out no validation images (val_size 0), so there is nothing to "
-                           "fit the temperature on without touching the test split; analyse a run with a val split")
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
     model = load_model(run_name, root).to(device, memory_format=torch.channels_last)
     options = dict(device=device, precision=precision)
+    attack_precision = resolve_precision(settings.attack_precision, device)
     timings, started = {}, time.perf_counter()
 
-    log(f"[{run_name}] calibration: val split, then {settings.calibration_size:,} test images")
-    _, val_idx = train_val_split(data.train_labels, config["val_size"], config["seed"])
     test_idx = test_subset(data.test_labels, settings.calibration_size, settings.seed)
-    val_p = predict(model, data.train_images[val_idx], **options)
+    if config.get("val_size"):
+        log(f"[{run_name}] calibration: val split, then {settings.calibration_size:,} test images")
+        _, val_idx = train_val_split(data.train_labels, config["val_size"], config["seed"])
+        val_p, val_labels = predict(model, data.train_images[val_idx], **options), data.train_labels[val_idx]
+    else:   # a final fit: no temperature can be fitted without the test split
+        log(f"[{run_name}] calibration: no val split (a final fit), so no temperature; {settings.calibration_size:,} "
+            "test images scored as they are")
+        val_idx, val_p, val_labels = [], None, None
     test_p = predict(model, data.test_images[test_idx], **options)
-    calibrated = calibrate(val_p, data.train_labels[val_idx], test_p, data.test_labels[test_idx])
+    calibrated = calibrate(val_p, val_labels, test_p, data.test_labels[test_idx])
     timings["calibration_s"] = time.perf_counter() - started
 
     log(f"[{run_name}] corruptions: {len(CORRUPTIONS)} × {len(SEVERITIES)} severities on "
@@ -152,20 +159,22 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
     mark = time.perf_counter()
     attack_idx = test_subset(data.test_labels, settings.attack_size, settings.seed + 2)
     attacks = attack_accuracy(model, data.test_images[attack_idx], data.test_labels[attack_idx],
-                                          epsilons=settings.epsilons, seed=settings.seed, **options)
+                              epsilons=settings.epsilons, seed=settings.seed, device=device, precision=attack_precision)
     timings["attacks_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
 
     summary = {"version": ANALYSIS_VERSION, "run_name": run_name, "model": metrics["model"],
                "calibration": calibrated, "corruptions": robust, "attacks": attacks,
-               "settings": {**asdict(settings), "device": str(device), "precision": precision},
+               "settings": {**asdict(settings), "device": str(device), "precision": precision,
+                            "attack_precision": attack_precision},
                "val_images": len(val_idx), "wall_time_s": timings, "device": device_name(device),
                "data_source": data.source, "data_location": portable_location(data.location), "data_checksum": data.checksum,
                "weights_sha256": weights_sha256(run_name, root), "torch_version": torch.__version__,
                "libraries": library_versions(), **git_commit(),
                "date": utc_timestamp()}
-    log(f"[{run_name}] ECE {calibrated['before']['ece']:.2%} → {calibrated['after']['ece']:.2%} (T = "
-        f"{calibrated['temperature']:.2f}); mean corruption accuracy {robust['mean_accuracy']:.2%} (clean "
+    scaled = (f" → {calibrated['after']['ece']:.2%} (T = {calibrated['temperature']:.2f})"
+              if calibrated["temperature"] else " (no val split: no temperature)")
+    log(f"[{run_name}] ECE {calibrated['before']['ece']:.2%}{scaled}; mean corruption accuracy {robust['mean_accuracy']:.2%} (clean "
         f"{robust['clean_accuracy']:.2%}); PGD at {max(settings.epsilons):g}/255 {attacks['pgd'][f'{max(settings.epsilons):g}']:.2%}; "
         f"{timings['total_s'] / 60:.1f} min")
     return RunAnalysis(run_name, model, test_idx, test_p, summary)
@@ -239,9 +248,48 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
 
 
 def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
-    path = (root or results_root()) / analysis.run_name / ANALYSIS_FILE
+    """results/<run>/analysis.json, and the test probabilities behind it (float16, about 200 kB for the
+    whole test split), which the explorer starts from without recomputing anything."""
+    folder = (root or results_root()) / analysis.run_name
+    save_verified(folder / PREDICTIONS_FILE, {"test_index": analysis.test_index.to(torch.int32),
+                                              "probabilities": analysis.probabilities.to(torch.float16)})
+    path = folder / ANALYSIS_FILE
     write_atomic(path, (json.dumps(analysis.summary, indent=1) + "\n").encode())
     return path
+
+
+def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None) -> dict[str, RunAnalysis]:
+    """What the last analysis of each run saved: its summary, its test probabilities and the model
+    (for Grad-CAM), in seconds instead of the analysis's minutes. Raises RunDataError, naming the file
+    and what to do, when a run has no saved analysis, a damaged one, one made from other weights or on
+    other data than `data`, or test subsets that differ between the runs."""
+    analyses = {}
+    for name in run_names:
+        folder = (root or results_root()) / name
+        summary = load_analysis(name, root)
+        if summary is None or not (folder / PREDICTIONS_FILE).is_file():
+            missing = folder / (ANALYSIS_FILE if summary is None else PREDICTIONS_FILE)
+            raise RunDataError(f"{missing} does not exist: run {name!r} has no saved analysis to read; "
+                               "run this notebook with analyse = True first")
+        if summary["stale"]:
+            raise RunDataError(f"{folder / ANALYSIS_FILE} was made from other weights than {folder / 'model.pt'} "
+                               "(the run was retrained since); run this notebook with analyse = True")
+        if summary.get("data_checksum") != data.checksum:
+            raise RunDataError(f"{folder / ANALYSIS_FILE} was made on other data (checksum "
+                               f"{str(summary.get('data_checksum'))[:12]}…) than the data given ({data.checksum[:12]}…); "
+                               "pass the data set the run trained on")
+        try:
+            saved, _ = load_verified(folder / PREDICTIONS_FILE)
+            index, probabilities = saved["test_index"].long(), saved["probabilities"].float()
+        except (IntegrityError, OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
+            raise RunDataError(f"{folder / PREDICTIONS_FILE} cannot be read ({err}); run this notebook with "
+                               "analyse = True") from err
+        first = next(iter(analyses.values()), None)
+        if first is not None and not torch.equal(first.test_index, index):
+            raise RunDataError(f"the saved analyses of {first.run_name} and {name} used different test subsets; "
+                               "analyse them together (analyse = True) with the same settings")
+        analyses[name] = RunAnalysis(name, load_model(name, root), index, probabilities, summary)
+    return analyses
 
 
 def load_analysis(run_name: str, root: Path | None = None) -> dict | None:
@@ -277,9 +325,10 @@ def calibration_table(summaries: dict[str, dict]):
     rows = {}
     for name, s in summaries.items():
         c = s["calibration"]
-        rows[name] = {"T": c["temperature"], "ECE": c["before"]["ece"], "ECE (T)": c["after"]["ece"],
-                      "NLL": c["before"]["nll"], "NLL (T)": c["after"]["nll"],
-                      "Brier": c["before"]["brier"], "Brier (T)": c["after"]["brier"],
+        after = c["after"] or {}     # None for a final fit: no val split to fit T on
+        rows[name] = {"T": c["temperature"], "ECE": c["before"]["ece"], "ECE (T)": after.get("ece"),
+                      "NLL": c["before"]["nll"], "NLL (T)": after.get("nll"),
+                      "Brier": c["before"]["brier"], "Brier (T)": after.get("brier"),
                       "test acc (no TTA)": c["before"]["accuracy"]}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
@@ -303,6 +352,6 @@ def attack_table(summaries: dict[str, dict]):
 
 
 def wall_time_table(summaries: dict[str, dict]):
-    return pd.DataFrame.from_dict({name: {k.removesuffix("_s") + " min": round(v / 60, 2)
-                                          for k, v in s["wall_time_s"].items()}
+    """Wall time in seconds per analysis and run."""
+    return pd.DataFrame.from_dict({name: {k.removesuffix("_s") + " s": v for k, v in s["wall_time_s"].items()}
                                    for name, s in summaries.items()}, orient="index").rename_axis("run")

@@ -1,8 +1,8 @@
 """The per-epoch progress bar: a tqdm text bar in a terminal, one line updated in place in a notebook.
 
-In a Jupyter kernel (JupyterLab, or papermill headless) the bar is a single display output that is
-rewritten in place and cleared when the epoch ends, so an executed notebook keeps only the
-epoch summaries, not one stale bar per epoch. Refreshes come at most every
+In a Jupyter kernel (JupyterLab, or papermill headless) the bar is a single display output per
+notebook cell, rewritten in place by every epoch's bar and cleared when an epoch ends, so an
+executed notebook keeps only the epoch summaries, not one stale (or blank) output per epoch. Refreshes come at most every
 LABKIT_PROGRESS_INTERVAL seconds (default 1), from values already on the host.
 """
 from __future__ import annotations
@@ -26,13 +26,21 @@ def in_notebook() -> bool:
 class NotebookBar:
     """tqdm's update / set_postfix / close, drawn as one text line with an IPython display id."""
 
+    handles: dict[int, object] = {}   # notebook cell (execution count) -> its one progress output
+
     def __init__(self, total: int, description: str, interval: float):
+        from IPython import get_ipython
         from IPython.display import display
 
         self.total, self.description, self.interval = total, description, interval
         self.done, self.postfix = 0, ""
         self.started = self.drawn = time.perf_counter()
-        self.handle = display({"text/plain": self.line()}, raw=True, display_id=True)
+        cell = get_ipython().execution_count
+        self.handle = NotebookBar.handles.get(cell)
+        if self.handle is None:
+            self.handle = NotebookBar.handles[cell] = display({"text/plain": self.line()}, raw=True, display_id=True)
+        else:
+            self.handle.update({"text/plain": self.line()}, raw=True)
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started

@@ -1,0 +1,145 @@
+"""The sentence under each figure of the report: what it shows and what to read from it, computed
+from the numbers the figure draws, so a caption cannot disagree with its figure."""
+from __future__ import annotations
+
+import pandas as pd
+
+from labkit.reporting.select import present
+
+LOOK_CAPTIONS = {
+    "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
+    "filters": "The CNN's six first-layer 5×5 filters, each scaled to its own range: the colour and edge patterns "
+               "its first layer responds to.",
+    "channels_memory": "Left: the input channels of each bottleneck layer, growing by k = 12 per layer inside a "
+                       "block and halved by each transition. Right: the activation memory each model keeps per "
+                       "image for the backward pass (the numbers on the bars): concatenation makes DenseNet keep more "
+                       "than ResNet-18 with a tenth of its parameters; the memory-efficient variant recomputes the "
+                       "concatenations in the backward pass instead of keeping them.",
+    "gradient_norms": "Gradient norm of each residual block of a freshly initialised ResNet-18 on one batch, with "
+                      "its shortcuts and with them removed (left), and the ratio (right).",
+    "excitation": "Mean SE gate per channel (x) for the test images of each class (rows) at the last block of each "
+                  "stage; a flat colour across a panel means the gates do not depend on the class.",
+}
+
+
+def curves_caption(history: pd.DataFrame) -> str:
+    h = history
+    if h.val_acc.isna().all():
+        return ("Loss and accuracy on the augmented training images per epoch. A final fit on all training images "
+                "has no validation split: its test accuracy, read once after the last epoch, is its held-out figure.")
+    best = h.loc[h.val_acc.idxmax()]
+    last = h.iloc[-1]
+    peak = (f"Val accuracy was still rising: its best, {best.val_acc:.2%}, is at the last epoch ({int(last.epoch)})"
+            if int(best.epoch) == int(last.epoch) else
+            f"Val accuracy peaked at epoch {int(best.epoch)} ({best.val_acc:.2%}) and ended at {last.val_acc:.2%}")
+    text = f"{peak}; train accuracy ended at {last.train_acc:.2%}."
+    if "val_acc_no_ema" in h and h.val_acc_no_ema.notna().any():
+        text += (f" Val is measured on the weight average (EMA, solid) and on the live weights (dashed): "
+                 f"{last.val_acc:.2%} against {last.val_acc_no_ema:.2%} at the end.")
+    below = int((h.train_acc < h.val_acc).sum())
+    if below > len(h) / 2:
+        text += (f" Train accuracy sits below val for {below} of {len(h)} epochs because it is measured on augmented "
+                 "images with the live weights while they train, not a sign of a bug.")
+    return text
+
+
+def per_class_caption(per_class: dict[str, float]) -> str:
+    order = sorted(per_class, key=per_class.get)
+    return (f"Hardest classes: {order[0]} {per_class[order[0]]:.1%} and {order[1]} {per_class[order[1]]:.1%}; "
+            f"easiest: {order[-1]} {per_class[order[-1]]:.1%}. The bars start at 0.")
+
+
+def confusion_caption(confusion: pd.DataFrame) -> str:
+    """The two most frequent mistakes, out of the true class's images."""
+    pairs = [(int(confusion.loc[t, p]), t, p) for t in confusion.index for p in confusion.columns if t != p]
+    pairs.sort(reverse=True)
+    (n1, t1, p1), (n2, t2, p2) = pairs[:2]
+    return (f"Rows are the true class, columns the prediction. Most frequent mistakes: {t1} taken for {p1} "
+            f"({n1} of {int(confusion.loc[t1].sum()):,}), then {t2} for {p2} ({n2}).")
+
+
+def comparison_curves_caption(runs: dict) -> str:
+    shown = {n: r for n, r in present(runs).items() if r["history"].val_acc.notna().any()}
+    left_out = [n for n in present(runs) if n not in shown]
+    text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
+            "seen (right), which does not depend on the machine.")
+    if shown:
+        best = max(shown, key=lambda n: shown[n]["history"].val_acc.iloc[-1])
+        text += f" Highest final val accuracy: {best} ({shown[best]['history'].val_acc.iloc[-1]:.2%})."
+    if left_out:
+        text += f" Not drawn: {', '.join(left_out)} (final fits, no val split)."
+    return text
+
+
+def per_class_heatmap_caption(runs: dict) -> str:
+    hardest = {n: min(r["metrics"]["test_per_class_accuracy"].items(), key=lambda kv: kv[1])
+               for n, r in present(runs).items()}
+    classes = {c for c, _ in hardest.values()}
+    if len(classes) == 1:
+        values = [v for _, v in hardest.values()]
+        return (f"{next(iter(classes)).capitalize()} is the hardest class for every run ({min(values):.1%} to "
+                f"{max(values):.1%}); the colour scale starts at 50 %.")
+    return ("Hardest class per run: " + "; ".join(f"{n} {c} {v:.1%}" for n, (c, v) in hardest.items())
+            + ". The colour scale starts at 50 %.")
+
+
+def scatter_caption(runs: dict) -> str:
+    found = present(runs)
+    best = max(found, key=lambda n: found[n]["metrics"]["test_accuracy"])
+    smallest = min(found, key=lambda n: found[n]["metrics"]["params"])
+    m, s = found[best]["metrics"], found[smallest]["metrics"]
+    return (f"Final test accuracy against parameters (left) and training compute (right), both log scale. Highest: "
+            f"{best}, {m['test_accuracy']:.2%} with {m['params'] / 1e6:.1f} M parameters; smallest: {smallest}, "
+            f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
+
+
+BUDGET_CAPTION = ("Each point is a model's run(s) at one epoch budget (several seeds: the mean, with their standard "
+                  "deviation as a bar); the marker says the recipe, which changed with the budget, so a step along a "
+                  "line mixes the longer schedule with the recipe; open markers are final fits on all 50,000 "
+                  "training images; dotted lines are the lab report's numbers.")
+
+
+def reliability_caption(summaries: dict[str, dict]) -> str:
+    """Whether each run is over- or under-confident before scaling, from its bins' weighted gap."""
+    under = []
+    for name, s in summaries.items():
+        bins = [b for b in s["calibration"]["bins_before"] if b["count"]]
+        gap = sum((b["accuracy"] - b["confidence"]) * b["count"] for b in bins) / sum(b["count"] for b in bins)
+        if gap > 0:
+            under.append(name)
+    kind = ("every run is under-confident (bars above the diagonal)" if len(under) == len(summaries) else
+            f"{len(under)} of {len(summaries)} runs are under-confident ({', '.join(under) or 'none'}), the others "
+            "over-confident")
+    scaled = any(s["calibration"]["temperature"] for s in summaries.values())
+    return (f"Before scaling (filled bars) {kind}"
+            + ("; the outlined bars are after temperature scaling" if scaled else "")
+            + ". The numbers at the foot of the bars are the images in each bin.")
+
+
+def corruption_caption(summaries: dict[str, dict]) -> str:
+    worst = {}
+    for name, s in summaries.items():
+        table = s["corruptions"]["accuracy"]
+        corruption = min(table, key=lambda c: table[c][max(table[c], key=int)])
+        worst[name] = (corruption, table[corruption][max(table[corruption], key=int)])
+    kinds = {c for c, _ in worst.values()}
+    if len(kinds) == 1:
+        values = [v for _, v in worst.values()]
+        return (f"Accuracy in % per corruption and severity. {next(iter(kinds)).replace('_', ' ').capitalize()} at "
+                f"severity 5 is the hardest set for every run ({min(values):.0%} to {max(values):.0%}); the colour scale starts at "
+                "the lowest value shown.")
+    return ("Accuracy in % per corruption and severity. Hardest set at severity 5: "
+            + "; ".join(f"{n} {c.replace('_', ' ')} {v:.0%}" for n, (c, v) in worst.items()) + ".")
+
+
+def attack_caption(summaries: dict[str, dict]) -> str:
+    budgets = set.intersection(*(set(s["attacks"]["pgd"]) for s in summaries.values()))
+    if not budgets:
+        return "Accuracy against the attack budget ε for FGSM (left) and PGD-10 (right)."
+    strongest = max(budgets, key=float)
+    pgd = {n: s["attacks"]["pgd"][strongest] for n, s in summaries.items()}
+    fgsm = {n: s["attacks"]["fgsm"][strongest] for n, s in summaries.items()}
+    text = (f"At ε = {strongest}/255, PGD-10 leaves {min(pgd.values()):.1%} to {max(pgd.values()):.1%} and FGSM "
+            f"{min(fgsm.values()):.1%} to {max(fgsm.values()):.1%}")
+    weaker = all(fgsm[n] > pgd[n] for n in summaries)
+    return text + (": for every run one step is a weaker attack than ten." if weaker else ".")
