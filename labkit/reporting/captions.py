@@ -132,11 +132,16 @@ def corruption_caption(summaries: dict[str, dict]) -> str:
             + "; ".join(f"{n} {c.replace('_', ' ')} {v:.0%}" for n, (c, v) in worst.items()) + ".")
 
 
-def attack_caption(summaries: dict[str, dict]) -> str:
+def strongest_common_budget(summaries: dict[str, dict]) -> str | None:
+    """The largest attack budget ε every analysis measured (their keys, e.g. '8'), or None."""
     budgets = set.intersection(*(set(s["attacks"]["pgd"]) for s in summaries.values()))
-    if not budgets:
+    return max(budgets, key=float) if budgets else None
+
+
+def attack_caption(summaries: dict[str, dict]) -> str:
+    strongest = strongest_common_budget(summaries)
+    if strongest is None:
         return "Accuracy against the attack budget ε for FGSM (left) and PGD-10 (right)."
-    strongest = max(budgets, key=float)
     pgd = {n: s["attacks"]["pgd"][strongest] for n, s in summaries.items()}
     fgsm = {n: s["attacks"]["fgsm"][strongest] for n, s in summaries.items()}
     text = (f"At ε = {strongest}/255, PGD-10 leaves {min(pgd.values()):.1%} to {max(pgd.values()):.1%} and FGSM "

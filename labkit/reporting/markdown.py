@@ -59,6 +59,7 @@ from labkit.reporting.tables import (
     comparison_table,
     format_table,
     headline_table,
+    is_missing,
     lab_report_table,
     latest_benchmarks,
     markdown_table,
@@ -492,7 +493,7 @@ def format_percent(table: pd.DataFrame, columns: list[str] | None) -> pd.DataFra
     """The given columns (all when None) as percentages with one decimal."""
     shown = table.copy().astype(object)
     for column in (shown.columns if columns is None else columns):
-        shown[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.1%}")
+        shown[column] = table[column].map(lambda v: "" if is_missing(v) else f"{v:.1%}")
     return shown
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from labkit import tune
+from labkit.reporting.captions import strongest_common_budget
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, seed_summary
@@ -180,9 +181,8 @@ def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
     same_order = sorted(means, key=means.get) == sorted(clean, key=clean.get)
     text.append(f"Under the 15 generated corruptions the mean accuracy ranges from {min(means.values()):.1%} to "
                 f"{means[best]:.1%} ({best})" + (", in the same order as clean accuracy." if same_order else "."))
-    budgets = set.intersection(*(set(s["attacks"]["pgd"]) for s in summaries.values()))
-    if budgets:
-        strongest = max(budgets, key=float)
+    strongest = strongest_common_budget(summaries)
+    if strongest is not None:
         pgd = {n: s["attacks"]["pgd"][strongest] for n, s in summaries.items()}
         text.append(f"PGD-10 at ε = {strongest}/255 leaves {min(pgd.values()):.1%} to {max(pgd.values()):.1%} "
                     f"(highest: {max(pgd, key=pgd.get)}); none of these models was trained against attacks.")
