@@ -191,6 +191,22 @@ def figure(report: dict, path) -> None:
     plt.close(fig)
 
 
+def output_path(output: str | None, default_name: str, overwrite: bool) -> Path:
+    """Where a benchmark goes: `output`, or results/benchmarks/<default_name>. Checked before minutes of
+    measuring: a folder, a path under a file, or (without `overwrite`) an existing default file, a
+    benchmark the report may show, raise ValueError. A file named by `output` is replaced."""
+    path = Path(output) if output else results_root() / "benchmarks" / default_name
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give a file name, e.g. {path / default_name}")
+    blocker = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(f"{path} cannot be written: {blocker} is a file, not a folder")
+    if output is None and path.exists() and not overwrite:
+        raise ValueError(f"{path} exists (report.md may show it); pass --output with a file name, or "
+                         f"--overwrite to replace it")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="cnn,resnet18,se_resnet18,densenet_cifar,densenet_cifar_memory_efficient")
@@ -200,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also measure the fast path with torch.compile")
     p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the JSON if it exists (otherwise refused)")
     p.add_argument("--worker", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -216,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             build(spec)  # fails early, with the valid names, on a typo
         if device_problem(args.device):
             raise ValueError(device_problem(args.device))
+        device = resolve_device(args.device)
+        path = output_path(args.output, f"{device_slug(device_name(device))}.json", args.overwrite)
     except ValueError as err:
         p.error(str(err))
-    device = resolve_device(args.device)
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
     report = {"device": device_name(device), "torch_version": torch.__version__, **git_commit(),
               "date": utc_timestamp(),
@@ -242,8 +260,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec}: " + ", ".join(f"{n} {entry[n]['images_per_s']:.1f} img/s "
                                       f"(peak mem {entry[n]['peak_memory_mb']:.0f} MB)" for n in pipelines)
               + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
-    slug = device_slug(report["device"])
-    path = results_root() / "benchmarks" / f"{slug}.json" if args.output is None else Path(args.output)
     write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     figure(report, path.with_suffix(".png"))
     print(f"matmul peak: fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s; wrote {path}")

@@ -79,11 +79,21 @@ def portable_location(location: str) -> str:
         return path.name
 
 
+def data_path(spec: str) -> Path:
+    """A data path as given; a relative one that is not under the current folder is read from the
+    repository root, the form labkit writes (`portable_location`): a notebook kept in results/ and
+    opened in JupyterLab runs there with '../shared/...' in its parameters."""
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
+
+
 def check_data_spec(data: str) -> None:
     """Before any work: `data` is a known name or an existing path (named in the error otherwise)."""
-    if str(data) not in ("auto", "synthetic", "torchvision") and not Path(data).expanduser().exists():
-        raise ValueError(f"data path {str(data)!r} does not exist (relative paths resolve from {Path.cwd()}); pass "
-                         f"'auto', 'synthetic', 'torchvision', or an existing path")
+    if str(data) not in ("auto", "synthetic", "torchvision") and not data_path(str(data)).exists():
+        raise ValueError(f"data path {str(data)!r} does not exist (relative paths resolve from {Path.cwd()}, then "
+                         f"from {REPO_ROOT}); pass 'auto', 'synthetic', 'torchvision', or an existing path")
 
 
 def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, use_cache: bool = True,
@@ -100,7 +110,7 @@ def load_cifar10(data: str | os.PathLike = "auto", *, download: bool = False, us
         return synthetic_cifar10()
     if spec == "torchvision":
         return load_torchvision(CANONICAL_ROOT, download=download, use_cache=use_cache)
-    path = Path(spec).expanduser()
+    path = data_path(spec)
     if not path.exists():
         raise DataError(f"data path {path} does not exist; pass 'auto', 'synthetic', 'torchvision', "
                         f"an image folder or a .tar/.tar.gz/.zip archive of one")

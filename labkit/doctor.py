@@ -22,7 +22,7 @@ from labkit import bench
 from labkit.data import OFFLINE_ARCHIVE, resolve_auto
 from labkit.device import device_name, device_problem, device_slug, native_bf16, resolve_device, resolve_precision
 from labkit.models.inspect import count_flops
-from labkit.paths import results_root, smoke_mode
+from labkit.paths import smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.storage import StorageError, write_atomic
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>-doctor.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the JSON if it exists (otherwise refused)")
     args = p.parse_args(argv)
     specs = [s.strip() for s in args.models.split(",") if s.strip()]
     try:
@@ -63,19 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             bench.build(spec)
         if (args.steps is not None and args.steps < 1) or args.batch_size < 1:
             raise ValueError("--steps and --batch-size must be ≥ 1")
-        if args.output:   # checked before minutes of benchmarking, not after
-            output = Path(args.output)
-            if output.is_dir():
-                raise ValueError(f"--output {output} is a folder; give a file name, e.g. {output / 'doctor.json'}")
-            blocker = next((parent for parent in output.parents if parent.exists() and not parent.is_dir()), None)
-            if blocker is not None:
-                raise ValueError(f"--output {output} cannot be written: {blocker} is a file, not a folder")
+        device = resolve_device(args.device)
+        path = bench.output_path(args.output, f"{device_slug(device_name(device))}-doctor.json", args.overwrite)
     except ValueError as err:
         p.error(str(err))
     if smoke_mode():
         args.steps = 1
         print("LABKIT_SMOKE=1: smoke mode, 1 timed step per model")
-    device = resolve_device(args.device)
     steps = args.steps or (50 if device.type == "cuda" else 5)
     facts = environment(device)
     for key, value in facts.items():
@@ -97,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec:>20}: {fast['images_per_s']:,.0f} img/s, {fast['achieved_gflops'] / 1e3:.2f} TFLOP/s "
               f"({fast['peak_share']:.0%} of the {run['precision']} matmul peak), peak memory "
               f"{fast['peak_memory_mb']:,.0f} MB", flush=True)
-    slug = device_slug(facts["device"])
-    path = Path(args.output) if args.output else results_root() / "benchmarks" / f"{slug}-doctor.json"
     try:
         write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     except StorageError as err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields
 
 from labkit import data as datalib
 from labkit.models import available_models
@@ -22,10 +22,10 @@ from labkit.training.checkpoint import CheckpointError, saved_settings
 from labkit.training.config import (
     HEADLINE_RECIPES,
     SMOKE_EPOCHS,
-    SMOKE_SETTINGS,
     SYNTHETIC_VAL_SIZE,
     TrainConfig,
     defaults_for,
+    smoke_config,
     unfinished_run,
 )
 from labkit.training.loop import NonFiniteLossError, check_stop_after, fit, refuse_to_replace
@@ -70,8 +70,7 @@ def config_from_args(args: dict) -> TrainConfig:
     if not smoke_mode():
         return config
     print(f"LABKIT_SMOKE=1: smoke mode, at most {SMOKE_EPOCHS} epochs on synthetic data")
-    return replace(config, **SMOKE_SETTINGS, epochs=min(config.epochs, SMOKE_EPOCHS),
-                   warmup_epochs=min(config.warmup_epochs, 1.0))
+    return smoke_config(config)
 
 
 def main(argv: list[str] | None = None) -> int:

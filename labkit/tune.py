@@ -26,7 +26,7 @@ from labkit.reporting.stats import difference_noise
 from labkit.reporting.tables import format_table
 from labkit.storage import write_atomic
 from labkit.training.checkpoint import CheckpointError, saved_config
-from labkit.training.config import RECIPE_FIELDS, SYNTHETIC_VAL_SIZE, TrainConfig
+from labkit.training.config import RECIPE_FIELDS, TrainConfig, smoke_config
 from labkit.training.loop import NonFiniteLossError, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
@@ -165,13 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trial", action="append", default=[], metavar="SETTINGS",
                    help='overrides of the default recipe, e.g. "lr=0.2 label_smoothing=0"; "" is the default; repeatable')
     args = p.parse_args(argv)
-    if smoke_mode():
-        args.data, args.val_size, args.epochs = "synthetic", SYNTHETIC_VAL_SIZE, 1
-        print("LABKIT_SMOKE=1: smoke mode, 1-epoch trials on synthetic data")
     try:
         trials = [parse_overrides(t) for t in args.trial or [""]]
         base = TrainConfig(model=args.model, epochs=args.epochs, data=args.data, val_size=args.val_size,
                            device=args.device)
+        if smoke_mode():
+            base = smoke_config(base, max_epochs=1)
+            print("LABKIT_SMOKE=1: smoke mode, 1-epoch trials on synthetic data")
         if base.val_size == 0:
             raise ValueError("tuning is judged on the validation split: val_size must be > 0")
         trial_configs(base, trials)

@@ -7,23 +7,26 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from labkit.notebook.params import NOTEBOOK_MODELS
 from labkit.reporting.markdown import replace_generated
 from labkit.training.config import TrainConfig, defaults_for, notebook_settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
-def parameters_cell(model: str) -> str:
+def parameters_cell(notebook: str) -> str:
     """The parameters cell, generated from TrainConfig's declarations: every setting that applies to
-    `model`, its default (the model's headline recipe) and its help text."""
+    the notebook's model, its default (the model's headline recipe) and its help text."""
+    model, *others = NOTEBOOK_MODELS[notebook]
     defaults = defaults_for(model)
     lines = ["# Parameters (papermill: -p name value). `papermill --help-notebook` lists them."]
     for f in notebook_settings(model):
-        lines.append(f"{f.name} = {defaults[f.name]!r}".ljust(34) + f"# {f.metadata['help']}")
+        help = f"architecture: {' or '.join([model, *others])}" if f.name == "model" else f.metadata["help"]
+        lines.append(f"{f.name}: {f.type} = {defaults[f.name]!r}".ljust(40) + f"# {help}")
     return "\n".join(lines)
 
 
-def configure_cell(model: str) -> str:
-    names = [f.name for f in notebook_settings(model)]
+def configure_cell(notebook: str) -> str:
+    names = [f.name for f in notebook_settings(NOTEBOOK_MODELS[notebook][0])]
     call = ", ".join(f"{n}={n}" for n in names)
     return ("from labkit.models import build_model\n"
             "from labkit.notebook import params, views\n"
@@ -32,13 +35,13 @@ def configure_cell(model: str) -> str:
             "from labkit.training.loop import fit\n\n"
             "# Checks every parameter and fails here with a clear message (before any data is read);\n"
             "# LABKIT_SMOKE=1 shrinks the run. Without run_name, the run gets a new name, printed below.\n"
-            f"config = params.configure({textwrap.fill(call, 100, subsequent_indent=' ' * 26)})\n"
+            f"config = params.configure({textwrap.fill(repr(notebook) + ', ' + call, 100, subsequent_indent=' ' * 26)})\n"
             "config")
 
 
 ARCHITECTURES = {
     "01_cnn": dict(
-        model="cnn", title="The tutorial CNN",
+        title="The tutorial CNN",
         intro="""The smallest of the four: the network from the PyTorch tutorial *Training a classifier*.
 It is a **plain conv/pool/fc stack**: two 5×5 convolutions (3→6 and 6→16 channels), each followed by
 ReLU and 2×2 max-pooling, flatten the 16×5×5 maps into 400 numbers, and three fully connected layers
@@ -51,7 +54,7 @@ become colour blobs and oriented edges: the same kind of detectors that appear i
         look_code='''look = figures.conv_filters(result.model.features[0].weight, f"{config.run_name}: first-layer filters (6 × 5×5×3)")''',
         look_name="filters"),
     "02_resnet18": dict(
-        model="resnet18", title="ResNet-18",
+        title="ResNet-18",
         intro="""**Residual learning** (He et al., 2016): instead of asking two stacked 3×3 convolutions to
 produce the desired map H(x) directly, a block learns the *residual* F(x) = H(x) − x and outputs
 relu(F(x) + x). The **shortcut** carries x past the convolutions unchanged, so the identity is the easy
@@ -64,8 +67,9 @@ This is the CIFAR variant: a 3×3 stride-1 stem with 64 channels keeps the 32×3
 stages of two BasicBlocks at 64/128/256/512 channels (the last three halve the resolution), a 4×4 global
 average pool and a linear head: 11,173,962 parameters.
 
-Run this notebook with `-p model plain18` for the control: the same network with every shortcut removed
-(11,000,138 parameters), which isolates what the shortcuts contribute.""",
+The control is the same network with every shortcut removed, `plain18` (11,000,138 parameters): it
+isolates what the shortcuts contribute. It is judged against the 15-epoch `resnet18` run, so train it
+with that run's recipe: `-p model plain18 -p epochs 15 -p cutout 0 -p ema_decay 0.0 -p tta 1`.""",
         look_md="""## A look inside: gradients at initialisation, with and without the shortcuts
 For one batch and a freshly initialised network, the norm of the loss gradient reaching each block's
 convolution weights, once with the shortcuts and once with every shortcut removed (the same weights).
@@ -77,7 +81,7 @@ print(inspect.gradient_reading(gradients))
 gradients''',
         look_name="gradient_norms"),
     "03_densenet": dict(
-        model="densenet_cifar", title="DenseNet (CIFAR, growth rate 12)",
+        title="DenseNet (CIFAR, growth rate 12)",
         intro="""**Dense connectivity** (Huang et al., 2017): inside a dense block every layer receives the
 concatenation of the block input and *all* earlier layers' outputs, and contributes k new channels, the
 **growth rate** (k = 12 here). Features are reused rather than relearned, which makes the network very
@@ -108,7 +112,7 @@ recomputation trades some speed for memory.""",
 measured if len(measured) else print("no DenseNet benchmark in results/benchmarks yet")''',
         look_name="channels_memory"),
     "04_se_resnet18": dict(
-        model="se_resnet18", title="SE-ResNet-18",
+        title="SE-ResNet-18",
         intro="""**Squeeze-and-excitation** (Hu et al., 2018) lets a block reweight its own channels from
 global context. After the block's two convolutions compute F(x):
 
@@ -135,12 +139,11 @@ gates''',
 
 
 def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
-    model = spec["model"]
     save_table = ", gradients" if spec["look_name"] == "gradient_norms" else ", gates" if spec["look_name"] == "excitation" else ""
     cells = [
         new_markdown_cell(f"# {spec['title']} on CIFAR-10\n\n{spec['intro']}"),
-        new_code_cell(parameters_cell(model), metadata={"tags": ["parameters"]}),
-        new_code_cell(configure_cell(model)),
+        new_code_cell(parameters_cell(name), metadata={"tags": ["parameters"]}),
+        new_code_cell(configure_cell(name)),
         new_markdown_cell("## The code\nThe module that defines this architecture, as labkit trains it."),
         new_code_cell("views.show_source(config.model)"),
         new_markdown_cell("## Structure\nThe module tree, then parameters, FLOPs and output shape per stage "
@@ -154,7 +157,9 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
                           "average (EMA) when set. A checkpoint is written every epoch; the test split is evaluated "
                           "once, after the last epoch. First, how long that will take on this machine."),
         new_code_cell("print(views.time_estimate(config, data_set))"),
-        new_code_cell("result = fit(config, data_set)"),
+        new_code_cell("result = fit(config, data_set)\n"
+                      "folder = save_run(result)    # metrics, history and weights, before anything below can fail\n"
+                      "print(\"saved to\", folder)"),
         new_markdown_cell("## Curves\nTrain loss includes label smoothing and augmentation, so it sits above the "
                           "validation loss; the gap between the accuracies is the one to watch. With a weight "
                           "average (EMA), val is measured on the averaged weights (solid) and on the live ones "
@@ -173,11 +178,12 @@ def architecture_notebook(name: str, spec: dict) -> nbformat.NotebookNode:
         new_code_cell(("from labkit.models import inspect\n\n" if "inspect." in spec["look_code"] else "")
                       + spec["look_code"]),
         *([new_markdown_cell(spec["extra_md"]), new_code_cell(spec["extra_code"])] if "extra_md" in spec else []),
-        new_markdown_cell("## Saving\nMetrics, history, confusion matrix and fp16 weights go to "
-                          "`results/<run_name>/` (or `$LABKIT_RESULTS`), with the figures above."),
-        new_code_cell(f'folder = save_run(result)\nviews.save_figure(predictions, config.run_name, "predictions")\n'
+        new_markdown_cell("## Saving the figures\nMetrics, history, confusion matrix and fp16 weights went to "
+                          "`results/<run_name>/` (or `$LABKIT_RESULTS`) right after training; the figures "
+                          "above join them."),
+        new_code_cell(f'views.save_figure(predictions, config.run_name, "predictions")\n'
                       f'views.save_figure(look, config.run_name, "{spec["look_name"]}"{save_table})\n'
-                      f'print("saved to", folder)'),
+                      f'print("figures saved to", folder)'),
     ]
     return new_notebook(cells=cells, metadata=KERNEL)
 

@@ -140,6 +140,20 @@ def test_missing_path_is_explained(tmp_path):
         load_cifar10(tmp_path / "nowhere")
 
 
+def test_a_relative_path_falls_back_to_the_repository_root(tmp_path, tiny_data, monkeypatch):
+    """A notebook kept in results/ names its data '../shared/...' (relative to the repository, as labkit
+    writes it) and JupyterLab runs it from results/: the path still finds the data."""
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    export_image_folder(tiny_data, tmp_path / "shared" / "tree", "png")
+    monkeypatch.setattr(datalib, "REPO_ROOT", repo)
+    monkeypatch.chdir(repo / "results")
+    datalib.check_data_spec("../shared/tree")
+    assert torch.equal(load_cifar10("../shared/tree", use_cache=False).test_labels, tiny_data.test_labels)
+    with pytest.raises(ValueError, match=r"'\.\./shared/elsewhere' does not exist .*then from .*repo"):
+        datalib.check_data_spec("../shared/elsewhere")
+
+
 def test_torchvision_source_without_download_explains(tmp_path):
     with pytest.raises(DataError, match=r"no canonical CIFAR-10 .*download=True"):
         datalib.load_torchvision(tmp_path, download=False)

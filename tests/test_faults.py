@@ -338,6 +338,24 @@ def test_doctor_refuses_an_output_under_a_file_before_benchmarking(tmp_path, cap
     assert blocker.read_text() == ""
 
 
+@pytest.mark.parametrize("command", ["bench", "doctor"])
+def test_a_benchmark_is_not_replaced_without_overwrite(command, isolated_roots, capsys):
+    """The README's usage runs bench and doctor: on the machine that made a committed benchmark they
+    would write over it. Refused before measuring, with the two ways out."""
+    from labkit.device import device_name, device_slug
+
+    module = __import__(f"labkit.{command}", fromlist=["main"])
+    suffix = "-doctor" if command == "doctor" else ""
+    earlier = isolated_roots / "results" / "benchmarks" / f"{device_slug(device_name(torch.device('cpu')))}{suffix}.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text('{"models": {}}')
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--models", "cnn", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and f"{earlier} exists" in err and "--overwrite" in err and "img/s" not in out
+    assert earlier.read_text() == '{"models": {}}'
+
+
 @pytest.mark.parametrize("where", ["results root", "run folder"])
 def test_the_cli_refuses_a_results_destination_that_is_a_file_before_training(where, tmp_path, monkeypatch, capsys):
     if where == "results root":

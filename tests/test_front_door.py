@@ -8,6 +8,8 @@ import nbformat
 import pytest
 
 from labkit import data as datalib
+from labkit.models import available_models
+from labkit.notebook.params import NOTEBOOK_MODELS, configure
 from labkit.paths import REPO_ROOT
 from labkit.reporting.select import load_every_run, longest_runs, on_common_data
 from labkit.train import main, parse_args
@@ -15,8 +17,6 @@ from labkit.training.checkpoint import checkpoint_path
 from labkit.training.config import RECIPE_FIELDS, TrainConfig, defaults_for, notebook_settings
 
 TINY = ["--model", "cnn", "--epochs", "1", "--data", "synthetic", "--batch-size", "64", "--no-progress"]
-NOTEBOOK_MODELS = {"01_cnn": "cnn", "02_resnet18": "resnet18", "03_densenet": "densenet_cifar",
-                   "04_se_resnet18": "se_resnet18"}
 
 
 def run_line(out: str) -> str:
@@ -87,7 +87,7 @@ def notebook_parameters(name: str) -> dict:
 
 @pytest.mark.parametrize("name", NOTEBOOK_MODELS)
 def test_each_notebook_takes_every_setting_of_its_model_with_the_recipe_as_default(name):
-    model = NOTEBOOK_MODELS[name]
+    model = NOTEBOOK_MODELS[name][0]
     parameters = notebook_parameters(name)
     assert list(parameters) == [f.name for f in notebook_settings(model)]
     defaults = defaults_for(model)
@@ -97,12 +97,21 @@ def test_each_notebook_takes_every_setting_of_its_model_with_the_recipe_as_defau
 @pytest.mark.parametrize("name", NOTEBOOK_MODELS)
 def test_each_notebooks_defaults_are_the_recipe_of_the_run_the_report_headlines(name):
     every_run, _ = on_common_data(load_every_run(REPO_ROOT / "results"))
-    model = NOTEBOOK_MODELS[name]
+    model = NOTEBOOK_MODELS[name][0]
     headline = next(run for run in longest_runs(every_run).values() if run and run["metrics"]["model"] == model)
     recorded = {**{f.name: f.default for f in fields(TrainConfig)}, **headline["metrics"]["config"]}
     parameters = {**defaults_for(model), **notebook_parameters(name)}    # a setting that does not apply: its default
     for key in (*RECIPE_FIELDS, "epochs", "tta", "val_size"):
         assert parameters[key] == recorded[key], f"{name}: {key} {parameters[key]!r} vs the headline run's {recorded[key]!r}"
+
+
+def test_a_notebook_trains_its_own_family_and_names_the_notebook_of_another(isolated_roots):
+    """01_cnn's look inside reads the CNN's first convolution, 04's the SE gates: another model would
+    fail there, hours into the run, so the first cell refuses it."""
+    assert configure("02_resnet18", model="plain18", data="synthetic", run_name="control").model == "plain18"
+    with pytest.raises(ValueError, match=r"notebook 01_cnn trains cnn, not 'se_resnet18': use notebooks/04_se_resnet18"):
+        configure("01_cnn", model="se_resnet18", data="synthetic")
+    assert sorted(m for models in NOTEBOOK_MODELS.values() for m in models) == sorted(available_models())
 
 
 def test_the_committed_notebooks_are_what_the_builder_writes(tmp_path):

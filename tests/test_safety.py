@@ -20,7 +20,7 @@ from labkit.runs.store import RunDataError, load_model, load_run, save_run
 from labkit.storage import StorageError
 from labkit.train import main
 from labkit.training.checkpoint import CheckpointError, checkpoint_path
-from labkit.training.config import TrainConfig
+from labkit.training.config import TrainConfig, smoke_config
 from labkit.training.loop import RunExistsError, fit
 from tests.helpers import export_image_folder
 
@@ -70,6 +70,15 @@ def test_smoke_mode_never_resolves_to_the_real_results_or_checkpoints(monkeypatc
     assert paths.results_root() == paths.smoke_root() / "results"
     monkeypatch.setenv("LABKIT_SMOKE", "0")
     assert paths.results_root() == REPO_ROOT / "results"
+
+
+def test_smoke_size_is_one_definition_that_keeps_the_recipe():
+    """Every command (train, tune, the notebooks) cuts its run to smoke size with smoke_config."""
+    config = TrainConfig(model="resnet18", epochs=40, lr=0.05, cutout=12, warmup_epochs=3.0, data="auto")
+    small = smoke_config(config, max_epochs=1, resume=False)
+    assert (small.data, small.epochs, small.warmup_epochs, small.batch_size) == ("synthetic", 1, 1.0, 64)
+    assert (small.lr, small.cutout, small.run_name, small.resume) == (0.05, 12, config.run_name, False)
+    assert smoke_config(TrainConfig(model="cnn", epochs=1, data="synthetic", val_size=100)).epochs == 1
 
 
 def test_a_smoke_run_outside_pytest_leaves_results_alone(tmp_path):

@@ -56,6 +56,7 @@ def test_the_command_writes_the_tidy_copy_and_names_a_missing_file(tmp_path, cap
     assert main([str(tmp_path / "none.ipynb")]) == 2
     error = capsys.readouterr().err
     assert "no notebook at" in error and "none.ipynb" in error
+    assert main(["--help"]) == 0 and "python -m labkit.notebook.tidy EXECUTED.ipynb" in capsys.readouterr().out
 
 
 def test_tidy_rewrites_only_absolute_paths():

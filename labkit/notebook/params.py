@@ -16,13 +16,17 @@ from labkit.paths import results_root, smoke_mode
 from labkit.reporting.select import load_every_run, longest_runs
 from labkit.robustness.suite import AnalysisSettings
 from labkit.runs.store import check_destinations, list_runs, run_dir, save_run
-from labkit.training.config import RUN_NAME, SMOKE_SETTINGS, SYNTHETIC_VAL_SIZE, TrainConfig
+from labkit.training.config import RUN_NAME, SYNTHETIC_VAL_SIZE, TrainConfig, smoke_config
 from labkit.training.loop import fit, refuse_to_replace
 
 SMOKE = smoke_mode()
-
-
-NOTEBOOK_SMOKE = dict(SMOKE_SETTINGS, epochs=1, warmup_epochs=1.0, resume=False)   # nbval runs every notebook
+# The model notebooks and the models each trains (the first is its default): each shows its family's inside.
+NOTEBOOK_MODELS = {
+    "01_cnn": ("cnn",),
+    "02_resnet18": ("resnet18", "plain18"),
+    "03_densenet": ("densenet_cifar",),
+    "04_se_resnet18": ("se_resnet18", "se_resnet18_imagenet_stem"),
+}
 
 
 def injected_parameters() -> set[str]:
@@ -50,10 +54,11 @@ def reject_unknown_parameters(known) -> None:
                          f"{', '.join(sorted(known))}")
 
 
-def configure(**parameters) -> TrainConfig:
-    """Check the notebook's parameters and build the training config. Fails here, in the first code
-    cell, before any data is decoded or model built, with a message naming the bad value, an unknown
-    parameter name, or a run name that would replace a finished run. Smoke mode overrides the size."""
+def configure(notebook: str, **parameters) -> TrainConfig:
+    """Check the parameters of `notebook` (a key of NOTEBOOK_MODELS) and build the training config.
+    Fails here, in the first code cell, before any data is decoded or model built, with a message
+    naming the bad value, an unknown parameter name, a model another notebook trains, or a run name
+    that would replace a finished run. Smoke mode overrides the size."""
     reject_unknown_parameters(parameters)
     data = str(parameters.get("data", "auto"))
     check_data_spec(data)
@@ -62,9 +67,13 @@ def configure(**parameters) -> TrainConfig:
               f"{parameters['val_size']:,}")
         parameters["val_size"] = SYNTHETIC_VAL_SIZE
     config = TrainConfig(**{**parameters, "progress": True})       # validates what the user asked for
+    if config.model not in NOTEBOOK_MODELS[notebook]:
+        home = next(name for name, models in NOTEBOOK_MODELS.items() if config.model in models)
+        raise ValueError(f"notebook {notebook} trains {' or '.join(NOTEBOOK_MODELS[notebook])}, not "
+                         f"{config.model!r}: use notebooks/{home}.ipynb")
     if SMOKE:
         print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir(""))
-        config = TrainConfig(**{**parameters, **NOTEBOOK_SMOKE, "run_name": config.run_name, "progress": True})
+        config = smoke_config(config, max_epochs=1, resume=False)     # nbval runs every notebook
     refuse_to_replace(config)
     check_destinations(config.run_name)
     print(f"run {config.run_name}: {config.model}, {config.epochs} epochs{', resuming' if config.resume else ''}; "
@@ -125,8 +134,8 @@ def configure_analysis(runs: str, results_dir: str, epsilons: str, save: bool = 
         print("LABKIT_SMOKE=1: smoke mode, small subsets; runs come from", root or results_root())
         for name in names:   # throwaway one-epoch runs: a leftover checkpoint of the same name is replaced
             if not ((root or results_root()) / name / "metrics.json").is_file():
-                save_run(fit(TrainConfig(model=model_of_run(name), run_name=name, progress=False,
-                                         **{**NOTEBOOK_SMOKE, "overwrite": True})), root)
+                smoke_run = TrainConfig(model=model_of_run(name), run_name=name, progress=False)
+                save_run(fit(smoke_config(smoke_run, max_epochs=1, resume=False, overwrite=True)), root)
     missing = [name for name in names if not ((root or results_root()) / name / "metrics.json").is_file()]
     if missing:
         raise ValueError(f"no saved run {', '.join(missing)} in {root or results_root()}; runs there: "

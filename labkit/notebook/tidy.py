@@ -76,6 +76,9 @@ def tidy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if not 1 <= len(args) <= 2:
         print(__doc__.split("\n\n")[1].strip(), file=sys.stderr)
         return 2

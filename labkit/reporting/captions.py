@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from labkit.reporting.figures import corruption_scale_floor
 from labkit.reporting.select import present
 
 LOOK_CAPTIONS = {
@@ -18,7 +19,9 @@ LOOK_CAPTIONS = {
     "gradient_norms": "Gradient norm of each residual block of a freshly initialised ResNet-18 on one batch, with "
                       "its shortcuts and with them removed (left), and the ratio (right).",
     "excitation": "Mean SE gate per channel (x) for the test images of each class (rows) at the last block of each "
-                  "stage; a flat colour across a panel means the gates do not depend on the class.",
+                  "stage, on a 0–1 scale: a panel of one even colour means gates stuck at one value; vertical "
+                  "stripes that run unchanged through every row mean gates that vary by channel but not by class; "
+                  "only differences between rows are recalibration by class.",
 }
 
 
@@ -78,9 +81,9 @@ def per_class_heatmap_caption(runs: dict) -> str:
     if len(classes) == 1:
         values = [v for _, v in hardest.values()]
         return (f"{next(iter(classes)).capitalize()} is the hardest class for every run ({min(values):.1%} to "
-                f"{max(values):.1%}); the colour scale starts at 50 %.")
+                f"{max(values):.1%}); cells at 50 % or below are the darkest.")
     return ("Hardest class per run: " + "; ".join(f"{n} {c} {v:.1%}" for n, (c, v) in hardest.items())
-            + ". The colour scale starts at 50 %.")
+            + ". Cells at 50 % or below are the darkest.")
 
 
 def scatter_caption(runs: dict) -> str:
@@ -93,10 +96,14 @@ def scatter_caption(runs: dict) -> str:
             f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
 
 
-BUDGET_CAPTION = ("Each point is a model's run(s) at one epoch budget (several seeds: the mean, with their standard "
-                  "deviation as a bar); the marker says the recipe, which changed with the budget, so a step along a "
-                  "line mixes the longer schedule with the recipe; open markers are final fits on all 50,000 "
-                  "training images; dotted lines are the lab report's numbers.")
+def budget_caption(runs: dict) -> str:
+    final_fits = any(not run["metrics"].get("val_images", 1) for run in present(runs).values())
+    return ("Each point is a model's run(s) at one epoch budget (several seeds: the mean, with their standard "
+            "deviation as a bar), moved up to 2.4 epochs sideways so that no model hides another; the marker says "
+            "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "
+            "schedule with the recipe; "
+            + ("open markers are final fits on all 50,000 training images; " if final_fits else "")
+            + "dotted lines are the lab report's numbers.")
 
 
 def reliability_caption(summaries: dict[str, dict]) -> str:
@@ -112,8 +119,9 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
             "over-confident")
     scaled = any(s["calibration"]["temperature"] for s in summaries.values())
     return (f"Before scaling (filled bars) {kind}"
-            + ("; the outlined bars are after temperature scaling" if scaled else "")
-            + ". The numbers at the foot of the bars are the images in each bin.")
+            + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
+               "a bin holds other images than the filled bar at the same place" if scaled else "")
+            + ". The numbers at the foot of the bars are the images in each bin before scaling.")
 
 
 def corruption_caption(summaries: dict[str, dict]) -> str:
@@ -127,7 +135,7 @@ def corruption_caption(summaries: dict[str, dict]) -> str:
         values = [v for _, v in worst.values()]
         return (f"Accuracy in % per corruption and severity. {next(iter(kinds)).replace('_', ' ').capitalize()} at "
                 f"severity 5 is the hardest set for every run ({min(values):.0%} to {max(values):.0%}); the colour scale starts at "
-                "the lowest value shown.")
+                f"{corruption_scale_floor(summaries):.0%}.")
     return ("Accuracy in % per corruption and severity. Hardest set at severity 5: "
             + "; ".join(f"{n} {c.replace('_', ' ')} {v:.0%}" for n, (c, v) in worst.items()) + ".")
 

@@ -161,15 +161,18 @@ def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes, title: st
     """One panel per stage: mean SE gate per channel (x) for each class (rows); the colour scale is
     the gate's whole range, 0 to 1, so gates stuck near 0.5 read as one flat colour."""
     names = list(excitations)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names) + 1.2, 3.6), squeeze=False,
-                             layout="constrained")
-    for ax, name in zip(axes.flat, names):
+    columns = min(2, len(names))       # two panels a row: the figure prints at page width with 9 pt labels
+    fig, axes = plt.subplots(-(-len(names) // columns), columns, figsize=(4.0 * columns + 1.0, 3.2 * -(-len(names) // columns)),
+                             squeeze=False, layout="constrained")
+    for i, (ax, name) in enumerate(zip(axes.flat, names)):
         image = ax.imshow(excitations[name].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                           interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("channel", fontsize=9)
-        ax.set_yticks(range(len(classes)), classes if ax is axes.flat[0] else [""] * len(classes), fontsize=9)
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.9, label="mean gate over the class's images")
+        ax.set_yticks(range(len(classes)), classes if i % columns == 0 else [""] * len(classes), fontsize=9)
+    for ax in axes.flat[len(names):]:
+        ax.remove()
+    fig.colorbar(image, ax=list(axes.flat[:len(names)]), shrink=0.9, label="mean gate over the class's images")
     fig.suptitle(f"{title} (last block of each stage)", fontsize=11)
     return fig
 
@@ -221,13 +224,18 @@ def reliability_diagrams(summaries: dict[str, dict]):
     return fig
 
 
+def corruption_scale_floor(summaries: dict[str, dict]) -> float:
+    """Where the corruption heatmaps' colour scale starts: the lowest accuracy shown, rounded down to 10 %."""
+    low = min(v for s in summaries.values() for row in s["corruptions"]["accuracy"].values() for v in row.values())
+    return float(np.floor(low * 10) / 10)
+
+
 def corruption_heatmaps(summaries: dict[str, dict]):
     """Per run: accuracy for each corruption (rows) at severities 1–5 (columns). The colour scale
     starts at the lowest accuracy shown (rounded down to 10 %), not at 0, so the differences between
     50 and 90 % stay visible."""
     tables = {name: s["corruptions"]["accuracy"] for name, s in summaries.items()}
-    low = min(min(v for row in t.values() for v in row.values()) for t in tables.values())
-    low = np.floor(low * 10) / 10
+    low = corruption_scale_floor(summaries)
     fig, axes = panel_grid(len(summaries), 3, 3.9, 6.0)
     for i, (ax, (name, s)) in enumerate(zip(axes, summaries.items())):
         table = tables[name]
@@ -251,8 +259,8 @@ def corruption_heatmaps(summaries: dict[str, dict]):
 
 def attack_curves(summaries: dict[str, dict]):
     """Accuracy against the L∞ budget ε: FGSM and PGD-10 in two panels, one colour and marker per
-    run, so runs with near-equal curves stay told apart; the legend sits outside."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    run, so runs with near-equal curves stay told apart; the legend sits below, outside the axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.8), sharey=True)
     markers = "osD^vP*X"
     for i, (name, s) in enumerate(summaries.items()):
         a = s["attacks"]
@@ -267,8 +275,8 @@ def attack_curves(summaries: dict[str, dict]):
         ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy on the attacked images")
-    fig.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * -(-len(summaries) // 2), 1, 1))
     return fig
 
 
@@ -324,7 +332,7 @@ def budget_figure(runs: dict):
             ax.errorbar([x], [mean], yerr=[sd or 0.0], fmt=marker, color=colour, mfc=face, capsize=3, ms=6)
         if model in LAB_REPORT_ACCURACY:
             ax.axhline(LAB_REPORT_ACCURACY[model], color=colour, ls=":", lw=1)
-    ax.plot([], [], "ko", label="base recipe (the first runs: 15 epochs, the CNN 30)")
+    ax.plot([], [], "ko", label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)")
     ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
     if any(not run["metrics"].get("val_images", 1) for run in present(runs).values()):
         ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 training images")

@@ -6,6 +6,7 @@ or the machine that renders it.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import gate_reading, gradient_reading
 from labkit.reporting import captions
-from labkit.reporting.claims import claims
+from labkit.reporting.claims import DEEP_MODELS, claims
 from labkit.reporting.figures import (
     attack_curves,
     budget_figure,
@@ -67,7 +68,7 @@ from labkit.reporting.tables import (
     training_commits,
 )
 from labkit.robustness.corruptions import CORRUPTIONS
-from labkit.robustness.suite import attack_table, calibration_table, corruption_table, load_analysis, wall_time_table
+from labkit.robustness.suite import ANALYSIS_FILE, attack_table, calibration_table, corruption_table, load_analysis, wall_time_table
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
@@ -196,11 +197,23 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
         labels = {trial for _, trial, _ in adopted}
         kept = [r for r in close if tune.trial_label(r) in labels]
         if tune.trial_label(best) not in labels and kept:
-            names = ", ".join(f"'{tune.trial_label(r)}' ({len(r['overrides'])})" for r in kept)
+            names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
             text += (f" The best trial was not adopted: its lead over {names} is within the noise, and "
-                     f"{'that recipe changes' if len(kept) == 1 else 'those recipes change'} fewer settings from "
-                     f"the base recipe (in brackets) than its {len(best['overrides'])}.")
+                     f"{'that recipe changes' if len(kept) == 1 else 'those recipes change'} fewer settings than "
+                     f"its {len(best['overrides'])}.")
+        for used in (r for r in trials if tune.trial_label(r) in labels):
+            simpler = [r for r in trials if r["final_val_accuracy"] > used["final_val_accuracy"]
+                       and len(r["overrides"]) < len(used["overrides"])]
+            if simpler:
+                text += (f" '{tune.trial_label(used)}' scored {(simpler[0]['final_val_accuracy'] - used['final_val_accuracy']) * 100:.2f} "
+                         f"points below '{tune.trial_label(simpler[0])}', which changes fewer settings: within the "
+                         f"noise, so these trials neither support its extra settings nor reject them.")
     return text
+
+
+def settings_changed(trial: dict) -> str:
+    count = len(trial["overrides"])
+    return "no setting changed" if not count else f"{count} setting{'s' if count > 1 else ''} changed"
 
 
 def speed_section(benches: dict, root: Path, link) -> list[str]:
@@ -361,7 +374,8 @@ def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[st
     sizes = first["settings"]
     lines = ["### Adversarial robustness", "",
               f"Accuracy under FGSM and PGD-10 (L∞, step 2.5·ε/10, random start; torchattacks "
-              f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images; ε in grey levels of 255. "
+              f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images (a seeded subset other than "
+              f"the corruptions', so the clean column differs from theirs); ε in grey levels of 255. "
               "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
               "robust accuracy: a stronger attack can only lower it. The attacks' gradients were computed in "
               f"{first['settings'].get('attack_precision', first['settings']['precision'])}, and models trained with label smoothing "
@@ -532,6 +546,33 @@ def build(root: Path, output: Path) -> str:
     return text
 
 
+def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
+    """What the report still lacks, said before any result: runs not trained, models whose headline is
+    not yet a final fit on all 50,000 images, attacks with bf16 gradients."""
+    items = []
+    missing = [n for n, r in runs.items() if r is None and not (root / n / "metrics.json").is_file()]
+    if missing:
+        items.append(f"runs not in `results/` yet, so not reported: {', '.join(missing)}")
+    without_final_fit = [r["metrics"]["model"] for r in found.values()
+                         if r["metrics"]["model"] in DEEP_MODELS and r["metrics"]["val_images"]]
+    if without_final_fit:
+        items.append(f"the final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of "
+                     f"{', '.join(without_final_fit)} are not in `results/` yet: their headline numbers below are "
+                     f"from the longest run on 45,000 images")
+    coarse = []
+    for name in found:
+        try:
+            settings = json.loads((root / name / ANALYSIS_FILE).read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue       # no analysis, or a broken one, which the analysis section names
+        if settings.get("attack_precision", settings.get("precision")) != "fp32":
+            coarse.append(name)
+    if coarse:
+        items.append(f"the attacks on {', '.join(coarse)} ran with bf16 gradients, which can weaken an attack; "
+                     f"`06_analysis` now attacks in fp32 and replaces them when rerun")
+    return ["**Pending.**", "", *[f"- {item[0].upper() + item[1:]}." for item in items], ""] if items else []
+
+
 def header_section(runs: dict, found: dict, root: Path) -> list[str]:
     """The title, how the report was made and how to read it, missing runs and the data's caveat."""
     lines = ["# CIFAR-10 with four architectures and an ablation: results", "",
@@ -540,9 +581,7 @@ def header_section(runs: dict, found: dict, root: Path) -> list[str]:
              "per model, the comparison, the lab report's claims checked, what the lab report did not ask "
              "(calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe tuning, speed "
              "and provenance are in the appendix.", ""]
-    missing = [n for n, r in runs.items() if r is None and not (root / n / "metrics.json").is_file()]
-    if missing:
-        lines += [f"**Missing runs** (not trained yet, so not reported): {', '.join(missing)}.", ""]
+    lines += pending_lines(runs, found, root)
     sources = sorted({(r['metrics']['data_source'], r['metrics']['data_location']) for r in found.values()})
     if any(s == "folder" and "jpeg" in loc for s, loc in sources):
         lines += ["Data: the offline CIFAR-10 copy stored as JPEG files (lossy, quality about 75), so "
@@ -583,7 +622,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
         if extra == "excitation" and path.with_suffix(".csv").is_file():
             gates = pd.read_csv(path.with_suffix(".csv"), index_col=0).rename_axis("block")
             lines += ["SE gates per block on 2,000 test images (mean, and their spread over images, channels and "
-                      "class means):", "", markdown_table(gates.round(3)), "", gate_reading(gates), ""]
+                      "class means):", "", markdown_table(gates.map("{:.3f}".format)), "", gate_reading(gates), ""]
     return lines
 
 
@@ -612,7 +651,7 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
               markdown_table(format_table(lab_report_table(every_run))), ""]
     path = figures / "accuracy_vs_budget.png"
     save(budget_figure(every_run), path)
-    return lines + [f"![accuracy against budget]({link(path)})", "", captions.BUDGET_CAPTION, ""]
+    return lines + [f"![accuracy against budget]({link(path)})", "", captions.budget_caption(every_run), ""]
 
 
 def provenance_section(every_run: dict, root: Path) -> list[str]:
@@ -690,7 +729,11 @@ def readme_times(every_run: dict, root: Path) -> str:
     training = sum(run["metrics"]["training_wall_time_s"] for run in present(every_run).values()) / 3600
     tuning = sum(trial["training_wall_time_s"] for log in tune.load_logs(root).values()
                  for trial in log["trials"]) / 3600
+    gpus = sorted({bench["device"] for bench in load_benchmarks(root).values()
+                   if bench.get("environment", {}).get("device_type") == "cuda"})
+    gpu = (f"On a GPU: measured by `python -m labkit.doctor` on {', '.join(gpus)}, in report.md's speed appendix."
+           if gpus else "On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` "
+                        "measures it).")
     return (markdown_table(table.rename(columns={"time/epoch": "time per epoch (median, as trained)"})) + "\n\n"
-            f"On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` measures "
-            f"it). Reproducing every committed run took {training:.0f} h of training on these 2-core CPUs, plus "
+            f"{gpu} Reproducing every committed run took {training:.0f} h of training on these 2-core CPUs, plus "
             f"{tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")

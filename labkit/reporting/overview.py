@@ -10,9 +10,9 @@ import pandas as pd
 from labkit import tune
 from labkit.reporting.captions import strongest_common_budget
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
-from labkit.reporting.select import budget_groups, present, runs_by_model
+from labkit.reporting.select import DEFAULT_RUNS, budget_groups, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, seed_summary
-from labkit.reporting.tables import MODEL_TITLES, constant_columns, headline_table, markdown_table
+from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
 from labkit.robustness.suite import load_analysis
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
@@ -57,6 +57,25 @@ def lab_report_findings(groups: dict) -> list[str]:
     return lines
 
 
+def slowest_epoch(groups: dict) -> str:
+    """', including epochs slowed by other work …' naming the headline run whose slowest epoch stands
+    out most against its median, when one took over three times the median; else ''."""
+    worst = None
+    for group in groups.values():
+        for name, run in group:
+            times = run["history"].get("epoch_time_s") if "history" in run else None
+            if times is None or not len(times.dropna()):
+                continue
+            median, slowest = times.median(), times.max()
+            if slowest > 3 * median and (worst is None or slowest / median > worst[0]):
+                worst = (slowest / median, name, int(run["history"]["epoch"][times.idxmax()]), slowest, median)
+    if worst is None:
+        return ""
+    _, name, epoch, slowest, median = worst
+    return (f", including epochs slowed by other work on the shared machine (the most: {name}'s epoch {epoch}, "
+            f"{duration(slowest)} against a median of {duration(median)})")
+
+
 def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     """What was trained on what, the headline table, and the findings in plain sentences."""
     groups = headline_groups(every_run)
@@ -65,14 +84,18 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     devices = sorted({run["metrics"]["device"].replace("(R)", "") for group in groups.values() for _, run in group})
     table = headline_table(every_run).drop(columns=["run"])
     lines = ["## Summary", "",
-             f"Five networks from the lab report (the PyTorch tutorial CNN, ResNet-18, DenseNet-BC with k = 12, "
-             f"SE-ResNet-18, and SE-ResNet-18 with the ImageNet stem as an ablation) trained from scratch on CIFAR-10 "
-             f"(the offline JPEG copy) on {' and '.join(devices)}. Recipes were chosen on a validation split; the "
+             f"Five networks trained from scratch on CIFAR-10 (the offline JPEG copy) on {' and '.join(devices)}: "
+             f"the PyTorch tutorial CNN, ResNet-18, DenseNet-BC with growth rate k = 12 (bottlenecks and 0.5 "
+             f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
+             f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
+             f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
+             f"serves as the ablation of the stem. Recipes were chosen on a validation split; the "
              f"test split was read once per run, after its last epoch.", "",
              markdown_table(table), "",
              "Times are as run, on the machine named: these shared CPUs differed about twofold in speed between "
              "sessions, so compare times only within one machine (the benchmark in the appendix measures the "
-             "models side by side).", "", "Findings:", ""]
+             f"models side by side). Time/epoch is the median epoch, training and validation; train time sums "
+             f"every epoch{slowest_epoch(groups)}.", "", "Findings:", ""]
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups)]
     counts = pd.Series([c["verdict"] for c in verdicts]).value_counts()
     lines += [f"- Of the lab report's {len(verdicts)} claims checked: "
@@ -90,7 +113,7 @@ def recipe_row(name: str, run: dict) -> dict:
                       f"{config['warmup_start_factor']:g}× the peak",
             "weight decay": f"{config['weight_decay']:g}", "label smoothing": f"{config['label_smoothing']:g}",
             "cutout": config["cutout"] or "—", "EMA": f"{config['ema_decay']:g}" if config["ema_decay"] else "—",
-            "TTA": m["test_tta"],
+            "TTA": int(m["test_tta"]),     # the first runs recorded flip TTA as True: level 1
             "precision": m["precision"], "machine": m["device"].replace("(R)", "").removeprefix("CPU ")}
 
 
@@ -100,7 +123,11 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     trials = [t for log in tune.load_logs(root).values() for t in log["trials"]]
     tuning = sum(t["training_wall_time_s"] for t in trials) / 3600
     final_fits = [name for name, run in found.items() if not run["metrics"]["val_images"]]
-    recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in found.items()]).set_index("run"))
+    shown = dict(sorted(present(every_run).items(), key=lambda item: (DEFAULT_RUNS.index(item[1]["metrics"]["model"])
+                                                                   if item[1]["metrics"]["model"] in DEFAULT_RUNS
+                                                                   else len(DEFAULT_RUNS), item[1]["metrics"]["epochs"],
+                                                                   item[0])))
+    recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown.items()]).set_index("run"))
     lines = ["## Set-up", "",
              "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled): 50,000 training and "
              "10,000 test images. Public reports put training on such a copy 2–3 points below the canonical lossless "
@@ -112,7 +139,7 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "**Recipe.** SGD with Nesterov momentum 0.9, weight decay on conv and linear weights only, a linear "
              "warmup then linear decay of the learning rate to zero, stepped every batch; bf16 autocast and "
              "channels-last on CPUs with native bf16; random crops with 4-pixel reflection padding and horizontal "
-             f"flips.{' Every run shown: ' + shared + '; by run:' if shared else ' The recipe of every run shown:'}", "",
+             f"flips.{' Every run in `results/`: ' + shared + '; by run:' if shared else ' The recipe of every run in `results/`:'}", "",
              markdown_table(recipes), "",
              "- *Label smoothing* 0.1 trains against a target of 0.91 on the true class and 0.01 on each of the "
              "other nine, which keeps the network from becoming over-confident.",
@@ -121,8 +148,9 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "validation and test use the average.",
              "- *TTA* (test-time augmentation) averages predictions over several views of each test image: level 1 "
              "the image and its mirror, level 2 also two copies shifted one pixel diagonally, each with its "
-             "mirror. Level 2 was chosen on the validation split before any test split was read; "
-             "every run records all three levels.", "",
+             "mirror. The first runs (the shortest of each model) report level 1, the setting when they trained; "
+             "level 2 was chosen on the validation split before the longer runs started, and so before their "
+             "test split was read. Every run records all three levels.", "",
              f"**Compute.** {training:.0f} h of training for the {len(present(every_run))} runs in `results/`, plus "
              f"{tuning:.0f} h for {len(trials)} recipe trials, on shared 2-core CPUs whose speed varied between "
              f"sessions (see the machine column); no GPU was available.", ""]

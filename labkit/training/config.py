@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from labkit.device import PRECISIONS, device_problem
 from labkit.evaluate import TTA_LEVELS
@@ -20,7 +20,8 @@ from labkit.paths import checkpoint_root, results_root
 from labkit.runs.store import RESERVED_NAMES
 
 SYNTHETIC_VAL_SIZE = 100   # the synthetic set has 1,000 train images: CIFAR's 5,000 would not fit
-# Smoke mode (env LABKIT_SMOKE=1, labkit.paths): every command trains at most this many epochs on synthetic data.
+# Smoke mode (env LABKIT_SMOKE=1, labkit.paths): every command trains at most this many epochs on synthetic data
+# (`smoke_config`).
 SMOKE_EPOCHS = 2
 SMOKE_SETTINGS = dict(data="synthetic", val_size=SYNTHETIC_VAL_SIZE, batch_size=64, train_subset=0)
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")   # a folder name: no path separators
@@ -162,6 +163,12 @@ def finite_number(value) -> bool:
 def defaults_for(model: str) -> dict:
     """Every setting's default for `model`: TrainConfig's, with the model's headline recipe over it."""
     return {**{f.name: f.default for f in fields(TrainConfig)}, "model": model, **HEADLINE_RECIPES.get(model, {})}
+
+
+def smoke_config(config: TrainConfig, max_epochs: int = SMOKE_EPOCHS, **changes) -> TrainConfig:
+    """`config` cut to smoke size: synthetic data, at most `max_epochs` epochs and one of warmup; `changes` on top."""
+    return replace(config, **SMOKE_SETTINGS, epochs=min(config.epochs, max_epochs),
+                   warmup_epochs=min(config.warmup_epochs, 1.0), **changes)
 
 
 def notebook_settings(model: str) -> list:
