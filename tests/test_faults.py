@@ -77,6 +77,8 @@ def dead_pid() -> int:
 
 # ----------------------------------------------------------------------------- 1. killed mid-write
 
+# Far more epochs than the signal needs: on a loaded machine the watcher below may be starved for
+# seconds, and a run that finished first would exit 0 before any signal.
 KILLED_TRAINING = """
 import os, time
 real_fsync = os.fsync
@@ -84,7 +86,7 @@ os.fsync = lambda fd: (time.sleep(0.3), real_fsync(fd))   # widen the window in 
 from labkit.data import synthetic_cifar10
 from labkit.training.config import TrainConfig
 from labkit.training.loop import fit
-fit(TrainConfig(run_name="sig", epochs=50, model="cnn", batch_size=32, val_size=50, data="synthetic",
+fit(TrainConfig(run_name="sig", epochs=1000, model="cnn", batch_size=32, val_size=50, data="synthetic",
                 progress=False, lr=0.02), synthetic_cifar10(train_per_class=30, test_per_class=10))
 """
 

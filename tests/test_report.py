@@ -35,7 +35,7 @@ def test_report_is_built_from_results_and_reproducible(results_root, tmp_path):
     second = build(results_root, out)
     assert first == second
     assert figures == {p.name: p.read_bytes() for p in (results_root / "figures").glob("*.png")}
-    assert "- Runs not in `results/` yet, so not reported: plain18, densenet_cifar, se_resnet18." in first
+    assert "- Runs not in `results/` yet, so not reported: plain18, densenet_cifar, se_resnet18, se_resnet18_imagenet_stem." in first
     assert "final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of resnet18 are not" in first
     assert "## Provenance" in first and "synthetic" in first
     assert "missing run(s): se_resnet18" in first          # claims needing absent runs say so
