@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from labkit.reporting.figures import corruption_scale_floor
-from labkit.reporting.select import present
+from labkit.reporting.select import is_final_fit, present
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -97,7 +97,7 @@ def scatter_caption(runs: dict) -> str:
 
 
 def budget_caption(runs: dict) -> str:
-    final_fits = any(not run["metrics"].get("val_images", 1) for run in present(runs).values())
+    final_fits = any(is_final_fit(run) for run in present(runs).values())
     return ("Each point is a model's run(s) at one epoch budget (several seeds: the mean, with their standard "
             "deviation as a bar), moved up to 2.4 epochs sideways so that no model hides another; the marker says "
             "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "

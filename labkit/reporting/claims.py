@@ -7,7 +7,7 @@ on a benchmark that measured both models alone where there is one, else on the r
 from __future__ import annotations
 
 from labkit.models.inspect import architecture_activation_mb
-from labkit.reporting.select import one_per_model
+from labkit.reporting.select import is_final_fit, one_per_model
 from labkit.reporting.stats import difference_noise, race_to, training_speeds
 
 THRESHOLDS = (0.80, 0.85, 0.90)
@@ -95,7 +95,7 @@ def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
     if problem:
         return {"claim": claim, **problem}
     se, plain = runs["se_resnet18"], runs["resnet18"]
-    if not se["metrics"]["val_images"] or not plain["metrics"]["val_images"]:
+    if is_final_fit(se) or is_final_fit(plain):
         return {"claim": claim, "verdict": "not judged",
                 "evidence": "a run trained on all 50,000 images has no val curve to race on"}
     val_images = min(se["metrics"]["val_images"], plain["metrics"]["val_images"])

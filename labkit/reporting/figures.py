@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
-from labkit.reporting.select import budget_groups, present, runs_by_model
+from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import seed_summary
 from labkit.robustness.gradcam import upsample
 
@@ -161,18 +161,15 @@ def excitation_heatmaps(excitations: dict[str, torch.Tensor], classes, title: st
     """One panel per stage: mean SE gate per channel (x) for each class (rows); the colour scale is
     the gate's whole range, 0 to 1, so gates stuck near 0.5 read as one flat colour."""
     names = list(excitations)
-    columns = min(2, len(names))       # two panels a row: the figure prints at page width with 9 pt labels
-    fig, axes = plt.subplots(-(-len(names) // columns), columns, figsize=(4.0 * columns + 1.0, 3.2 * -(-len(names) // columns)),
-                             squeeze=False, layout="constrained")
-    for i, (ax, name) in enumerate(zip(axes.flat, names)):
+    # two panels a row: the figure prints at page width with 9 pt labels
+    fig, axes = panel_grid(len(names), 2, 4.5, 3.2, layout="constrained")
+    for i, (ax, name) in enumerate(zip(axes, names)):
         image = ax.imshow(excitations[name].numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1,
                           interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("channel", fontsize=9)
-        ax.set_yticks(range(len(classes)), classes if i % columns == 0 else [""] * len(classes), fontsize=9)
-    for ax in axes.flat[len(names):]:
-        ax.remove()
-    fig.colorbar(image, ax=list(axes.flat[:len(names)]), shrink=0.9, label="mean gate over the class's images")
+        ax.set_yticks(range(len(classes)), classes if i % 2 == 0 else [""] * len(classes), fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.9, label="mean gate over the class's images")
     fig.suptitle(f"{title} (last block of each stage)", fontsize=11)
     return fig
 
@@ -328,13 +325,13 @@ def budget_figure(runs: dict):
             sd = seed_summary(group)[1]
             config = group[0][1]["metrics"].get("config", {})
             marker = "s" if config.get("ema_decay") else "o"
-            face = "white" if not group[0][1]["metrics"].get("val_images", 1) else colour
+            face = "white" if is_final_fit(group[0][1]) else colour
             ax.errorbar([x], [mean], yerr=[sd or 0.0], fmt=marker, color=colour, mfc=face, capsize=3, ms=6)
         if model in LAB_REPORT_ACCURACY:
             ax.axhline(LAB_REPORT_ACCURACY[model], color=colour, ls=":", lw=1)
     ax.plot([], [], "ko", label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)")
     ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
-    if any(not run["metrics"].get("val_images", 1) for run in present(runs).values()):
+    if any(is_final_fit(run) for run in present(runs).values()):
         ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 training images")
     ax.set(xlabel="training epochs (the whole schedule; models side by side)", ylabel="final test accuracy",
            title="test accuracy against training budget (dotted: the lab report's numbers)")

@@ -43,6 +43,7 @@ from labkit.reporting.overview import (
 from labkit.reporting.select import (
     DEFAULT_RUNS,
     budget_groups,
+    is_final_fit,
     load_benchmarks,
     load_every_run,
     longest_runs,
@@ -554,7 +555,7 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
     if missing:
         items.append(f"runs not in `results/` yet, so not reported: {', '.join(missing)}")
     without_final_fit = [r["metrics"]["model"] for r in found.values()
-                         if r["metrics"]["model"] in DEEP_MODELS and r["metrics"]["val_images"]]
+                         if r["metrics"]["model"] in DEEP_MODELS and not is_final_fit(r)]
     if without_final_fit:
         items.append(f"the final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of "
                      f"{', '.join(without_final_fit)} are not in `results/` yet: their headline numbers below are "

@@ -10,7 +10,7 @@ import pandas as pd
 from labkit import tune
 from labkit.reporting.captions import strongest_common_budget
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
-from labkit.reporting.select import DEFAULT_RUNS, budget_groups, present, runs_by_model
+from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, seed_summary
 from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
 from labkit.robustness.suite import load_analysis
@@ -122,12 +122,9 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     training = sum(run["metrics"]["training_wall_time_s"] for run in present(every_run).values()) / 3600
     trials = [t for log in tune.load_logs(root).values() for t in log["trials"]]
     tuning = sum(t["training_wall_time_s"] for t in trials) / 3600
-    final_fits = [name for name, run in found.items() if not run["metrics"]["val_images"]]
-    shown = dict(sorted(present(every_run).items(), key=lambda item: (DEFAULT_RUNS.index(item[1]["metrics"]["model"])
-                                                                   if item[1]["metrics"]["model"] in DEFAULT_RUNS
-                                                                   else len(DEFAULT_RUNS), item[1]["metrics"]["epochs"],
-                                                                   item[0])))
-    recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown.items()]).set_index("run"))
+    final_fits = [name for name, run in found.items() if is_final_fit(run)]
+    shown = [entry for entries in runs_by_model(every_run).values() for entry in entries]   # by model, then budget
+    recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown]).set_index("run"))
     lines = ["## Set-up", "",
              "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled): 50,000 training and "
              "10,000 test images. Public reports put training on such a copy 2–3 points below the canonical lossless "

@@ -136,6 +136,11 @@ def present(runs: dict) -> dict:
     return {name: run for name, run in runs.items() if run is not None}
 
 
+def is_final_fit(run: dict) -> bool:
+    """A run trained on all 50,000 training images: it held out no val split."""
+    return not run["metrics"].get("val_images", 1)
+
+
 def one_per_model(runs: dict) -> dict[str, dict]:
     """{model: run} for the present runs; two runs of one model are an error, not a silent pick."""
     names: dict[str, str] = {}
