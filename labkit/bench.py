@@ -36,6 +36,7 @@ from labkit.models.inspect import count_flops
 from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.storage import write_atomic
+from labkit.training.config import add_option
 
 VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_efficient": True})}
 WARMUP_STEPS = 2
@@ -211,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="cnn,resnet18,se_resnet18,densenet_cifar,densenet_cifar_memory_efficient")
     p.add_argument("--steps", type=int, default=5, help="timed training steps per measurement")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
+    for setting in ("batch_size", "device"):
+        add_option(p, setting)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--compile", action="store_true", help="also measure the fast path with torch.compile")
     p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>.json)")

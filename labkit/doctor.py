@@ -25,6 +25,7 @@ from labkit.models.inspect import count_flops
 from labkit.paths import smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.storage import StorageError, write_atomic
+from labkit.training.config import add_option
 
 DEFAULT_MODELS = "cnn,resnet18,se_resnet18,densenet_cifar"
 
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.doctor", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=DEFAULT_MODELS)
     p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 50 on a GPU, 5 on CPU)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
+    for setting in ("batch_size", "device"):
+        add_option(p, setting)
     p.add_argument("--output", default=None, help="JSON path (default results/benchmarks/<device>-doctor.json)")
     p.add_argument("--overwrite", action="store_true", help="replace the JSON if it exists (otherwise refused)")
     args = p.parse_args(argv)

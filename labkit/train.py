@@ -12,7 +12,6 @@ import sys
 from dataclasses import fields
 
 from labkit import data as datalib
-from labkit.models import available_models
 from labkit.paths import smoke_mode
 from labkit.runs.lock import RunInUseError
 from labkit.runs.store import RunDataError, check_destinations, run_dir, save_run
@@ -24,6 +23,7 @@ from labkit.training.config import (
     SMOKE_EPOCHS,
     SYNTHETIC_VAL_SIZE,
     TrainConfig,
+    add_option,
     defaults_for,
     smoke_config,
     unfinished_run,
@@ -40,16 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 epilog="Unset options take the model's recipe as report.md headlines it "
                                        "(labkit.training.config.HEADLINE_RECIPES), else the default shown.")
     for f in fields(TrainConfig):
-        option = "--" + f.name.replace("_", "-")
         recipe = sorted({m for m, r in HEADLINE_RECIPES.items() if f.name in r})
-        default = f"default {f.default!r}" + (f"; the recipe sets it for {', '.join(recipe)}" if recipe else "")
-        if f.name == "model":
-            p.add_argument(option, choices=available_models(), help=f"{f.metadata['help']} ({default})")
-        elif isinstance(f.default, bool):
-            p.add_argument(option, action=argparse.BooleanOptionalAction, help=f"{f.metadata['help']} ({default})")
-        else:
-            p.add_argument(option, type=type(f.default), metavar=type(f.default).__name__.upper(),
-                           help=f"{f.metadata['help']} ({default})")
+        add_option(p, f.name, unset=True,
+                   note=f"default {f.default!r}" + (f"; the recipe sets it for {', '.join(recipe)}" if recipe else ""))
     p.add_argument("--download", action="store_true", help="allow torchvision to download CIFAR-10 into data/")
     p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
                    help="train up to this epoch, checkpoint and exit (continue later with --resume)")

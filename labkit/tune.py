@@ -26,7 +26,7 @@ from labkit.reporting.stats import difference_noise
 from labkit.reporting.tables import format_table
 from labkit.storage import write_atomic
 from labkit.training.checkpoint import CheckpointError, saved_config
-from labkit.training.config import RECIPE_FIELDS, TrainConfig, smoke_config
+from labkit.training.config import RECIPE_FIELDS, TrainConfig, add_option, smoke_config
 from labkit.training.loop import NonFiniteLossError, fit
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
@@ -156,12 +156,11 @@ def summary(records: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet18")
-    p.add_argument("--epochs", type=int, default=4, help="length of each trial's whole schedule")
-    p.add_argument("--data", default="auto")
-    p.add_argument("--val-size", type=int, default=5000)
-    p.add_argument("--device", default="auto")
+    p = argparse.ArgumentParser(prog="python -m labkit.tune", description=__doc__.split("\n\n")[0])
+    add_option(p, "model")
+    p.add_argument("--epochs", type=int, default=4, help="length of each trial's whole schedule (default 4)")
+    for name in ("data", "val_size", "device"):
+        add_option(p, name)
     p.add_argument("--trial", action="append", default=[], metavar="SETTINGS",
                    help='overrides of the default recipe, e.g. "lr=0.2 label_smoothing=0"; "" is the default; repeatable')
     args = p.parse_args(argv)

@@ -9,6 +9,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.notebook.params import NOTEBOOK_MODELS
 from labkit.reporting.markdown import replace_generated
+from labkit.robustness.suite import AnalysisSettings
 from labkit.training.config import TrainConfig, defaults_for, notebook_settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -255,19 +256,37 @@ def comparison_notebook() -> nbformat.NotebookNode:
     return new_notebook(cells=cells, metadata=KERNEL)
 
 
-ANALYSIS_PARAMETERS = """# Parameters (papermill: -p name value). `papermill --help-notebook` lists them.
-runs = "longest"              # saved runs to analyse: "longest" (each model's longest run) or names, comma-separated
-data = "auto"                 # the data set the runs trained on: "auto", "torchvision", or the path they used
-calibration_size = 10000      # test images for calibration (10000: the whole test split)
-corruption_size = 1000        # test images corrupted at each corruption and severity
-attack_size = 1000            # test images attacked at each ε
-epsilons = "0.5,1,2,4,8"      # L∞ attack budgets in units of 1/255, comma-separated
-seed = 0                      # seeds the subsets and the random parts of corruptions and attacks
-device = "auto"               # "auto" (CUDA if present), "cpu", "cuda"
-precision = "auto"            # "auto" (bf16 where native), "bf16", "fp16", "fp32"
-results_dir = ""              # results root; empty means labkit's default (results/ or $LABKIT_RESULTS)
-save = True                   # write results/<run>/analysis.json, test_probabilities.pt and figures/gradcam.png
-analyse = True                # False: read what the last analysis of these runs saved (seconds; rewrites nothing)"""
+ANALYSIS_NOTEBOOK_PARAMETERS = [   # (name, type, default, help) of the parameters that are not AnalysisSettings
+    ("runs", "str", "longest", 'saved runs to analyse: "longest" (each model\'s longest run) or names, comma-separated'),
+    ("data", "str", "auto", 'the data set the runs trained on: "auto", "torchvision", or the path they used'),
+    ("results_dir", "str", "", "results root; empty means labkit's default (results/ or $LABKIT_RESULTS)"),
+    ("save", "bool", True, "write results/<run>/analysis.json, test_probabilities.pt and figures/gradcam.png"),
+    ("analyse", "bool", True, "False: read what the last analysis of these runs saved (seconds; rewrites nothing)"),
+]
+
+
+def analysis_parameters_cell() -> str:
+    """The analysis notebook's parameters: its own, then AnalysisSettings' declarations (epsilons as
+    a comma-separated string, the form papermill passes)."""
+    declared = [(f.name, "str", ",".join(f"{e:g}" for e in f.default), f.metadata["help"] + ", comma-separated")
+                if f.name == "epsilons" else (f.name, f.type, f.default, f.metadata["help"])
+                for f in fields(AnalysisSettings)]
+    parameters = ANALYSIS_NOTEBOOK_PARAMETERS[:2] + declared + ANALYSIS_NOTEBOOK_PARAMETERS[2:]
+    lines = ["# Parameters (papermill: -p name value). `papermill --help-notebook` lists them."]
+    lines += [f"{name}: {kind} = {default!r}".ljust(40) + f"# {help}" for name, kind, default, help in parameters]
+    return "\n".join(lines)
+
+
+def analysis_configure_cell() -> str:
+    names = [f.name for f in fields(AnalysisSettings)] + ["runs", "results_dir", "save", "analyse"]
+    call = ", ".join(f"{n}={n}" for n in names)
+    return ("from labkit.notebook import explorer, params, views\n"
+            "from labkit.reporting import figures\n"
+            "from labkit.robustness import suite\n\n"
+            "# Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the subsets.\n"
+            f"{textwrap.fill(f'names, root, settings = params.configure_analysis({call})', 110, subsequent_indent=' ' * 50)}\n"
+            "data_set = params.analysis_data(data)\n"
+            "settings")
 
 
 def analysis_notebook() -> nbformat.NotebookNode:
@@ -290,18 +309,8 @@ The lab report asked for accuracy, per-class results and speed. A reviewer of im
   model gets right and 4 that most get wrong.
 
 Every analysis runs on fixed, stratified, seeded test subsets; sizes are parameters."""),
-        new_code_cell(ANALYSIS_PARAMETERS, metadata={"tags": ["parameters"]}),
-        new_code_cell("""from labkit.notebook import explorer, params, views
-from labkit.reporting import figures
-from labkit.robustness import suite
-
-# Checks every parameter and fails here with a clear message; LABKIT_SMOKE=1 shrinks the subsets.
-names, root, settings = params.configure_analysis(runs=runs, results_dir=results_dir, epsilons=epsilons,
-                                                  save=save, analyse=analyse,
-                                                  calibration_size=calibration_size, corruption_size=corruption_size,
-                                                  attack_size=attack_size, seed=seed, device=device, precision=precision)
-data_set = params.analysis_data(data)
-settings"""),
+        new_code_cell(analysis_parameters_cell(), metadata={"tags": ["parameters"]}),
+        new_code_cell(analysis_configure_cell()),
         new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
                           "The corrupted images are made once and shared by all runs. With `analyse = False` this "
                           "reads each run's saved analysis instead (it must be from the run's present weights)."),

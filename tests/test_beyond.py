@@ -18,15 +18,18 @@ from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reli
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
 from labkit.robustness.gradcam import grad_cam, target_layer, upsample
 from labkit.robustness.suite import (
+    PREDICTIONS_FILE,
     AnalysisSettings,
     RunAnalysis,
     add_gradcam,
     analyse_run,
     analyse_runs,
     load_analysis,
+    load_predictions,
     pick_gradcam_images,
 )
 from labkit.runs.store import RunDataError, save_run
+from labkit.storage import save_verified
 from labkit.training.config import TrainConfig
 from labkit.training.loop import fit
 from tests.helpers import ece_from_bins
@@ -205,8 +208,21 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
     assert loaded["stale"] is False and loaded["calibration"] == json.loads(json.dumps(s["calibration"]))
     text = build(root, tmp_path / "report.md")
     assert "### Calibration" in text and "| cnn |" in text and "**Stale:**" not in text
-    assert (root / "cnn" / "figures" / "gradcam.png").is_file() and "cnn/figures/gradcam.png" in text
+    assert (root / "cnn" / "figures" / "gradcam.png").is_file()
+    # the report draws Grad-CAM itself, over the images the analysis saved beside its probabilities
+    saved = load_predictions("cnn")
+    assert torch.equal(saved["gradcam_images"], data.test_images[picks["test_indices"]])
+    assert (root / "figures" / "analysis_gradcam.png").is_file() and "figures/analysis_gradcam.png" in text
+    assert "cnn/figures/gradcam.png" not in text
     assert (root / "figures" / "analysis_corruptions.png").is_file()
+    # an analysis from before the images were saved: the run's own Grad-CAM figure instead
+    save_verified(root / "cnn" / PREDICTIONS_FILE, {k: v for k, v in saved.items() if k != "gradcam_images"})
+    text = build(root, tmp_path / "report.md")
+    assert "cnn/figures/gradcam.png" in text and not (root / "figures" / "analysis_gradcam.png").exists()
+    (root / "cnn" / PREDICTIONS_FILE).write_bytes((root / "cnn" / PREDICTIONS_FILE).read_bytes()[:-100])
+    with pytest.raises(RunDataError, match=rf"{root / 'cnn' / PREDICTIONS_FILE} cannot be read .*damaged"):
+        load_predictions("cnn")
+    assert "cnn/figures/gradcam.png" in build(root, tmp_path / "report.md")
     (root / "cnn" / "model.pt").write_bytes((root / "cnn" / "model.pt").read_bytes() + b"retrained")
     assert load_analysis("cnn")["stale"] is True
     assert "**Stale:** cnn" in build(root, tmp_path / "report.md")

@@ -1,5 +1,6 @@
 """What a newcomer meets first: fresh runs that never collide, defaults that are the report's recipe,
 every setting declared once with its help, and a clean tree."""
+import importlib
 import json
 import subprocess
 from dataclasses import fields
@@ -12,6 +13,7 @@ from labkit.models import available_models
 from labkit.notebook.params import NOTEBOOK_MODELS, configure
 from labkit.paths import REPO_ROOT
 from labkit.reporting.select import load_every_run, longest_runs, on_common_data
+from labkit.robustness.suite import AnalysisSettings
 from labkit.train import main, parse_args
 from labkit.training.checkpoint import checkpoint_path
 from labkit.training.config import RECIPE_FIELDS, TrainConfig, defaults_for, notebook_settings
@@ -34,6 +36,27 @@ def test_every_command_line_option_prints_help(capsys):
     for option in options:
         entry = text.split(option, 1)[1].split("\n  --", 1)[0]
         assert len(entry.split()) > 3, f"{option} has no help text"
+
+
+
+@pytest.mark.parametrize("command, shared", [
+    ("tune", ("model", "data", "val_size", "device")),
+    ("bench", ("batch_size", "device")),
+    ("doctor", ("batch_size", "device")),
+])
+def test_other_commands_take_shared_settings_as_declared_for_training(command, shared, capsys):
+    main_of = importlib.import_module(f"labkit.{command}").main
+    with pytest.raises(SystemExit):
+        main_of(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    declared = {f.name: f for f in fields(TrainConfig)}
+    for name in shared:
+        assert f"--{name.replace('_', '-')}" in text
+        assert " ".join(declared[name].metadata["help"].split()) in text, f"{command} --{name}: not the declared help"
+    if "model" in shared:
+        with pytest.raises(SystemExit):
+            main_of(["--model", "resnet19"])
+        assert "invalid choice: 'resnet19'" in capsys.readouterr().err
 
 
 def test_fresh_runs_get_new_names_and_never_touch_a_finished_run(capsys, isolated_roots):
@@ -119,10 +142,19 @@ def test_the_committed_notebooks_are_what_the_builder_writes(tmp_path):
     spec = __import__("importlib").util.spec_from_file_location("build", builder)
     build = __import__("importlib").util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    for name, spec_ in build.ARCHITECTURES.items():
+    books = {name: build.architecture_notebook(name, spec_) for name, spec_ in build.ARCHITECTURES.items()}
+    books.update({"05_comparison": build.comparison_notebook(), "06_analysis": build.analysis_notebook()})
+    for name, book in books.items():
         committed = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-        assert [c.source for c in committed.cells] == [c.source for c in build.architecture_notebook(name, spec_).cells], \
+        assert [c.source for c in committed.cells] == [c.source for c in book.cells], \
             f"notebooks/{name}.ipynb is stale: run python scripts/build_notebooks.py"
+
+
+def test_the_analysis_notebook_takes_every_analysis_setting_with_its_declared_default():
+    parameters = notebook_parameters("06_analysis")
+    for f in fields(AnalysisSettings):
+        expected = ",".join(f"{e:g}" for e in f.default) if f.name == "epsilons" else f.default
+        assert parameters[f.name] == expected, f"06_analysis: {f.name} {parameters[f.name]!r}, declared {expected!r}"
 
 
 def test_no_build_output_is_tracked_and_runs_record_portable_data_paths():

@@ -82,7 +82,7 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     (dict(runs="no_such_run"), "no saved run no_such_run in"),
     (dict(), "no saved run in"),                          # runs="longest" with nothing trained yet
     (dict(attack_size=3), "attack_size must be an integer ≥ 10"),
-    (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: analyse, attack_size, calibration_size"),
+    (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: analyse, attack_precision, attack_size"),
 ])
 def test_the_analysis_notebook_fails_in_its_first_code_cell_on_bad_parameters(tmp_path, monkeypatch, parameters,
                                                                               message):

@@ -2,6 +2,7 @@
 from the numbers the figure draws, so a caption cannot disagree with its figure."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from labkit.reporting.figures import corruption_scale_floor
@@ -156,3 +157,26 @@ def attack_caption(summaries: dict[str, dict]) -> str:
             f"{min(fgsm.values()):.1%} to {max(fgsm.values()):.1%}")
     weaker = all(fgsm[n] > pgd[n] for n in summaries)
     return text + (": for every run one step is a weaker attack than ten." if weaker else ".")
+
+
+def gradcam_caption(gradcams: dict[str, dict]) -> str:
+    """What the Grad-CAM figure shows, and how the models fared on its hard images."""
+    first = next(iter(gradcams.values()))
+    hard = [i for i, kind in enumerate(first["kinds"]) if not kind.startswith("right")]
+    right_on_hard = {name: sum(g["predicted"][i] == g["true"][i] for i in hard) for name, g in gradcams.items()}
+    confidence = {wrong: [g["confidence"][i] for g in gradcams.values() for i in range(len(g["true"]))
+                          if (g["predicted"][i] != g["true"][i]) == wrong] for wrong in (False, True)}
+    text = ("One line per test image (its true class and how many models miss it below it), one column per model "
+            "(its layer and map side above). Red marks the evidence for the model's prediction, which is written "
+            "under each map with its confidence, in red where wrong.")
+    best = max(right_on_hard.values()) if hard else 0
+    if hard and best == 0:
+        text += f" Every model gets all {len(hard)} hard images wrong."
+    elif hard:
+        leaders = [name for name, right in right_on_hard.items() if right == best]
+        text += (f" On the {len(hard)} hard images, {', '.join(leaders)} get{'s' if len(leaders) == 1 else ''} "
+                 f"{best} of {len(hard)} right.")
+    if confidence[True] and confidence[False]:
+        text += (f" Wrong predictions carry a median confidence of {np.median(confidence[True]):.0%}, right ones "
+                 f"{np.median(confidence[False]):.0%}.")
+    return text

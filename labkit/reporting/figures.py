@@ -277,32 +277,41 @@ def attack_curves(summaries: dict[str, dict]):
     return fig
 
 
-def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list[str]):
-    """The images (first row, with `captions`), then per run (a row each) its Grad-CAM maps over
-    them, titled with the prediction and its confidence; wrong predictions in red.
+def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list[str], max_columns: int = 6):
+    """Each image beside every run's Grad-CAM map over it: one line per image (its caption below it),
+    one column per run (headed by the run and its layer), each map with the run's prediction and its
+    confidence below, red where wrong. A model's maps read down a column; the models compare along a
+    line. With few runs several images share a line, so no figure is wider than `max_columns` panels.
     rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
-    columns = len(images)
-    fig, axes = plt.subplots(len(rows) + 1, columns, figsize=(1.75 * columns + 1.4, 2.0 * (len(rows) + 1)),
+    block = len(rows) + 1                                  # the image, then one map per run
+    per_line = max(1, min(len(images), max_columns // block))
+    lines = -(-len(images) // per_line)
+    fig, axes = plt.subplots(lines, block * per_line, figsize=(1.6 * block * per_line + 0.9, 1.75 * lines + 0.7),
                              squeeze=False, layout="constrained")
-    pictures = images.permute(0, 2, 3, 1).cpu().numpy()
-    for ax, picture, caption in zip(axes[0], pictures, captions):
-        ax.imshow(picture)
-        ax.set_title(caption, fontsize=8)
-    axes[0][0].set_ylabel("test image", fontsize=8)
-    heat = None
-    for r, (name, row) in enumerate(rows.items(), start=1):
-        maps = upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy()
-        for c, ax in enumerate(axes[r]):
-            ax.imshow(pictures[c])
-            heat = ax.imshow(maps[c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            wrong = row["predicted"][c] != row["true"][c]
-            ax.set_title(f"{row['predicted'][c]} {row['confidence'][c]:.0%}", fontsize=8,
-                         color="crimson" if wrong else "black")
-        axes[r][0].set_ylabel(f"{panel_title(name)}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
+    for ax in axes.flat[len(images) * block:]:
+        ax.axis("off")
+    for first in range(per_line):
+        header = axes[0][first * block:(first + 1) * block]
+        header[0].set_title("test image", fontsize=8)
+        for ax, (name, row) in zip(header[1:], rows.items()):
+            ax.set_title(f"{panel_title(name)}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
+    pictures = images.permute(0, 2, 3, 1).cpu().numpy()
+    maps = {name: upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy() for name, row in rows.items()}
+    heat = None
+    for i, (picture, caption) in enumerate(zip(pictures, captions)):
+        line, first = divmod(i, per_line)
+        panels = axes[line][first * block:(first + 1) * block]
+        panels[0].imshow(picture)
+        panels[0].set_xlabel(caption, fontsize=8)
+        for ax, (name, row) in zip(panels[1:], rows.items()):
+            ax.imshow(picture)
+            heat = ax.imshow(maps[name][i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_xlabel(f"{row['predicted'][i]} {row['confidence'][i]:.0%}", fontsize=8,
+                          color="crimson" if row["predicted"][i] != row["true"][i] else "black")
     if heat is not None:
-        fig.colorbar(heat, ax=axes[1:].ravel().tolist(), shrink=0.8, label="Grad-CAM, 0–1 per map")
+        fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.5, aspect=30, label="Grad-CAM, 0–1 per map")
     return fig
 
 

@@ -26,6 +26,7 @@ from labkit.reporting.figures import (
     confusion_heatmap,
     corruption_heatmaps,
     curves_figure,
+    gradcam_overlays,
     model_colour,
     per_class_bars,
     per_class_heatmap,
@@ -68,8 +69,9 @@ from labkit.reporting.tables import (
     notebook_epochs,
     training_commits,
 )
-from labkit.robustness.corruptions import CORRUPTIONS
-from labkit.robustness.suite import ANALYSIS_FILE, attack_table, calibration_table, corruption_table, load_analysis, wall_time_table
+from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES
+from labkit.robustness.suite import (ANALYSIS_FILE, attack_table, calibration_table, corruption_table, load_analysis,
+                                    load_predictions, wall_time_table)
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
@@ -284,7 +286,7 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
         lines += [f"**Stale:** {', '.join(stale)} have been retrained since their analysis (their weights changed); "
                   "rerun the analysis notebook.", ""]
     return (lines + calibration_section(summaries, figures, link) + corruption_section(summaries, figures, link)
-            + attack_section(summaries, first, figures, link) + gradcam_section(summaries, root, link)
+            + attack_section(summaries, first, figures, link) + gradcam_section(summaries, root, figures, link, problems)
             + analysis_time_section(summaries, first))
 
 
@@ -327,9 +329,40 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
               "severities.", "",
               markdown_table(format_percent(table, list(table.columns))), "",
               robustness_ranking(means, summaries), ""]
+    reversals = severity_reversals(summaries)
+    if reversals:
+        lines += [reversals, ""]
     path = figures / "analysis_corruptions.png"
     save(corruption_heatmaps(summaries), path)
     return lines + [f"![corruption heatmaps]({link(path)})", "", captions.corruption_caption(summaries), ""]
+
+
+def severity_reversals(summaries: dict) -> str:
+    """Where a higher severity is easier for every analysed model, beyond two standard errors each:
+    a property of CIFAR-10-C's parameters on these images, not of any model."""
+    images = next(iter(summaries.values()))["settings"]["corruption_size"]
+    found = []
+    for corruption, (_, parameters) in CORRUPTIONS.items():
+        curves = [s["corruptions"]["accuracy"].get(corruption) for s in summaries.values()]
+        if any(curve is None for curve in curves):
+            continue
+        for lower, higher in zip(SEVERITIES, SEVERITIES[1:]):
+            rises = [(c[str(higher)] - c[str(lower)], difference_noise((c[str(lower)], images), (c[str(higher)], images)))
+                     for c in curves]
+            if all(rise > noise for rise, noise in rises):
+                gains = [rise * 100 for rise, _ in rises]
+                found.append(f"{corruption.replace('_', ' ')} at severity {higher} against {lower} "
+                             f"({min(gains):+.1f} to {max(gains):+.1f} points; parameters by severity "
+                             f"{', '.join(map(str, parameters))})")
+    if not found:
+        return ""
+    saturate = any(f.startswith("saturate") for f in found)
+    return ("Higher severity is not always harder at CIFAR-10-C's parameters. Every analysed model is more accurate, "
+            f"beyond two standard errors, on {'; on '.join(found)}. A reversal shared by every model is a property "
+            "of those settings on these images, not of a model"
+            + (" (saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it)" if saturate
+               else "")
+            + ", so these numbers compare models at each severity, not severities with each other.")
 
 
 def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
@@ -387,25 +420,53 @@ def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[st
     return lines + [f"![adversarial accuracy]({link(path)})", "", captions.attack_caption(summaries), ""]
 
 
-def gradcam_section(summaries: dict, root: Path, link) -> list[str]:
-    """Each model's Grad-CAM row over the same test images."""
+def gradcam_section(summaries: dict, root: Path, figures: Path, link, problems: list[str]) -> list[str]:
+    """Every model's Grad-CAM maps over the same test images, in one figure when the analyses saved
+    those images (else each run's own row, as its analysis drew it)."""
+    shown = {name: s["gradcam"] for name, s in summaries.items() if s.get("gradcam")}
+    if not shown:
+        return []
     lines = ["### Grad-CAM: what each model looks at", "",
-              "The same 8 test images for every model (4 that every analysed model gets right, and the 4 that the "
-              "most models get wrong, the caption says how many), overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of "
-              "at least 4×4; wrong predictions in red.", ""]
-    for name, s in summaries.items():
-        g = s.get("gradcam")
+             f"The same {len(next(iter(shown.values()))['test_indices'])} test images for every model (4 that every "
+             "analysed model gets right, and the 4 that the most models get wrong, the caption says how many), "
+             "overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of at least "
+             "4×4; wrong predictions in red.", ""]
+    notes = []
+    for name, g in shown.items():
+        sides = g["stage_map_sizes"]
+        last = list(sides)[-1]
+        if sides[last] < g["map_size"]:
+            notes.append(f"**{name}**'s stages have maps of {', '.join(f'{side}×{side}' for side in sides.values())} "
+                         f"({', '.join(sides)}). Its last stage ({last}, {sides[last]}×{sides[last]}) cannot localise "
+                         f"anything, so its maps come from {g['layer']}, earlier in the network.")
+    images = shared_gradcam_images(shown, root, problems)
+    if images is not None:
+        first = next(iter(shown.values()))
+        path = figures / "analysis_gradcam.png"
+        save(gradcam_overlays(images, shown, [f"{true}\n{kind}" for true, kind in zip(first["true"], first["kinds"])]),
+             path)
+        return lines + [f"![Grad-CAM of every analysed model]({link(path)})", "",
+                        captions.gradcam_caption(shown), ""] + [line for note in notes for line in (note, "")]
+    for name, g in shown.items():
         path = root / name / "figures" / "gradcam.png"
-        if g and path.is_file():
-            sides = g["stage_map_sizes"]
-            last = list(sides)[-1]
-            note = (f" Map sides by stage: {', '.join(f'{stage} {side}×{side}' for stage, side in sides.items())}. Its "
-                    f"last stage ({last}, {sides[last]}×{sides[last]}) cannot localise anything, so the maps come from "
-                    f"{g['layer']}, earlier in the network."
-                    if sides[last] < g["map_size"] else "")
-            lines += [f"![{name} Grad-CAM]({link(path)})", "",
-                      f"**{name}**: {g['layer']} ({g['map_size']}×{g['map_size']} maps).{note}", ""]
-    return lines
+        if path.is_file():
+            lines += [f"![{name} Grad-CAM]({link(path)})", "", f"**{name}**: {g['layer']} ({g['map_size']}×"
+                      f"{g['map_size']} maps).", ""]
+    return lines + [line for note in notes for line in (note, "")]
+
+
+def shared_gradcam_images(gradcams: dict, root: Path, problems: list[str]):
+    """The images every analysis explained, from the first run's saved predictions, or None when the
+    runs explained different images or the analysis predates saving them."""
+    first_name, first = next(iter(gradcams.items()))
+    if any(g["test_indices"] != first["test_indices"] for g in gradcams.values()):
+        return None
+    try:
+        images = load_predictions(first_name, root).get("gradcam_images")
+    except RunDataError as err:
+        skip(str(err), problems)
+        return None
+    return images if images is not None and len(images) == len(first["test_indices"]) else None
 
 
 def analysis_sizes(found: dict, root: Path) -> dict | None:
@@ -472,7 +533,8 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
     first runs (named after their models), so a verdict that changes with the budget shows."""
     lines = ["## Discussion: the lab report's claims against these numbers", "",
              "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
-             "set size): each large model is one training run (one seed); the CNN has five seeds.", ""]
+             "set size): each large model is one training run (one seed); the CNN has five seeds."
+             + seed_noise_sentence(every_run), ""]
     first = {name: every_run.get(name) for name in DEFAULT_RUNS}
     budgets = [("each model's longest run", runs)]
     if set(present(first)) != set(present(runs)):
@@ -491,6 +553,28 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
         shown |= {(c["claim"], c["evidence"]) for c in found}
         lines += [""]
     return lines
+
+
+def seed_noise_sentence(every_run: dict) -> str:
+    """What the binomial rule leaves out, measured where a recipe ran with several seeds: the spread
+    between seeds, which adds to the test set's noise when two single-seed runs are compared."""
+    seeded = [(model, epochs, group) for model, entries in runs_by_model(every_run).items()
+              for epochs, group in budget_groups(entries) if seed_summary(group)[1] is not None]
+    if not seeded:
+        return ""
+    model, epochs, group = max(seeded, key=lambda found: len(found[2]))
+    mean, sd = seed_summary(group)
+    images = group[0][1]["metrics"].get("test_images")
+    if not images:
+        return ""
+    se = accuracy_standard_error(mean, images)
+    robust = 2 * (2 * (se ** 2 + sd ** 2)) ** 0.5
+    return (f" The rule counts the test set's noise, not the seed's: {model}'s {len(group)} seeds at {epochs} epochs "
+            f"spread by sd {sd * 100:.2f} points, against a binomial SE of {se * 100:.2f} at its {mean:.1%} on "
+            f"{images:,} images, so between two single-seed runs of that model a gap would need about "
+            f"{robust * 100:.1f} points (two standard deviations of the difference, seed and test noise together) to "
+            "be safe from both. The large models' seed spread is not measured; their gaps within the binomial rule "
+            "are not ranked, and those just beyond it are read with this in mind.")
 
 
 def recipe_phrase(runs: dict) -> str:

@@ -37,24 +37,24 @@ from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from labkit.robustness.gradcam import feature_map_stages, grad_cam
 from labkit.runs.store import RunDataError, load_model, read_metrics
 from labkit.storage import IntegrityError, load_verified, save_verified, write_atomic
-from labkit.training.config import finite_number
+from labkit.training.config import finite_number, setting
 
 ANALYSIS_FILE = "analysis.json"
-PREDICTIONS_FILE = "test_probabilities.pt"   # the analysed test subset and the run's probabilities on it
+PREDICTIONS_FILE = "test_probabilities.pt"   # the analysed test subset, the run's probabilities on it, the Grad-CAM images
 ANALYSIS_VERSION = 1
 GRADCAM_RIGHT = GRADCAM_WRONG = 4
 
 
 @dataclass
 class AnalysisSettings:
-    calibration_size: int = 10_000   # test images for calibration (10,000: the whole test split)
-    corruption_size: int = 1_000     # test images corrupted at each corruption and severity
-    attack_size: int = 1_000         # test images attacked at each ε
-    epsilons: tuple[float, ...] = EPSILONS   # L∞ budgets, × 1/255
-    seed: int = 0                    # seeds the subsets and the random parts of corruptions and attacks
-    device: str = "auto"
-    precision: str = "auto"          # as for training: bf16 where native, fp32 elsewhere
-    attack_precision: str = "fp32"   # the attacks' gradients: bf16 ones are coarse and can weaken an attack
+    calibration_size: int = setting(10_000, "test images for calibration (10000: the whole test split)")
+    corruption_size: int = setting(1_000, "test images corrupted at each corruption and severity")
+    attack_size: int = setting(1_000, "test images attacked at each ε")
+    epsilons: tuple[float, ...] = setting(EPSILONS, "L∞ attack budgets in units of 1/255")
+    seed: int = setting(0, "seeds the subsets and the random parts of corruptions and attacks")
+    device: str = setting("auto", '"auto" (CUDA if present), "cpu", "cuda"')
+    precision: str = setting("auto", '"auto" (bf16 where native), "bf16", "fp16", "fp32"')
+    attack_precision: str = setting("fp32", "the attacks' gradients: bf16 ones are coarse and can weaken an attack")
 
     def __post_init__(self):
         self.epsilons = tuple(float(e) for e in self.epsilons)
@@ -77,6 +77,7 @@ class RunAnalysis:
     test_index: Tensor          # the calibration subset of the test split
     probabilities: Tensor       # the model's probabilities on it (no TTA), N×C
     summary: dict = field(default_factory=dict)   # what analysis.json holds
+    gradcam_images: Tensor | None = None          # uint8 N×3×32×32, the images Grad-CAM explained
 
 
 def test_subset(labels: Tensor, size: int, seed: int) -> Tensor:
@@ -233,7 +234,8 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
     position = {int(t): i for i, t in enumerate(analysis.test_index.tolist())}
     probabilities = analysis.probabilities[[position[int(t)] for t in chosen]]
     predicted = probabilities.argmax(1)
-    maps, layer, side = grad_cam(analysis.model, data.test_images[chosen], predicted)
+    analysis.gradcam_images = data.test_images[chosen]
+    maps, layer, side = grad_cam(analysis.model, analysis.gradcam_images, predicted)
     sides = {stage: side for stage, _, side in feature_map_stages(analysis.model)}
     analysis.summary["gradcam"] = {
         "layer": layer, "map_size": side, "stage_map_sizes": sides, **picks,
@@ -249,10 +251,14 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
 
 def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
     """results/<run>/analysis.json, and the test probabilities behind it (float16, about 200 kB for the
-    whole test split), which the explorer starts from without recomputing anything."""
+    whole test split), which the explorer starts from without recomputing anything, with the images
+    Grad-CAM explained (24 kB), which the report draws the maps over without the data set."""
     folder = (root or results_root()) / analysis.run_name
-    save_verified(folder / PREDICTIONS_FILE, {"test_index": analysis.test_index.to(torch.int32),
-                                              "probabilities": analysis.probabilities.to(torch.float16)})
+    predictions = {"test_index": analysis.test_index.to(torch.int32),
+                   "probabilities": analysis.probabilities.to(torch.float16)}
+    if analysis.gradcam_images is not None:
+        predictions["gradcam_images"] = analysis.gradcam_images.to(torch.uint8)
+    save_verified(folder / PREDICTIONS_FILE, predictions)
     path = folder / ANALYSIS_FILE
     write_atomic(path, (json.dumps(analysis.summary, indent=1) + "\n").encode())
     return path
@@ -278,18 +284,30 @@ def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None)
             raise RunDataError(f"{folder / ANALYSIS_FILE} was made on other data (checksum "
                                f"{str(summary.get('data_checksum'))[:12]}…) than the data given ({data.checksum[:12]}…); "
                                "pass the data set the run trained on")
-        try:
-            saved, _ = load_verified(folder / PREDICTIONS_FILE)
-            index, probabilities = saved["test_index"].long(), saved["probabilities"].float()
-        except (IntegrityError, OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
-            raise RunDataError(f"{folder / PREDICTIONS_FILE} cannot be read ({err}); run this notebook with "
-                               "analyse = True") from err
+        saved = load_predictions(name, root)
+        index, probabilities = saved["test_index"].long(), saved["probabilities"].float()
         first = next(iter(analyses.values()), None)
         if first is not None and not torch.equal(first.test_index, index):
             raise RunDataError(f"the saved analyses of {first.run_name} and {name} used different test subsets; "
                                "analyse them together (analyse = True) with the same settings")
-        analyses[name] = RunAnalysis(name, load_model(name, root), index, probabilities, summary)
+        analyses[name] = RunAnalysis(name, load_model(name, root), index, probabilities, summary,
+                                     saved.get("gradcam_images"))
     return analyses
+
+
+def load_predictions(run_name: str, root: Path | None = None) -> dict:
+    """What save_analysis kept beside analysis.json: "test_index", "probabilities" and, from analyses
+    made since the report draws Grad-CAM itself, "gradcam_images". Raises RunDataError, naming the
+    file, when it is missing or damaged."""
+    path = (root or results_root()) / run_name / PREDICTIONS_FILE
+    try:
+        saved, _ = load_verified(path)
+        if not {"test_index", "probabilities"} <= set(saved):
+            raise KeyError(f"it holds {sorted(saved)}, not test_index and probabilities")
+    except (IntegrityError, OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        raise RunDataError(f"{path} cannot be read ({err}); run notebooks/06_analysis.ipynb on {run_name} "
+                           "with analyse = True") from err
+    return saved
 
 
 def load_analysis(run_name: str, root: Path | None = None) -> dict | None:

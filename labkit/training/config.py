@@ -7,6 +7,7 @@ headlines it; the command line and the notebooks start from it.
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import math
 import os
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from labkit.device import PRECISIONS, device_problem
 from labkit.evaluate import TTA_LEVELS
-from labkit.models import check_model_name
+from labkit.models import available_models, check_model_name
 from labkit.paths import checkpoint_root, results_root
 from labkit.runs.store import RESERVED_NAMES
 
@@ -197,3 +198,20 @@ def unfinished_run(model: str) -> str:
                          f"of an unfinished {model} run is in {checkpoint_root()}; pass run_name, or start a new "
                          f"run without resume")
     return max(unfinished, key=lambda folder: (folder / "last.pt").stat().st_mtime).name
+
+
+def add_option(parser: argparse.ArgumentParser, name: str, *, unset: bool = False, note: str = "") -> None:
+    """Setting `name` as the option --name-with-dashes, with its declared type and help. An absent
+    option takes the declared default, or with `unset` stays None for the caller to fill in; `note`
+    replaces "default …" in the help."""
+    f = next(f for f in fields(TrainConfig) if f.name == name)
+    option = "--" + name.replace("_", "-")
+    default = None if unset else f.default
+    help = f"{f.metadata['help']} ({note or f'default {f.default!r}'})"
+    if name == "model":
+        parser.add_argument(option, choices=available_models(), default=default, help=help)
+    elif isinstance(f.default, bool):
+        parser.add_argument(option, action=argparse.BooleanOptionalAction, default=default, help=help)
+    else:
+        parser.add_argument(option, type=type(f.default), metavar=type(f.default).__name__.upper(), default=default,
+                            help=help)
