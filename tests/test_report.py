@@ -99,6 +99,34 @@ def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
     assert race_to(0.85, curve(0.80, 0.86), curve(0.80), 5000)[0] == 1        # the other stops short
     assert race_to(0.80, curve(0.80), curve(0.81), 5000) == (0, "val 80%: epoch 1 vs 1")
     assert race_to(0.90, se, plain, 5000) == (0, "val 90%: epoch never vs never")
+    assert "(at epoch 2: ResNet ahead by 1.0 points" in race_to(0.85, curve(0.80, 0.84, 0.85), curve(0.80, 0.85),
+                                                                 5000, ("SE", "ResNet"))[1]
+
+
+def test_the_seed_spread_is_measured_where_a_recipe_ran_with_several_seeds():
+    from labkit.reporting.overview import seed_noise
+    assert seed_noise({"cnn": fake_run("cnn", 60, 0.75)}) is None
+    runs = {f"cnn-60ep-seed{i}": fake_run("cnn", 60, accuracy, i) for i, accuracy in enumerate((0.750, 0.755, 0.760))}
+    noise = seed_noise(runs)
+    assert noise["seeds"] == 3 and noise["sd"] == pytest.approx(0.005)
+    se = (0.755 * 0.245 / 10_000) ** 0.5
+    assert noise["gap"] == pytest.approx(2 * (2 * (se ** 2 + 0.005 ** 2)) ** 0.5)
+    assert f"a gap needs about {noise['gap'] * 100:.1f} points" in markdown.seed_noise_sentence(runs)
+
+
+def analysed(curves: dict[str, list[float]]) -> dict:
+    """A run's analysis summary with one accuracy per severity for each corruption in `curves`."""
+    return {"settings": {"corruption_size": 1000},
+            "corruptions": {"accuracy": {c: {str(i + 1): v for i, v in enumerate(a)} for c, a in curves.items()}}}
+
+
+def test_a_severity_reversal_is_reported_only_when_every_model_shows_it_beyond_the_noise():
+    rising = [0.80, 0.70, 0.80, 0.70, 0.60]                     # severity 3 ten points above 2
+    summaries = {"a": analysed({"saturate": rising}), "b": analysed({"saturate": [v - 0.05 for v in rising]})}
+    text = markdown.severity_reversals(summaries)
+    assert "at saturate severity 3 than at severity 2 (+10.0 to +10.0 points" in text
+    summaries["b"] = analysed({"saturate": [0.80, 0.70, 0.72, 0.70, 0.60]})   # +2 points: within the noise
+    assert markdown.severity_reversals(summaries) == ""
 
 
 def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():

@@ -178,6 +178,12 @@ def gate_reading(table: pd.DataFrame) -> str:
     """What the gate statistics say, in words: which blocks only scale their residual by a constant."""
     flat = [name for name, row in table.iterrows()
             if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
-    return (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
-            f"images and over channels ({', '.join(flat) or 'none'}): these blocks multiply their residual by about "
-            f"one half and recalibrate nothing; the others gate channels differently per image.")
+    text = (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
+            f"images and over channels ({', '.join(flat) or 'none'})")
+    if flat:
+        spread = table.loc[flat, "max"] - table.loc[flat, "min"]
+        widest = spread.idxmax()
+        text += (": these blocks mostly multiply their residual by about one half and recalibrate little; a few "
+                 f"channels still stray from it (widest: {widest}, {table.loc[widest, 'min']:.3f} to "
+                 f"{table.loc[widest, 'max']:.3f})")
+    return text + "; the others gate channels differently per image."

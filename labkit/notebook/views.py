@@ -216,7 +216,7 @@ def gradcam_figure(summaries: dict[str, dict], data: Cifar10):
         raise RunDataError(f"the analyses of {', '.join(gradcams)} picked different Grad-CAM images (they were "
                            "analysed apart); analyse them together (analyse = True) to compare them on one set")
     index = torch.tensor(picks["test_indices"], dtype=torch.long)
-    captions = [f"{data.classes[int(data.test_labels[i])]}\n{kind}" for i, kind in zip(index.tolist(), picks["kinds"])]
+    captions = plots.gradcam_captions([data.classes[int(data.test_labels[i])] for i in index.tolist()], picks["kinds"])
     return plots.gradcam_overlays(data.test_images[index], gradcams, captions)
 
 

@@ -2,10 +2,9 @@
 from the numbers the figure draws, so a caption cannot disagree with its figure."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from labkit.reporting.figures import corruption_scale_floor
+from labkit.reporting.figures import MIN_BIN_IMAGES, corruption_scale_floor
 from labkit.reporting.select import is_final_fit, present
 
 LOOK_CAPTIONS = {
@@ -118,11 +117,27 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
     kind = ("every run is under-confident (bars above the diagonal)" if len(under) == len(summaries) else
             f"{len(under)} of {len(summaries)} runs are under-confident ({', '.join(under) or 'none'}), the others "
             "over-confident")
-    scaled = any(s["calibration"]["temperature"] for s in summaries.values())
+    scaled = {name: s["calibration"] for name, s in summaries.items() if s["calibration"]["temperature"]}
     return (f"Before scaling (filled bars) {kind}"
             + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
                "a bin holds other images than the filled bar at the same place" if scaled else "")
-            + ". The numbers at the foot of the bars are the images in each bin before scaling.")
+            + ". The numbers at the foot of the bars are the images in each bin before scaling."
+            + (after_scaling_reading(scaled) if scaled else ""))
+
+
+def after_scaling_reading(calibrations: dict[str, dict]) -> str:
+    """Where the scaled runs are over-confident (middle confidences), and how much of the test split
+    the top bin holds, its weight in the ECE after scaling."""
+    over, top = [], []
+    for name, c in calibrations.items():
+        middle = [b for b in c["bins_after"] if b["count"] >= MIN_BIN_IMAGES and 0.5 <= b["low"] and b["high"] <= 0.9 + 1e-9]
+        weight = sum(b["count"] for b in middle)
+        if weight and sum(b["count"] for b in middle if b["accuracy"] < b["confidence"]) > weight / 2:
+            over.append(name)
+        top.append(c["bins_after"][-1]["count"] / sum(b["count"] for b in c["bins_after"]))
+    return (f" After scaling, the bars at confidences 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
+            f"{len(over)} of {len(calibrations)} scaled runs; the top bin holds {min(top):.0%} to {max(top):.0%} of the "
+            "images and weighs that much in the ECE after scaling.")
 
 
 def corruption_caption(summaries: dict[str, dict]) -> str:
@@ -160,23 +175,20 @@ def attack_caption(summaries: dict[str, dict]) -> str:
 
 
 def gradcam_caption(gradcams: dict[str, dict]) -> str:
-    """What the Grad-CAM figure shows, and how the models fared on its hard images."""
+    """What the Grad-CAM figure shows and what its maps can and cannot say."""
     first = next(iter(gradcams.values()))
     hard = [i for i, kind in enumerate(first["kinds"]) if not kind.startswith("right")]
     right_on_hard = {name: sum(g["predicted"][i] == g["true"][i] for i in hard) for name, g in gradcams.items()}
-    confidence = {wrong: [g["confidence"][i] for g in gradcams.values() for i in range(len(g["true"]))
-                          if (g["predicted"][i] != g["true"][i]) == wrong] for wrong in (False, True)}
-    text = ("One line per test image (its true class and how many models miss it below it), one column per model "
-            "(its layer and map side above). Red marks the evidence for the model's prediction, which is written "
-            "under each map with its confidence, in red where wrong.")
-    best = max(right_on_hard.values()) if hard else 0
-    if hard and best == 0:
-        text += f" Every model gets all {len(hard)} hard images wrong."
-    elif hard:
+    sides = sorted({g["map_size"] for g in gradcams.values()})
+    text = ("One row per test image (its true class and how many models miss it below it), one column per model "
+            "(its layer and map side above). Red marks the evidence for the predicted class; that class and its "
+            "softmax confidence (no TTA, no temperature scaling) are written under each map, in red where wrong. "
+            "Each map is scaled to its own maximum, so a map of a 35% prediction looks as red as one of 95%")
+    text += (f", and the maps' sides differ ({', '.join(f'{s}×{s}' for s in sides)}), so blob size follows the "
+             "map's resolution, not the model's attention." if len(sides) > 1 else ".")
+    if hard and max(right_on_hard.values()) > 0:
+        best = max(right_on_hard.values())
         leaders = [name for name, right in right_on_hard.items() if right == best]
         text += (f" On the {len(hard)} hard images, {', '.join(leaders)} get{'s' if len(leaders) == 1 else ''} "
                  f"{best} of {len(hard)} right.")
-    if confidence[True] and confidence[False]:
-        text += (f" Wrong predictions carry a median confidence of {np.median(confidence[True]):.0%}, right ones "
-                 f"{np.median(confidence[False]):.0%}.")
     return text

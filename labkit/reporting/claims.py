@@ -99,7 +99,7 @@ def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
         return {"claim": claim, "verdict": "not judged",
                 "evidence": "a run trained on all 50,000 images has no val curve to race on"}
     val_images = min(se["metrics"]["val_images"], plain["metrics"]["val_images"])
-    races = [race_to(t, se["history"], plain["history"], val_images) for t in THRESHOLDS]
+    races = [race_to(t, se["history"], plain["history"], val_images, ("SE", "ResNet")) for t in THRESHOLDS]
     score = sum(outcome for outcome, _ in races)
     verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
     gap, _ = test_gap(runs, "se_resnet18", "resnet18")

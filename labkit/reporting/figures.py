@@ -10,6 +10,7 @@ import torch
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import seed_summary
+from labkit.reporting.tables import MODEL_TITLES
 from labkit.robustness.gradcam import upsample
 
 MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
@@ -194,7 +195,7 @@ def reliability_diagrams(summaries: dict[str, dict]):
     """Per run: accuracy against confidence in 15 bins, before and after temperature scaling, with
     each drawn bin's image count under the axis; bars below the diagonal are over-confident, above it
     under-confident. Bins of fewer than MIN_BIN_IMAGES images are not drawn."""
-    fig, axes = panel_grid(len(summaries), 3, 4.2, 4.0)
+    fig, axes = panel_grid(len(summaries), 3, 2.75, 2.9)
     for ax, (name, s) in zip(axes, summaries.items()):
         c = s["calibration"]
         width = 1 / len(c["bins_before"])
@@ -210,12 +211,14 @@ def reliability_diagrams(summaries: dict[str, dict]):
                    color=model_colour(name), label=label, **style)
         shown = [b for b in c["bins_before"] if b["count"] >= MIN_BIN_IMAGES]
         for b in shown:   # images per bin (before scaling), small, inside the bar's foot
-            ax.text(b["low"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center", va="bottom", fontsize=6)
+            ax.text(b["low"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center", va="bottom", fontsize=7)
         ax.plot([0, 1], [0, 1], ":", color="grey")
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy in the bin")
-        ax.set_title(panel_title(name), fontsize=9)
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence", fontsize=8), ax.set_ylabel("accuracy in the bin", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_title(panel_title(name), fontsize=8)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"reliability on the test split (no TTA); numbers: images per bin before scaling; bins under "
+    fig.suptitle(f"reliability on the test split (no TTA); numbers: images per bin before scaling;\nbins under "
                  f"{MIN_BIN_IMAGES} images not drawn", fontsize=9)
     fig.tight_layout()
     return fig
@@ -228,28 +231,34 @@ def corruption_scale_floor(summaries: dict[str, dict]) -> float:
 
 
 def corruption_heatmaps(summaries: dict[str, dict]):
-    """Per run: accuracy for each corruption (rows) at severities 1–5 (columns). The colour scale
-    starts at the lowest accuracy shown (rounded down to 10 %), not at 0, so the differences between
-    50 and 90 % stay visible."""
+    """One heatmap: a row per corruption, and per run a group of five columns, its severities 1–5, so
+    the runs compare along a row at each severity. The colour scale starts at the lowest accuracy shown
+    (rounded down to 10 %), not at 0, so the differences between 50 and 90 % stay visible."""
     tables = {name: s["corruptions"]["accuracy"] for name, s in summaries.items()}
+    corruptions = list(next(iter(tables.values())))
+    severities = sorted(next(iter(tables.values()))[corruptions[0]], key=int)
     low = corruption_scale_floor(summaries)
-    fig, axes = panel_grid(len(summaries), 3, 3.9, 6.0)
-    for i, (ax, (name, s)) in enumerate(zip(axes, summaries.items())):
-        table = tables[name]
-        values = np.array([[row[k] for k in sorted(row, key=int)] for row in table.values()])
-        image = ax.imshow(values, vmin=low, vmax=1, cmap="viridis", aspect="auto")
-        for (r, col), v in np.ndenumerate(values):
-            ax.text(col, r, f"{v * 100:.0f}", ha="center", va="center", fontsize=8,
-                    color="white" if v < low + (1 - low) * 0.55 else "black")
-        ax.set_xticks(range(values.shape[1]), [str(k) for k in range(1, values.shape[1] + 1)])
-        ax.set_yticks(range(len(table)), [c.replace("_", " ") for c in table] if i % 3 == 0 else [])
-        ax.set_xlabel("severity")
-        ax.set_title(f"{panel_title(name)}\nmean {s['corruptions']['mean_accuracy']:.1%}, clean "
-                     f"{s['corruptions']['clean_accuracy']:.1%}", fontsize=9)
-    fig.suptitle("accuracy (%) under each corruption and severity, same corrupted test images for every run",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.92, 1))
-    bar = fig.colorbar(image, cax=fig.add_axes((0.935, 0.15, 0.015, 0.7)), label="accuracy")
+    values = np.array([[tables[name][c][k] for name in tables for k in severities] for c in corruptions])
+    group = len(severities)
+    fig, ax = plt.subplots(figsize=(1.3 + 0.27 * values.shape[1], 1.4 + 0.27 * len(corruptions)), layout="constrained")
+    image = ax.imshow(values, vmin=low, vmax=1, cmap="viridis", aspect="auto")
+    for (r, col), v in np.ndenumerate(values):
+        ax.text(col, r, f"{v * 100:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if v < low + (1 - low) * 0.55 else "black")
+    for edge in range(group, values.shape[1], group):      # white gaps between the runs' groups
+        ax.axvline(edge - 0.5, color="white", lw=3)
+    ax.set_xticks(range(values.shape[1]), [str(k) for _ in tables for k in severities], fontsize=7)
+    ax.set_yticks(range(len(corruptions)), [c.replace("_", " ") for c in corruptions], fontsize=8)
+    ax.set_xlabel("severity, per run", fontsize=8)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([i * group + (group - 1) / 2 for i in range(len(tables))],
+                   [f"{header}\nmean {summaries[name]['corruptions']['mean_accuracy']:.1%}\nclean "
+                    f"{summaries[name]['corruptions']['clean_accuracy']:.1%}"
+                    for name, header in zip(tables, gradcam_headers(list(tables)))], fontsize=7)
+    top.tick_params(length=0)
+    bar = fig.colorbar(image, ax=ax, shrink=0.7, aspect=30, pad=0.01)
+    bar.set_label("accuracy", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     return fig
 
@@ -277,26 +286,43 @@ def attack_curves(summaries: dict[str, dict]):
     return fig
 
 
+def gradcam_captions(classes: list[str], kinds: list[str]) -> list[str]:
+    """The line under each Grad-CAM image: its true class, and how many models miss it, in words
+    short enough for a narrow panel ("right for every model" -> "right for all")."""
+    short = [kind.replace("right for every model", "right for all").replace("wrong for", "missed by")
+             .removesuffix(" models") for kind in kinds]
+    return [f"{true}\n{kind}" for true, kind in zip(classes, short)]
+
+
+def gradcam_headers(names: list[str]) -> list[str]:
+    """Column headers: each run's model title over two lines; the run names where two runs share a model."""
+    titles = [next((MODEL_TITLES[m] for m in sorted(MODEL_TITLES, key=len, reverse=True)
+                    if name == m or name.startswith(m + "-")), name).replace(", ", "\n") for name in names]
+    return titles if len(set(titles)) == len(titles) else [panel_title(name) for name in names]
+
+
 def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list[str], max_columns: int = 6):
-    """Each image beside every run's Grad-CAM map over it: one line per image (its caption below it),
-    one column per run (headed by the run and its layer), each map with the run's prediction and its
+    """Each image beside every run's Grad-CAM map over it: one row per image (its caption below it),
+    one column per run (headed by its model and layer), each map with the run's prediction and its
     confidence below, red where wrong. A model's maps read down a column; the models compare along a
-    line. With few runs several images share a line, so no figure is wider than `max_columns` panels.
+    row. With few runs several images share a row, so no figure is wider than `max_columns` panels
+    (about 7 in, legible at page width).
     rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
     block = len(rows) + 1                                  # the image, then one map per run
     per_line = max(1, min(len(images), max_columns // block))
     lines = -(-len(images) // per_line)
-    fig, axes = plt.subplots(lines, block * per_line, figsize=(1.6 * block * per_line + 0.9, 1.75 * lines + 0.7),
+    fig, axes = plt.subplots(lines, block * per_line, figsize=(1.12 * block * per_line + 0.2, 1.3 * lines + 1.2),
                              squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     for ax in axes.flat[len(images) * block:]:
         ax.axis("off")
+    headers = gradcam_headers(list(rows))
     for first in range(per_line):
-        header = axes[0][first * block:(first + 1) * block]
-        header[0].set_title("test image", fontsize=8)
-        for ax, (name, row) in zip(header[1:], rows.items()):
-            ax.set_title(f"{panel_title(name)}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
+        top = axes[0][first * block:(first + 1) * block]
+        top[0].set_title("test image", fontsize=8)
+        for ax, header, row in zip(top[1:], headers, rows.values()):
+            ax.set_title(f"{header}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
     pictures = images.permute(0, 2, 3, 1).cpu().numpy()
     maps = {name: upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy() for name, row in rows.items()}
     heat = None
@@ -311,7 +337,9 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
             ax.set_xlabel(f"{row['predicted'][i]} {row['confidence'][i]:.0%}", fontsize=8,
                           color="crimson" if row["predicted"][i] != row["true"][i] else "black")
     if heat is not None:
-        fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.5, aspect=30, label="Grad-CAM, 0–1 per map")
+        bar = fig.colorbar(heat, ax=axes.ravel().tolist(), orientation="horizontal", shrink=0.6, aspect=40)
+        bar.set_label("Grad-CAM, each map scaled to its own maximum (0–1)", fontsize=8)
+        bar.ax.tick_params(labelsize=8)
     return fig
 
 

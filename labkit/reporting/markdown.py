@@ -26,6 +26,7 @@ from labkit.reporting.figures import (
     confusion_heatmap,
     corruption_heatmaps,
     curves_figure,
+    gradcam_captions,
     gradcam_overlays,
     model_colour,
     per_class_bars,
@@ -38,6 +39,7 @@ from labkit.reporting.overview import (
     conclusions_section,
     limitations_section,
     references_section,
+    seed_noise,
     setup_section,
     summary_section,
 )
@@ -69,7 +71,7 @@ from labkit.reporting.tables import (
     notebook_epochs,
     training_commits,
 )
-from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES
+from labkit.robustness.corruptions import CORRUPTIONS, PARAMETER_MEANINGS, SEVERITIES
 from labkit.robustness.suite import (ANALYSIS_FILE, attack_table, calibration_table, corruption_table, load_analysis,
                                     load_predictions, wall_time_table)
 from labkit.runs.store import RunDataError
@@ -351,17 +353,18 @@ def severity_reversals(summaries: dict) -> str:
                      for c in curves]
             if all(rise > noise for rise, noise in rises):
                 gains = [rise * 100 for rise, _ in rises]
-                found.append(f"{corruption.replace('_', ' ')} at severity {higher} against {lower} "
-                             f"({min(gains):+.1f} to {max(gains):+.1f} points; parameters by severity "
+                meaning = PARAMETER_MEANINGS.get(corruption, "parameters")
+                found.append(f"{corruption.replace('_', ' ')} severity {higher} than at severity {lower} "
+                             f"({min(gains):+.1f} to {max(gains):+.1f} points; {meaning} at severities 1–5: "
                              f"{', '.join(map(str, parameters))})")
     if not found:
         return ""
     saturate = any(f.startswith("saturate") for f in found)
     return ("Higher severity is not always harder at CIFAR-10-C's parameters. Every analysed model is more accurate, "
-            f"beyond two standard errors, on {'; on '.join(found)}. A reversal shared by every model is a property "
+            f"beyond two standard errors, at {'; at '.join(found)}. A reversal shared by every model is a property "
             "of those settings on these images, not of a model"
-            + (" (saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it)" if saturate
-               else "")
+            + (" (saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it; we have no "
+               "such reading for the others)" if saturate else "")
             + ", so these numbers compare models at each severity, not severities with each other.")
 
 
@@ -427,10 +430,10 @@ def gradcam_section(summaries: dict, root: Path, figures: Path, link, problems: 
     if not shown:
         return []
     lines = ["### Grad-CAM: what each model looks at", "",
-             f"The same {len(next(iter(shown.values()))['test_indices'])} test images for every model (4 that every "
-             "analysed model gets right, and the 4 that the most models get wrong, the caption says how many), "
-             "overlaid with the Grad-CAM map of the model's own prediction at its deepest stage with maps of at least "
-             "4×4; wrong predictions in red.", ""]
+             f"The same {len(next(iter(shown.values()))['test_indices'])} test images for every model: 4 that every "
+             "analysed model gets right and the 4 that the most models get wrong (drawn, seeded, from the calibration "
+             "subset; how many models miss each is written under it). Each is overlaid with the Grad-CAM map of the "
+             "model's own prediction at its deepest stage with maps of at least 4×4; wrong predictions in red.", ""]
     notes = []
     for name, g in shown.items():
         sides = g["stage_map_sizes"]
@@ -443,8 +446,7 @@ def gradcam_section(summaries: dict, root: Path, figures: Path, link, problems: 
     if images is not None:
         first = next(iter(shown.values()))
         path = figures / "analysis_gradcam.png"
-        save(gradcam_overlays(images, shown, [f"{true}\n{kind}" for true, kind in zip(first["true"], first["kinds"])]),
-             path)
+        save(gradcam_overlays(images, shown, gradcam_captions(first["true"], first["kinds"])), path)
         return lines + [f"![Grad-CAM of every analysed model]({link(path)})", "",
                         captions.gradcam_caption(shown), ""] + [line for note in notes for line in (note, "")]
     for name, g in shown.items():
@@ -556,25 +558,20 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
 
 
 def seed_noise_sentence(every_run: dict) -> str:
-    """What the binomial rule leaves out, measured where a recipe ran with several seeds: the spread
-    between seeds, which adds to the test set's noise when two single-seed runs are compared."""
-    seeded = [(model, epochs, group) for model, entries in runs_by_model(every_run).items()
-              for epochs, group in budget_groups(entries) if seed_summary(group)[1] is not None]
-    if not seeded:
+    """What the binomial rule leaves out, where a recipe ran with several seeds: the spread between
+    seeds, which adds to the test set's noise when two single-seed runs are compared."""
+    noise = seed_noise(every_run)
+    if noise is None:
         return ""
-    model, epochs, group = max(seeded, key=lambda found: len(found[2]))
-    mean, sd = seed_summary(group)
-    images = group[0][1]["metrics"].get("test_images")
-    if not images:
-        return ""
-    se = accuracy_standard_error(mean, images)
-    robust = 2 * (2 * (se ** 2 + sd ** 2)) ** 0.5
-    return (f" The rule counts the test set's noise, not the seed's: {model}'s {len(group)} seeds at {epochs} epochs "
-            f"spread by sd {sd * 100:.2f} points, against a binomial SE of {se * 100:.2f} at its {mean:.1%} on "
-            f"{images:,} images, so between two single-seed runs of that model a gap would need about "
-            f"{robust * 100:.1f} points (two standard deviations of the difference, seed and test noise together) to "
-            "be safe from both. The large models' seed spread is not measured; their gaps within the binomial rule "
-            "are not ranked, and those just beyond it are read with this in mind.")
+    se, sd = noise["se"] * 100, noise["sd"] * 100
+    return (f" That rule counts the noise of the test images only; training adds its own: {noise['model']}'s "
+            f"{noise['seeds']} seeds at {noise['epochs']} epochs spread by sd {sd:.2f} points (binomial SE at their "
+            f"{noise['mean']:.1%} on {noise['images']:,} images: {se:.2f}). For two models each trained once with that "
+            f"spread, the difference has sd √(2·({se:.2f}² + {sd:.2f}²)) ≈ {noise['gap'] * 50:.2f} points, so a gap "
+            f"needs about {noise['gap'] * 100:.1f} points to count (an upper bound, since both runs are scored on the "
+            f"same test images; and {noise['seeds']} seeds fix that sd only roughly). The large models, one seed each, "
+            f"have no measured spread: a verdict below on a gap under {noise['gap'] * 100:.1f} points is beyond the "
+            "test noise, not necessarily beyond the seed's.")
 
 
 def recipe_phrase(runs: dict) -> str:
@@ -618,7 +615,7 @@ def build(root: Path, output: Path) -> str:
     lines += comparison_section(runs, every_run, figures, link)
     lines += discussion_section(runs, every_run, benches)
     lines += beyond_section(found, root, figures, link, problems)
-    lines += conclusions_section(every_run, verdicts, root) + limitations_section(found, analysis_sizes(found, root))
+    lines += conclusions_section(every_run, verdicts, root) + limitations_section(found, analysis_sizes(found, root), every_run)
     lines += references_section()
     lines += ["# Appendix", ""] + tuning_section(root, problems, every_run) + speed_section(benches, root, link)
     lines += provenance_section(every_run, root)

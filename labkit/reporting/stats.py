@@ -41,11 +41,12 @@ def difference_noise(*measured: tuple[float, int]) -> float:
     return 2 * math.hypot(*(accuracy_standard_error(accuracy, images) for accuracy, images in measured))
 
 
-def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int) -> tuple[int, str]:
+def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int,
+            names: tuple[str, str] = ("the first", "the second")) -> tuple[int, str]:
     """Which val curve reaches `threshold` in fewer epochs: +1 first, -1 second, 0 neither beyond noise.
     A lead counts only if, at the epoch the leader crosses, it is ahead of the other curve by more than
     two standard errors of the difference; a one-epoch lead of a few tenths of a point is val noise.
-    Returns the outcome and the evidence in words."""
+    Returns the outcome and the evidence in words, naming the curves by `names`."""
     epochs = first_epoch_reaching(first, threshold), first_epoch_reaching(second, threshold)
     words = f"val {threshold:.0%}: epoch {epochs[0] or 'never'} vs {epochs[1] or 'never'}"
     if epochs[0] == epochs[1]:
@@ -58,7 +59,8 @@ def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_ima
     gap = accs[lead] - accs[1 - lead]
     noise = difference_noise(*((a, val_images) for a in accs))
     within = gap <= noise
-    words += f" (at epoch {at}: {gap * 100:+.1f} points, {'within' if within else 'beyond'} 2 SE = {noise * 100:.1f})"
+    words += (f" (at epoch {at}: {names[lead]} ahead by {gap * 100:.1f} points, {'within' if within else 'beyond'} "
+              f"2 SE = {noise * 100:.1f})")
     return (0 if within else (1, -1)[lead]), words
 
 

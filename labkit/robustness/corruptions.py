@@ -38,6 +38,13 @@ CORRUPTIONS: dict[str, tuple[str, list]] = {
                                       (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]),   # × image size
 }
 SEVERITIES = (1, 2, 3, 4, 5)
+# What the severity parameters of the corruptions whose reading is not obvious set, for the report's sentences
+PARAMETER_MEANINGS = {
+    "glass_blur": "blur sigma, shuffle distance, rounds",
+    "saturate": "(scale, shift) of the saturation",
+    "pixelate": "fraction of the image side kept",
+    "jpeg_compression": "JPEG quality",
+}
 
 
 def corrupt(images: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
