@@ -12,7 +12,7 @@ from labkit.notebook import params
 from labkit.notebook.explorer import Explorer
 from labkit.notebook.params import configure_analysis
 from labkit.notebook.views import save_analyses
-from labkit.reporting.markdown import build
+from labkit.reporting.markdown import build, gradcam_section
 from labkit.robustness.adversarial import PixelModel, attack_accuracy
 from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reliability_bins, scores
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
@@ -215,14 +215,16 @@ def test_analysis_of_a_saved_run_is_saved_with_provenance_and_goes_stale_when_re
     assert (root / "figures" / "analysis_gradcam.png").is_file() and "figures/analysis_gradcam.png" in text
     assert "cnn/figures/gradcam.png" not in text
     assert (root / "figures" / "analysis_corruptions.png").is_file()
-    # an analysis from before the images were saved: the run's own Grad-CAM figure instead
+    # an analysis from before the images were saved, or a damaged file: the run's own Grad-CAM figure instead
     save_verified(root / "cnn" / PREDICTIONS_FILE, {k: v for k, v in saved.items() if k != "gradcam_images"})
-    text = build(root, tmp_path / "report.md")
-    assert "cnn/figures/gradcam.png" in text and not (root / "figures" / "analysis_gradcam.png").exists()
+    problems = []
+    section = "\n".join(gradcam_section({"cnn": loaded}, root, tmp_path / "figures", str, problems))
+    assert "cnn/figures/gradcam.png" in section and "analysis_gradcam" not in section and not problems
     (root / "cnn" / PREDICTIONS_FILE).write_bytes((root / "cnn" / PREDICTIONS_FILE).read_bytes()[:-100])
     with pytest.raises(RunDataError, match=rf"{root / 'cnn' / PREDICTIONS_FILE} cannot be read .*damaged"):
         load_predictions("cnn")
-    assert "cnn/figures/gradcam.png" in build(root, tmp_path / "report.md")
+    assert "cnn/figures/gradcam.png" in "\n".join(gradcam_section({"cnn": loaded}, root, tmp_path, str, problems))
+    assert "damaged" in problems[0]
     (root / "cnn" / "model.pt").write_bytes((root / "cnn" / "model.pt").read_bytes() + b"retrained")
     assert load_analysis("cnn")["stale"] is True
     assert "**Stale:** cnn" in build(root, tmp_path / "report.md")

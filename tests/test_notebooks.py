@@ -5,6 +5,7 @@ import papermill as pm
 import pytest
 
 from labkit.data import synthetic_cifar10
+from labkit.notebook import params
 from labkit.runs.store import save_run
 from labkit.training.config import TrainConfig, defaults_for
 from labkit.training.loop import fit
@@ -12,14 +13,26 @@ from labkit.training.loop import fit
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-@pytest.mark.parametrize("parameters, message", [
+BAD_TRAINING_PARAMETERS = [
     (dict(model="resnet19"), "unknown model 'resnet19'; valid names: cnn, resnet18"),
-    (dict(epochs=0), "epochs must be an integer ≥ 1"),
     (dict(data="/no/such/cifar.tar.gz"), "data path '/no/such/cifar.tar.gz' does not exist"),
     (dict(run_name="../../etc"), "without path separators"),
-    (dict(foo=1), "unknown notebook parameter(s) foo; this notebook takes: batch_size, channels_last, compile, cutout"),
     (dict(epochs=2, precision="fp8"), "precision must be one of auto, bf16, fp16, fp32"),
     (dict(cutout=12.5), "cutout must be an integer in [0, 32]"),
+]
+
+
+@pytest.mark.parametrize("parameters, message", BAD_TRAINING_PARAMETERS)
+def test_the_first_code_cell_refuses_bad_values(parameters, message):
+    """What the configure cell of 01_cnn calls; the two notebook runs below show that it fails there."""
+    with pytest.raises(ValueError) as error:
+        params.configure("01_cnn", **parameters)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("parameters, message", [
+    (dict(epochs=0), "epochs must be an integer ≥ 1"),
+    (dict(foo=1), "unknown notebook parameter(s) foo; this notebook takes: batch_size, channels_last, compile, cutout"),
 ])
 def test_bad_parameters_fail_in_the_first_code_cell(tmp_path, parameters, message):
     output = tmp_path / "out.ipynb"
@@ -80,7 +93,16 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
 @pytest.mark.parametrize("parameters, message", [
     (dict(epsilons="1,two"), "epsilons must be numbers separated by commas"),
     (dict(runs="no_such_run"), "no saved run no_such_run in"),
-    (dict(), "no saved run in"),                          # runs="longest" with nothing trained yet
+    (dict(runs="longest"), "no saved run in"),                          # nothing trained yet
+])
+def test_the_analysis_configure_cell_refuses_bad_values(monkeypatch, parameters, message):
+    monkeypatch.setattr(params, "SMOKE", False)     # no smoke runs made up for a missing run
+    with pytest.raises(ValueError) as error:
+        params.configure_analysis(**{"runs": "longest", "results_dir": "", "epsilons": "1", **parameters})
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("parameters, message", [
     (dict(attack_size=3), "attack_size must be an integer ≥ 10"),
     (dict(eps="1"), "unknown notebook parameter(s) eps; this notebook takes: analyse, attack_precision, attack_size"),
 ])
