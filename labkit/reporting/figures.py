@@ -19,12 +19,15 @@ MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "t
 MIN_BIN_IMAGES = 20   # reliability bins with fewer images are too noisy to draw (1 image: accuracy 0 or 1)
 
 
+def model_of(name: str, models) -> str | None:
+    """The model of `models` a run name or label stands for ('resnet18-40ep' → 'resnet18'), or None."""
+    return next((model for model in sorted(models, key=len, reverse=True)
+                 if name == model or name.startswith(model + "-") or name.startswith(model + " ")), None)
+
+
 def model_colour(name: str) -> str:
     """The model's colour; a run name like 'resnet18-40ep' takes its model's colour."""
-    for model in sorted(MODEL_COLOURS, key=len, reverse=True):
-        if name == model or name.startswith(model + "-") or name.startswith(model + " "):
-            return MODEL_COLOURS[model]
-    return "tab:purple"
+    return MODEL_COLOURS.get(model_of(name, MODEL_COLOURS), "tab:purple")
 
 
 def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8, mistakes: list[bool] | None = None,
@@ -296,8 +299,7 @@ def gradcam_captions(classes: list[str], kinds: list[str]) -> list[str]:
 
 def gradcam_headers(names: list[str]) -> list[str]:
     """Column headers: each run's model title over two lines; the run names where two runs share a model."""
-    titles = [next((MODEL_TITLES[m] for m in sorted(MODEL_TITLES, key=len, reverse=True)
-                    if name == m or name.startswith(m + "-")), name).replace(", ", "\n") for name in names]
+    titles = [MODEL_TITLES.get(model_of(name, MODEL_TITLES), name).replace(", ", "\n") for name in names]
     return titles if len(set(titles)) == len(titles) else [panel_title(name) for name in names]
 
 
