@@ -3,7 +3,8 @@
 Each trial is a short run of the full schedule (warmup, then linear decay to zero over `epochs`)
 with some TrainConfig fields overridden, compared by its final val accuracy. Trials checkpoint like
 any run (resumable across sessions) and are recorded, with provenance, in
-results/tuning/<model>-<epochs>ep.json; a trial already recorded there is not run again.
+results/tuning/<model>-<epochs>ep.json; a trial already recorded there is not run again. A trial of
+an SE model also records its gates on val images (are they alive, or flat at 0.5?).
 
     python -m labkit.tune --model resnet18 --epochs 4 --data ../shared/datasets/cifar10-jpeg.tar.gz \\
         --trial "" --trial lr=0.2 --trial "lr=0.2 label_smoothing=0"
@@ -17,20 +18,24 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
+from torch import nn
 
 from labkit import data as datalib
+from labkit.models import build_model
+from labkit.models.inspect import flat_blocks, gate_statistics, se_blocks, se_gates
 from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.reporting.select import load_json_files
 from labkit.reporting.stats import difference_noise
 from labkit.reporting.tables import format_table
 from labkit.storage import write_atomic
-from labkit.training.checkpoint import CheckpointError, saved_config
+from labkit.training.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, plain_keys, saved_config
 from labkit.training.config import RECIPE_FIELDS, TrainConfig, add_option, smoke_config
-from labkit.training.loop import NonFiniteLossError, fit
+from labkit.training.loop import NonFiniteLossError, fit, round_weights_to_fp16
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 TUNABLE = RECIPE_FIELDS + ("precision",)
+GATE_IMAGES = 2000      # as many as the SE notebook's look at the gates on test images
 
 
 def parse_overrides(text: str) -> dict:
@@ -70,15 +75,56 @@ def trial_configs(base: TrainConfig, trials: list[dict]) -> list[TrainConfig]:
             for overrides in trials]
 
 
+def val_gate_statistics(model: nn.Module, data: datalib.Cifar10, config: TrainConfig) -> dict | None:
+    """Each SE block's gate statistics (`inspect.gate_statistics`) on the first GATE_IMAGES val images of
+    the trial's split, with `model`'s weights: {block: {statistic: value}}; None for a model without SE."""
+    if not se_blocks(model):
+        return None
+    _, val_idx = datalib.train_val_split(data.train_labels, config.val_size, config.seed)
+    images = datalib.normalize(data.train_images[val_idx[:GATE_IMAGES]].to(next(model.parameters()).device))
+    table = gate_statistics(se_gates(model, images))
+    return {block: {name: round(value, 4) for name, value in row.items()} for block, row in table.iterrows()}
+
+
+def checkpoint_gate_statistics(config: TrainConfig, data: datalib.Cifar10) -> dict | None:
+    """`val_gate_statistics` of a finished trial recorded before trials measured gates, from the weights
+    it was judged by (the EMA's when it kept one, rounded to fp16 as at its evaluation) in its
+    checkpoint; None when the model has no SE or the checkpoint is gone or unfinished."""
+    model, path = build_model(config.model), checkpoint_path(config.run_name)
+    if not se_blocks(model) or not path.is_file():
+        return None
+    state = load_checkpoint(path, config, data.checksum)
+    if state["epoch"] < config.epochs:
+        return None
+    model.load_state_dict(plain_keys(state["ema"]["model"]) if state["ema"] else state["model"])
+    round_weights_to_fp16(model)
+    return val_gate_statistics(model, data, config)
+
+
+def write_log(log: Path, base: TrainConfig, records: list[dict]) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
+                       + "\n").encode())
+
+
 def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log: Path) -> list[dict]:
-    """Run each override set on top of `base` (skipping those already in `log`); return all records."""
+    """Run each override set on top of `base` (skipping those already in `log`, but adding the gate
+    statistics that an SE trial recorded before they existed); return all records."""
     records = json.loads(log.read_text())["trials"] if log.is_file() else []
     for overrides, config in zip(trials, trial_configs(base, trials)):
-        if any(saved_config(r["config"], config) == asdict(config) and r["data_checksum"] == data.checksum
-               for r in records):
+        recorded = next((r for r in records if saved_config(r["config"], config) == asdict(config)
+                         and r["data_checksum"] == data.checksum), None)
+        if recorded is not None:
+            if "val_gate_statistics" not in recorded:
+                gates = checkpoint_gate_statistics(config, data)
+                if gates:
+                    recorded["val_gate_statistics"] = gates
+                    write_log(log, base, records)
+                    print(f"{config.run_name}: gate statistics added from its checkpoint")
             print(f"{config.run_name}: already recorded in {log}")
             continue
         result = fit(config, data, evaluate_test=False)
+        gates = val_gate_statistics(result.model, data, config)
         history = result.history
         records.append({
             "overrides": overrides, "run_name": config.run_name,
@@ -86,14 +132,13 @@ def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log
             "val_accuracy_by_epoch": [r["val_acc"] for r in history],
             **({"val_accuracy_no_ema_by_epoch": [r["val_acc_no_ema"] for r in history]} if config.ema_decay else {}),
             "final_val_accuracy_by_tta": result.info["val_accuracy_by_tta"],
+            **({"val_gate_statistics": gates} if gates else {}),
             **{key: result.info[key] for key in ("training_wall_time_s", "images_per_s", "device",
                                                  "torch_version", "data_source", "data_checksum")},
             "config": asdict(config), **git_commit(),
             "date": utc_timestamp(),
         })
-        log.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(log, (json.dumps({"model": base.model, "epochs": base.epochs, "trials": records}, indent=2)
-                           + "\n").encode())
+        write_log(log, base, records)
     return records
 
 
@@ -149,6 +194,36 @@ def trials_table(log: dict) -> pd.DataFrame:
                      "within noise of the best": "yes" if close else "no",
                      "train min": f"{r['training_wall_time_s'] / 60:.0f}"})
     return pd.DataFrame(rows).sort_values("final val acc", ascending=False).set_index("settings")
+
+
+def gate_trials(log: dict) -> dict[str, tuple[dict, pd.DataFrame]]:
+    """The trials that recorded SE gate statistics, each labelled by the settings in which they differ
+    ('exempt_excitation_decay True'): {label: (trial, blocks × statistics)}, fewest overrides first."""
+    trials = sorted((r for r in log["trials"] if "val_gate_statistics" in r), key=lambda r: len(r["overrides"]))
+    differing = [key for key in TUNABLE if len({json.dumps(r["config"].get(key)) for r in trials}) > 1]
+    return {(", ".join(f"{key} {r['config'].get(key)}" for key in differing) or trial_label(r)):
+            (r, pd.DataFrame(r["val_gate_statistics"]).T) for r in trials}
+
+
+def gate_contrasts(log: dict) -> list[dict]:
+    """Each gate-measuring trial against the first (`gate_trials`): how many blocks' gates are flat in
+    each (`inspect.flat_blocks`), the ratio of their spread over images per block, and the final val
+    accuracy gap with two standard errors of it."""
+    trials = list(gate_trials(log).items())
+    if len(trials) < 2:
+        return []
+    (base_label, (base_trial, base)), *others = trials
+    contrasts = []
+    for label, (trial, table) in others:
+        images = trial["config"]["val_size"]
+        contrasts.append({
+            "label": label, "base_label": base_label, "blocks": len(table),
+            "flat": len(flat_blocks(table)), "base_flat": len(flat_blocks(base)),
+            "spread_ratio": table["sd over images"] / base["sd over images"],
+            "gap": trial["final_val_accuracy"] - base_trial["final_val_accuracy"],
+            "noise": difference_noise((trial["final_val_accuracy"], images), (base_trial["final_val_accuracy"], images)),
+        })
+    return contrasts
 
 
 def summary(records: list[dict]) -> str:

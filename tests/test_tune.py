@@ -65,3 +65,54 @@ def test_a_setting_is_adopted_only_when_it_wins_on_val_beyond_the_noise(tmp_path
     assert tune.decided("close", "weight_decay", 5e-4, 1e-4, tmp_path) == 5e-4     # +0.5: within the noise
     with pytest.raises(ValueError, match="no pair of trials that differ only in lr"):
         tune.decided("clear", "lr", 0.1, 0.2, tmp_path)
+
+
+def test_se_trials_record_their_gates_on_val_and_older_records_get_them_from_the_checkpoint(tmp_path, monkeypatch):
+    data = synthetic_cifar10(train_per_class=12, test_per_class=2)
+    base = TrainConfig(model="se_resnet18", epochs=1, batch_size=32, val_size=40, data="synthetic")
+    log = tmp_path / "tuning" / "se_resnet18-1ep.json"
+    records = tune.run_trials(base, [{}, {"exempt_excitation_decay": True}], data, log)
+    blocks = ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
+    for record in records:
+        gates = record["val_gate_statistics"]
+        assert list(gates) == blocks
+        assert all(0 <= s["min"] <= s["mean gate"] <= s["max"] <= 1 and s["sd over images"] >= 0 for s in gates.values())
+    # a trial recorded before trials measured gates: they are added from its checkpoint, without training again
+    measured = records[1].pop("val_gate_statistics")
+    log.write_text(json.dumps({"model": "se_resnet18", "epochs": 1, "trials": records}))
+    monkeypatch.setattr(tune, "fit", lambda *a, **k: pytest.fail("a recorded trial was trained again"))
+    again = tune.run_trials(base, [{"exempt_excitation_decay": True}], data, log)
+    assert list(again[1]["val_gate_statistics"]) == blocks
+    assert all(again[1]["val_gate_statistics"][b] == pytest.approx(measured[b], abs=2e-4) for b in blocks)
+    assert json.loads(log.read_text())["trials"][1]["val_gate_statistics"] == again[1]["val_gate_statistics"]
+
+
+def gate_log(base_spread: float, exempt_spread: float, exempt_val: float) -> dict:
+    def trial(overrides, spread, val):
+        stats = {f"layer{i}.{j}": {"mean gate": 0.5, "sd over images": spread, "sd over channels": spread,
+                                   "min": 0.5 - 4 * spread, "max": 0.5 + 4 * spread} for i in (1, 2, 3, 4) for j in (0, 1)}
+        return {"overrides": overrides, "final_val_accuracy": val, "val_gate_statistics": stats,
+                "config": {"val_size": 5000, "exempt_excitation_decay": overrides.get("exempt_excitation_decay", False)}}
+    return {"model": "se_resnet18", "epochs": 6,
+            "trials": [trial({"cutout": 12, "exempt_excitation_decay": True}, exempt_spread, exempt_val),
+                       trial({"cutout": 12}, base_spread, 0.80)]}
+
+
+def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp_path):
+    from labkit.reporting.markdown import trial_gate_lines
+    from labkit.reporting.overview import gate_findings
+
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.805)))
+    lines = "\n".join(trial_gate_lines(gate_log(0.01, 0.06, 0.805)))
+    assert "| exempt_excitation_decay False | sd over images | 0.010 |" in lines
+    assert "With exempt_excitation_decay False: 8 of 8 SE blocks" in lines
+    assert "With exempt_excitation_decay True: 0 of 8 SE blocks" in lines
+    assert "×6.0 to ×6.0 as much as with exempt_excitation_decay False" in lines and "+0.50 points, within" in lines
+    [finding] = gate_findings(tmp_path)
+    assert "with exempt_excitation_decay False 8 of 8 blocks have gates flat at 0.5, with exempt_excitation_decay " \
+           "True 0" in finding and finding.endswith("no measurable gain at this horizon.")
+    (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.85)))
+    [finding] = gate_findings(tmp_path)
+    assert "+5.00 points, beyond the noise" in finding and finding.endswith(").")
+    assert gate_findings(tmp_path / "nothing") == [] and trial_gate_lines({"trials": []}) == []

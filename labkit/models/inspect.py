@@ -108,11 +108,16 @@ def block_gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, use_s
     return norms
 
 
+def se_blocks(model: nn.Module) -> dict[str, SqueezeExcitation]:
+    """The model's SE modules by the name of the block that holds them ('layer2.1'); empty without SE."""
+    return {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
+
+
 @torch.no_grad()
 def se_gates(model: nn.Module, images: Tensor, batch_size: int = 500) -> dict[str, Tensor]:
     """Every SE block's gates on `images` (float, normalised, on the model's device), in eval mode:
     {block name: images×channels, on the CPU}."""
-    modules = {name.removesuffix(".se"): m for name, m in model.named_modules() if isinstance(m, SqueezeExcitation)}
+    modules = se_blocks(model)
     gates = defaultdict(list)
     for m in modules.values():
         m.record_gates = True
@@ -174,16 +179,24 @@ def gradient_reading(table: pd.DataFrame) -> str:
             f"what this one-batch measurement at initialisation tests.")
 
 
+def flat_blocks(table: pd.DataFrame) -> list[str]:
+    """The blocks of a `gate_statistics` table whose gates sit within 0.05 of 0.5 and vary by less than
+    0.05 over images and over channels: they only scale their residual by about one half."""
+    return [name for name, row in table.iterrows()
+            if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
+
+
 def gate_reading(table: pd.DataFrame) -> str:
     """What the gate statistics say, in words: which blocks only scale their residual by a constant."""
-    flat = [name for name, row in table.iterrows()
-            if abs(row["mean gate"] - 0.5) < 0.05 and max(row["sd over images"], row["sd over channels"]) < 0.05]
-    text = (f"{len(flat)} of {len(table)} SE blocks have gates within 0.05 of 0.5 that vary by less than 0.05 over "
-            f"images and over channels ({', '.join(flat) or 'none'})")
+    flat = flat_blocks(table)
+    one = len(flat) == 1
+    text = (f"{len(flat)} of {len(table)} SE blocks {'has' if one else 'have'} gates within 0.05 of 0.5 that vary by "
+            f"less than 0.05 over images and over channels ({', '.join(flat) or 'none'})")
     if flat:
         spread = table.loc[flat, "max"] - table.loc[flat, "min"]
         widest = spread.idxmax()
-        text += (": these blocks mostly multiply their residual by about one half and recalibrate little; a few "
-                 f"channels still stray from it (widest: {widest}, {table.loc[widest, 'min']:.3f} to "
-                 f"{table.loc[widest, 'max']:.3f})")
+        text += ((": this block mostly multiplies its residual by about one half and recalibrates little" if one else
+                  ": these blocks mostly multiply their residual by about one half and recalibrate little")
+                 + f"; a few channels still stray from it ({'' if one else 'widest: '}{widest}, {table.loc[widest, 'min']:.3f} to "
+                   f"{table.loc[widest, 'max']:.3f})")
     return text + "; the others gate channels differently per image."

@@ -148,7 +148,32 @@ def tuning_section(root: Path, problems: list[str] | None = None, every_run: dic
                   f"accuracy near {best:.1%} is ±{accuracy_standard_error(best, val_images):.2%}, one seed per "
                   f"trial (`results/tuning/{stem}.json`).", "",
                   markdown_table(format_table(tune.trials_table(log))), "",
-                  tuning_conclusion(log, adopted), ""]
+                  tuning_conclusion(log, adopted), ""] + trial_gate_lines(log)
+    return lines
+
+
+def trial_gate_lines(log: dict) -> list[str]:
+    """The SE gates the trials recorded on val images: per block and trial, their mean and spreads, what
+    each trial's gates say (`gate_reading`), and how much more the others' vary over images than the first's."""
+    trials = tune.gate_trials(log)
+    if not trials:
+        return []
+    statistics = ("mean gate", "sd over images", "sd over channels")
+    rows = pd.DataFrame([{"trial": label, "statistic": name, **table[name].map("{:.3f}".format).to_dict()}
+                         for label, (_, table) in trials.items() for name in statistics]).set_index("trial")
+    lines = [f"SE gates after each trial on the first {tune.GATE_IMAGES:,} val images, per block: the mean, its standard "
+             "deviation over images (per channel, averaged) and over channels (of the per-channel means). A block "
+             "whose gates sit at 0.5 with both spreads near 0 only halves its residual:", "",
+             markdown_table(rows), ""]
+    for label, (_, table) in trials.items():
+        lines += [f"With {label}: {gate_reading(table)}", ""]
+    for c in tune.gate_contrasts(log):
+        ratio = c["spread_ratio"]
+        lines += [f"With {c['label']} the gates vary over images ×{ratio.min():.1f} to ×{ratio.max():.1f} as much as "
+                  f"with {c['base_label']} (median ×{ratio.median():.1f}; more in {(ratio > 1).sum()} of {c['blocks']} "
+                  f"blocks), and its final val accuracy differs by {c['gap'] * 100:+.2f} points, "
+                  f"{'within' if abs(c['gap']) <= c['noise'] else 'beyond'} two standard errors of the difference "
+                  f"({c['noise'] * 100:.2f}).", ""]
     return lines
 
 

@@ -197,9 +197,26 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     waiting = [c["claim"] for c in verdicts if c["verdict"] == "missing"]
     if waiting:
         lines += [f"- Not judged yet, a run they need is missing: {'; '.join(waiting)}."]
+    lines += [f"- {sentence}" for sentence in gate_findings(root)]
     lines += [f"- {sentence}" for sentence in analysis_findings(list(present(
         {name: group[0][1] for name, group in groups.items()})), groups, root)]
     return lines + [""]
+
+
+def gate_findings(root: Path) -> list[str]:
+    """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast."""
+    sentences = []
+    for log in tune.load_logs(root).values():
+        for c in tune.gate_contrasts(log):
+            within, spread = abs(c["gap"]) <= c["noise"], c["spread_ratio"].median()
+            sentences.append(
+                f"SE's gates ({log['model']}, {log['epochs']}-epoch trials on val, appendix): with {c['base_label']} "
+                f"{c['base_flat']} of {c['blocks']} blocks have gates flat at 0.5, with {c['label']} {c['flat']}; their "
+                f"spread over images is ×{spread:.1f} as large (median over blocks), and the final val accuracy "
+                f"changes by {c['gap'] * 100:+.2f} points, {'within' if within else 'beyond'} the noise "
+                f"(2 SE {c['noise'] * 100:.2f})" + (": livelier gates, no measurable gain at this horizon."
+                                                    if within and spread > 1 else "."))
+    return sentences
 
 
 def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
