@@ -1,10 +1,14 @@
 """Root conftest: the notebooks under nbval run in smoke mode and write into a temporary
-results root, and the session fails if anything under the real results/ changed."""
+results root, and the session fails if anything under the real results/ changed. The suite runs on
+two xdist workers, a whole file (a notebook's cells, in order, in one kernel) on one worker."""
 import os
 import tempfile
 from pathlib import Path
 
 os.environ["LABKIT_SMOKE"] = "1"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers share the two cores: one thread each, for every subprocess and kernel they start too
+    os.environ["OMP_NUM_THREADS"] = "1"
 _scratch = tempfile.mkdtemp(prefix="labkit-nbval-")
 for _name in ("RESULTS", "CHECKPOINTS"):
     os.environ[f"LABKIT_{_name}"] = os.path.join(_scratch, _name.lower())

@@ -1,4 +1,5 @@
 """Every test writes into temporary results, checkpoint and cache roots, never the real ones."""
+import os
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from labkit.data import OFFLINE_ARCHIVE, synthetic_cifar10
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(autouse=True)

@@ -102,3 +102,17 @@ def test_gate_statistics_find_blocks_whose_gates_are_a_constant_half():
     assert gate_reading(flat).startswith("8 of 8 SE blocks")
     assert excitation_by_class(gates, labels)["layer1.0"].shape == (10, 64)
     assert model.training                              # measured in eval mode, handed back as it was
+
+
+def test_the_gate_reading_tells_flat_blocks_from_fixed_per_channel_and_per_image_ones():
+    import pandas as pd
+
+    from labkit.models.inspect import gate_reading
+    table = pd.DataFrame({"mean gate": [0.5, 0.5, 0.45], "sd over images": [0.01, 0.02, 0.2],
+                          "sd over channels": [0.01, 0.3, 0.1], "min": [0.2, 0.1, 0.0], "max": [0.7, 0.9, 1.0]},
+                         index=["layer1.0", "layer1.1", "layer2.0"])
+    reading = gate_reading(table)
+    assert reading.startswith("1 of 3 SE blocks (layer1.0) has flat gates")
+    assert "whatever the image, it only halves its residual; single gates there still reach 0.200 to 0.700" in reading
+    assert "1 of 3 SE blocks (layer1.1) scales each channel by its own amount" in reading
+    assert reading.endswith("1 of 3 SE blocks (layer2.0) gates channels differently per image.")

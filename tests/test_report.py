@@ -433,3 +433,45 @@ def test_the_report_prints_to_a_pdf_with_its_figures(results_root, tmp_path):
     pdf = out.with_suffix(".pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and len(pdf) > 50_000          # text alone would be a few kB: figures are in
     assert not list(tmp_path.glob(".*.html"))                      # the page it printed is cleaned up
+
+
+def test_a_leader_is_named_only_beyond_the_noise_and_findings_say_which_noise_a_gap_clears():
+    from labkit.reporting.overview import lab_report_findings, leader
+
+    assert leader({"a": 0.80, "b": 0.70}, 1000) == "highest: a"                    # 10 points, 2 SE ≈ 3.8
+    assert leader({"a": 0.775, "b": 0.768}, 1000) == "the best, a, not ahead of b beyond the noise"
+    assert leader({"a": 0.5}, 1000) == "highest: a"
+
+    def group(tta, no_tta):
+        return [("run", {"metrics": {"test_accuracy": tta, "test_accuracy_no_tta": no_tta, "test_images": 10_000,
+                                     "epochs": 40}})]
+    seeds = {"gap": 0.017}
+    above, below = lab_report_findings({"resnet18": group(0.918, 0.9092), "densenet_cifar": group(0.906, 0.9006)},
+                                       seeds, jpeg=True)
+    assert "90.92% without TTA: +0.92 points, above the lab report's 90%" in above
+    assert "beyond the test noise (2 SE ≈ 0.6 points) but within the 1.7 points" in above
+    assert "-1.94 points, below the lab report's 92%" in below and below.endswith("need not be the architecture's.")
+    [level] = lab_report_findings({"resnet18": group(0.905, 0.9020)}, seeds, jpeg=False)
+    assert "level with the lab report's 90%" in level and level.endswith("≈ 0.6 points).")
+
+
+def test_trials_that_ended_after_a_run_started_check_its_recipe_rather_than_choose_it():
+    from labkit.reporting.markdown import started_before_trials_ended, tuning_conclusion
+
+    def trial(val, **overrides):
+        return {"overrides": overrides, "final_val_accuracy": val, "config": {"val_size": 5000},
+                "date": "2026-12-01T12:00:00+00:00"}
+    log = {"trials": [trial(0.83, cutout=12, exempt=True), trial(0.82, cutout=12)]}
+
+    def run(end, hours):
+        return {"metrics": {"date": end, "training_wall_time_s": hours * 3600}}
+    assert started_before_trials_ended(run("2026-11-30T12:00:00+00:00", 3), log)
+    assert started_before_trials_ended(run("2026-12-01T14:00:00+00:00", 3), log)     # started at 11:00
+    assert not started_before_trials_ended(run("2026-12-01T20:00:00+00:00", 3), log)
+    assert not started_before_trials_ended({"metrics": {}}, log)
+    adopted = [("old-run", "cutout 12", {})]
+    text = tuning_conclusion(log, adopted, {"old-run"})
+    assert "old-run (started before these trials ended)" in text and "did not choose them" in text
+    assert "not adopted" not in text
+    text = tuning_conclusion(log, adopted, set())
+    assert "The best trial (2 settings changed) was not adopted" in text and "did not choose" not in text

@@ -107,11 +107,12 @@ def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp
     lines = "\n".join(trial_gate_lines(gate_log(0.01, 0.06, 0.805)))
     assert "| exempt_excitation_decay False | sd over images | 0.010 |" in lines
     assert "With exempt_excitation_decay False: 8 of 8 SE blocks" in lines
-    assert "With exempt_excitation_decay True: 0 of 8 SE blocks" in lines
+    assert "With exempt_excitation_decay True: None of the 8 SE blocks has flat gates" in lines
     assert "×6.0 to ×6.0 as much as with exempt_excitation_decay False" in lines and "+0.50 points, within" in lines
     [finding] = gate_findings(tmp_path)
-    assert "with exempt_excitation_decay False 8 of 8 blocks have gates flat at 0.5, with exempt_excitation_decay " \
-           "True 0" in finding and finding.endswith("no measurable gain at this horizon.")
+    assert "with exempt_excitation_decay False, 8 of 8 blocks have flat gates" in finding
+    assert "with exempt_excitation_decay True, 0. The gates then vary ×6.0 as much" in finding
+    assert finding.endswith("no measurable gain at this horizon.")
     (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.85)))
     [finding] = gate_findings(tmp_path)
     assert "+5.00 points, beyond the noise" in finding and finding.endswith(").")

@@ -81,9 +81,9 @@ def per_class_heatmap_caption(runs: dict) -> str:
     if len(classes) == 1:
         values = [v for _, v in hardest.values()]
         return (f"{next(iter(classes)).capitalize()} is the hardest class for every run ({min(values):.1%} to "
-                f"{max(values):.1%}); cells at 50 % or below are the darkest.")
+                f"{max(values):.1%}); the colour scale runs from 50% (darkest) to 100%, and each cell prints its value.")
     return ("Hardest class per run: " + "; ".join(f"{n} {c} {v:.1%}" for n, (c, v) in hardest.items())
-            + ". Cells at 50 % or below are the darkest.")
+            + ". The colour scale runs from 50% (darkest) to 100%, and each cell prints its value.")
 
 
 def scatter_caption(runs: dict) -> str:

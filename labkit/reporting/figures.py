@@ -132,9 +132,10 @@ def gradient_norms(with_shortcuts: dict[str, float], without: dict[str, float], 
     ax.set_xticks(x, names, rotation=30)
     ax.set(ylabel="‖∂loss/∂θ‖", title="gradient norm per residual block")
     ax.legend(fontsize=8)
-    ratio_ax.bar(x, ratio, color=["tab:blue" if r >= 1 else "tab:orange" for r in ratio])   # readable without red-green
+    ratio_ax.bar(x, ratio, color="tab:purple")    # one colour: the line at 1 and the labels say which side
     ratio_ax.axhline(1, color="black", lw=0.8)
     ratio_ax.bar_label(ratio_ax.containers[0], labels=[f"{r:.2f}" for r in ratio], fontsize=7)
+    ratio_ax.margins(y=0.12)                      # room for the labels above the tallest bar
     ratio_ax.set_xticks(x, names, rotation=30)
     ratio_ax.set(ylabel="with / without shortcuts", title="ratio (above 1: shortcuts raise it)")
     fig.suptitle(title)
@@ -279,7 +280,8 @@ def attack_curves(summaries: dict[str, dict]):
                     mfc="none", ms=7, lw=1.2, color=model_colour(name), label=name if attack == "fgsm" else None)
     ticks = [0.0] + [float(e) for e in next(iter(summaries.values()))["attacks"]["pgd"]]
     for ax, title in zip(axes, ("FGSM (one step)", "PGD, 10 steps")):
-        ax.set(xscale="symlog", xlabel="ε (grey levels of 255; 0 = clean)", ylim=(0, 1), title=title)
+        ax.set(xscale="symlog", xlabel="ε (grey levels of 255; 0 = clean)", title=title,
+               xlim=(-0.2, ticks[-1] * 1.3), ylim=(-0.03, 1.03))     # room for the markers at the edges
         ax.set_xticks(ticks)
         ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3)

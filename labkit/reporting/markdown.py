@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -62,11 +63,13 @@ from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
     comparison_table,
+    constant_columns,
     format_table,
     headline_table,
     is_missing,
     lab_report_table,
     latest_benchmarks,
+    machine_name,
     markdown_table,
     notebook_epochs,
     training_commits,
@@ -140,15 +143,23 @@ def tuning_section(root: Path, problems: list[str] | None = None, every_run: dic
         base = [saved_config(r["config"], TrainConfig) for r in trials if not r["overrides"]]
         recipe = f" ({', '.join(f'{key} {base[0][key]}' for key in tune.TUNABLE)})" if base else ""
         adopted = [(name, trial, changed) for name, trial, changed in matches[stem] if not changed or name not in exact]
+        earlier = {name for name, _, _ in adopted if started_before_trials_ended(every_run[name], log)}
+        full = format_table(tune.trials_table(log))
+        table, _ = constant_columns(full)
+        shared = "; ".join(constant_phrase(column, full[column].iloc[0]) for column in full.columns
+                           if column not in table.columns)
         lines += [f"## Recipe tuning: {log['model']}, {log['epochs']}-epoch trials", "",
                   f"Each trial runs the whole schedule (warmup, then linear decay to zero) in {log['epochs']} "
                   f"epochs with some settings changed from the default recipe{recipe}, and is judged by its final "
                   f"accuracy on the {val_images:,} validation images; the test split is never evaluated. "
-                  f"{len(trials)} trials, {minutes:.0f} min of training in all. The standard error of one val "
-                  f"accuracy near {best:.1%} is ±{accuracy_standard_error(best, val_images):.2%}, one seed per "
-                  f"trial (`results/tuning/{stem}.json`).", "",
-                  markdown_table(format_table(tune.trials_table(log))), "",
-                  tuning_conclusion(log, adopted), ""] + trial_gate_lines(log)
+                  f"{len(trials)} trials, {minutes:.0f} min of training in all, one seed each "
+                  f"(`results/tuning/{stem}.json`). The standard error of one val accuracy near {best:.1%} is "
+                  f"±{accuracy_standard_error(best, val_images):.2%}; two trials count as different only when they "
+                  f"differ by more than two standard errors of their difference, about "
+                  f"{difference_noise((best, val_images), (best, val_images)) * 100:.1f} points.", "",
+                  markdown_table(table), ""]
+        lines += [shared[0].upper() + shared[1:] + ".", ""] if shared else []
+        lines += [tuning_conclusion(log, adopted, earlier), ""] + trial_gate_lines(log)
     return lines
 
 
@@ -161,9 +172,12 @@ def trial_gate_lines(log: dict) -> list[str]:
     statistics = ("mean gate", "sd over images", "sd over channels")
     rows = pd.DataFrame([{"trial": label, "statistic": name, **table[name].map("{:.3f}".format).to_dict()}
                          for label, (_, table) in trials.items() for name in statistics]).set_index("trial")
-    lines = [f"SE gates after each trial on the first {tune.GATE_IMAGES:,} val images, per block: the mean, its standard "
-             "deviation over images (per channel, averaged) and over channels (of the per-channel means). A block "
-             "whose gates sit at 0.5 with both spreads near 0 only halves its residual:", "",
+    lines = ["The SE gates after each trial. An SE block multiplies each channel of its residual by a gate between 0 "
+             "and 1, the sigmoid of its excitation layers' output; weight decay that shrinks those layers' weights "
+             "towards zero pulls every gate towards sigmoid(0) = 0.5, and a block whose gates all sit there only "
+             "halves its residual, whatever the image. Per block, on the first "
+             f"{tune.GATE_IMAGES:,} val images: the mean gate, the gates' standard deviation over images (per channel, "
+             "then averaged over channels) and over channels (of the per-channel means):", "",
              markdown_table(rows), ""]
     for label, (_, table) in trials.items():
         lines += [f"With {label}: {gate_reading(table)}", ""]
@@ -198,10 +212,31 @@ def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
     return matches
 
 
-def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
+def constant_phrase(column: str, value) -> str:
+    """A column of the trials table that holds one value in every row, said in words."""
+    if column == "within noise of the best":
+        return "every trial is within the noise of the best" if value == "yes" else f"{column}: {value} for every trial"
+    if column == "train min":
+        return f"each trial trained for {value} min"
+    return f"{column} {value} in every trial"
+
+
+def started_before_trials_ended(run: dict, log: dict) -> bool:
+    """Whether the run started (its recorded end less its training time) before the log's last trial
+    ended, so that its recipe was fixed before these trials could choose it; False without dates."""
+    dates = [trial["date"] for trial in log["trials"] if trial.get("date")]
+    end = run["metrics"].get("date")
+    if not dates or not end:
+        return False
+    start = datetime.fromisoformat(end) - timedelta(seconds=run["metrics"].get("training_wall_time_s", 0))
+    return start < max(datetime.fromisoformat(d) for d in dates)
+
+
+def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: set[str] = frozenset()) -> str:
     """The best trial, how many the noise cannot tell from it (the table's column says which), which
-    trial's recipe the runs in results/ went on to use (`adopted`: from `recipe_matches`), grouped by
-    trial, and, when that is not the best, why."""
+    trial's recipe the runs in results/ use (`adopted`: from `recipe_matches`), grouped by trial, and,
+    when that is not the best, why; runs in `earlier` started before the trials ended, so the trials
+    check their recipe rather than choose it."""
     trials = sorted(log["trials"], key=lambda r: -r["final_val_accuracy"])
     best, images = trials[0], trials[0]["config"]["val_size"]
     close = [r for r in trials[1:] if best["final_val_accuracy"] - r["final_val_accuracy"]
@@ -210,27 +245,29 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]]) -> str:
     if not others:
         noise = "it is the only trial."
     elif not close:
-        noise = f"its lead over the other {others} trial{'s' if others > 1 else ''} is beyond two standard errors."
+        noise = (f"its lead over the other trial{'s' if others > 1 else ''} is beyond two standard errors of the "
+                 "difference.")
     elif others == 1:
         noise = "the other trial is within two standard errors of it, so one seed does not tell the two apart."
     else:
-        noise = (f"{len(close)} of the other {others} trials are within two standard errors of it, so one seed "
-                 "does not tell those apart.")
+        noise = (f"{'all ' + str(others) if len(close) == others else f'{len(close)} of the {others}'} other trials "
+                 "are within two standard errors of it, so one seed does not tell those apart.")
     text = f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}); {noise}"
     if adopted:
         by_trial: dict[str, list[str]] = {}
         for name, trial, changed in adopted:
             label = f"'{trial}'" + "".join(f" with {key} {value}" for key, value in changed.items())
-            by_trial.setdefault(label, []).append(name)
+            by_trial.setdefault(label, []).append(name + (" (started before these trials ended)" if name in earlier else ""))
         text += " Runs in results/ by the trial whose recipe they use: " + "; ".join(
             f"{label}: {', '.join(names)}" for label, names in by_trial.items()) + "."
-        labels = {trial for _, trial, _ in adopted}
+        if all(name in earlier for name, _, _ in adopted):
+            text += " These trials check those runs' recipes after the fact; they did not choose them."
+        labels = {trial for name, trial, _ in adopted if name not in earlier}
         kept = [r for r in close if tune.trial_label(r) in labels]
         if tune.trial_label(best) not in labels and kept:
             names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
-            text += (f" The best trial was not adopted: its lead over {names} is within the noise, and "
-                     f"{'that recipe changes' if len(kept) == 1 else 'those recipes change'} fewer settings than "
-                     f"its {len(best['overrides'])}.")
+            text += (f" The best trial ({settings_changed(best)}) was not adopted: its lead over {names} is within "
+                     f"the noise, and the rule keeps the recipe that changes fewer settings.")
         for used in (r for r in trials if tune.trial_label(r) in labels):
             simpler = [r for r in trials if r["final_val_accuracy"] > used["final_val_accuracy"]
                        and len(r["overrides"]) < len(used["overrides"])]
@@ -257,7 +294,7 @@ def speed_section(benches: dict, root: Path, link) -> list[str]:
              f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
              "steps), the newest measurement of each model, batch size and pipeline across the benchmark files in "
              f"`results/benchmarks/`"
-             + (f", all on {newest['device'].replace('(R)', '')}" if "device" not in table.columns else "")
+             + (f", all on {machine_name(newest['device'])}" if "device" not in table.columns else "")
              + ". '× reference' compares with the reference pipeline (fp32, PIL transforms in a DataLoader) "
              "measured in the same file; the share is of the matmul peak of the row's own precision, measured in the "
              "same run (it varies between days on these shared machines).", "",
@@ -326,8 +363,8 @@ def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
     unscaled = [n for n in summaries if n not in scaled]
     lines = ["### Calibration", "",
               "Expected calibration error (15 equal-width bins), NLL and Brier score of the test probabilities without "
-              "TTA, before and after temperature scaling. For scale: an uncalibrated CIFAR-10 ResNet-110 has ECE 4.6 %, "
-              "0.83 % after temperature scaling (Guo et al., 2017). Our runs train with label smoothing, which pulls "
+              "TTA, before and after temperature scaling. For scale: an uncalibrated CIFAR-10 ResNet-110 has ECE 4.6%, "
+              "0.83% after temperature scaling (Guo et al., 2017). Our runs train with label smoothing, which pulls "
               "confidence down: a fitted T below 1 sharpens probabilities that were too cautious.", "",
               markdown_table(format_percent(table, ["ECE", "ECE (T)", "test acc (no TTA)"])), "",
               f"Temperature scaling lowers the test ECE for {len(improved)} of {len(scaled)} runs"
@@ -352,7 +389,7 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
               "`labkit.robustness.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
               "different base image set, our own generation); they compare our models with each other on the same "
               "corrupted images. For a loose scale only (another corruption set): a standard ResNet-18 has about "
-              "74 % mean accuracy on CIFAR-10-C at 95 % clean. Rows: each corruption's mean over its five "
+              "74% mean accuracy on CIFAR-10-C at 95% clean. Rows: each corruption's mean over its five "
               "severities.", "",
               markdown_table(format_percent(table, list(table.columns))), "",
               robustness_ranking(means, summaries), ""]
@@ -408,11 +445,16 @@ def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
                  f"{'beyond' if gap > noise else 'within'} 2 SE = {noise * 100:.1f} on {images:,} images"
                  f"{'' if gap > noise else ', so the two are not ranked'}.")
     kept = {n: s["corruptions"]["mean_accuracy"] / s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
-    best = max(kept, key=kept.get)
-    text += (f" Relative to its clean accuracy on the same images, {best} keeps the most "
-             f"({kept[best]:.0%}; the others {', '.join(f'{n} {v:.0%}' for n, v in kept.items() if n != best)}); "
-             f"two standard errors on {images:,} images are about {difference_noise((means[best], images), (means[best], images)) * 100:.0f} "
-             "points, so shares a few points apart are not ranked.")
+    best, least = max(kept, key=kept.get), min(kept, key=kept.get)
+    noise = difference_noise((means[best], images), (means[best], images))
+    shares = ", ".join(f"{n} {v:.0%}" for n, v in kept.items())
+    if kept[best] - kept[least] <= noise:
+        text += (f" Relative to its clean accuracy on the same images, each run keeps {kept[least]:.0%} to "
+                 f"{kept[best]:.0%} ({shares}): all within two standard errors on {images:,} images (about "
+                 f"{noise * 100:.0f} points) of each other, so not ranked.")
+    else:
+        text += (f" Relative to its clean accuracy on the same images, {best} keeps the most ({shares}; two standard "
+                 f"errors on {images:,} images are about {noise * 100:.0f} points).")
     return text + standing_out(order[0], summaries, images)
 
 
@@ -629,12 +671,12 @@ def build(root: Path, output: Path) -> str:
     found = present(runs)
     benches = load_benchmarks(root, problems)
     verdicts = claims(runs, benches)
-    lines = header_section(runs, found, root)
+    lines = header_section()
     if other_data:
         lines += [f"**Left out:** {', '.join(other_data)}, trained on another data set than the other runs "
                   f"(a quick run on synthetic data, say).", ""]
     header_end = len(lines)
-    lines += summary_section(every_run, verdicts) + setup_section(found, every_run, root)
+    lines += summary_section(every_run, verdicts) + pending_lines(runs, found, root) + setup_section(found, every_run, root)
     for name, run in found.items():
         lines += model_section(name, run, every_run, figures, link)
     lines += comparison_section(runs, every_run, figures, link)
@@ -680,19 +722,14 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
     return ["**Pending.**", "", *[f"- {item[0].upper() + item[1:]}." for item in items], ""] if items else []
 
 
-def header_section(runs: dict, found: dict, root: Path) -> list[str]:
-    """The title, how the report was made and how to read it, missing runs and the data's caveat."""
+def header_section() -> list[str]:
+    """The title, and how the report was made and how to read it."""
     lines = ["# CIFAR-10 with four architectures and an ablation: results", "",
              "Generated by `python -m labkit.report` from `results/` alone; every number below comes from a run "
              "whose provenance is listed in the appendix. The summary and the set-up come first, then one section "
              "per model, the comparison, the lab report's claims checked, what the lab report did not ask "
              "(calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe tuning, speed "
              "and provenance are in the appendix.", ""]
-    lines += pending_lines(runs, found, root)
-    sources = sorted({(r['metrics']['data_source'], r['metrics']['data_location']) for r in found.values()})
-    if any(s == "folder" and "jpeg" in loc for s, loc in sources):
-        lines += ["Data: the offline CIFAR-10 copy stored as JPEG files (lossy, quality about 75), so "
-                  "accuracies run somewhat below figures on the canonical binary release.", ""]
     return lines
 
 
@@ -708,7 +745,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
              f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}", val,
              f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
              f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:,.0f} img/s; "
-             f"median epoch {typical_images_per_s(run):,.0f} img/s) on {m['device']}"]
+             f"median epoch {typical_images_per_s(run):,.0f} img/s) on {machine_name(m['device'])}"]
     lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + [""]
     curves = figures / f"{name}_curves.png"
     save(training_curves(run["history"], title=name), curves)
@@ -740,9 +777,9 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
     table = format_table(comparison_table(runs))
     lines = ["## Comparison", "", "Each model's longest run. Accuracy and size:", "",
              markdown_table(table.reindex(columns=["status", *ACCURACY_COLUMNS])), "",
-             "Cost, on the machine each run used (speeds differed about twofold between these machines, so "
-             "compare wall-clock only within one device; the benchmark in the appendix measures the models "
-             "side by side): training time as it ran, the median epoch's throughput, activation memory per "
+             "Cost, on the machine each run used (speeds differed about twofold between sessions, even under "
+             "one machine name, so compare wall-clock only within one benchmark run, as the appendix's benchmark "
+             "measures the models side by side): training time as it ran, the median epoch's throughput, activation memory per "
              "image kept for backward (a property of the architecture) and the process's peak memory:", "",
              markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
     for key, fig, caption in (
@@ -792,7 +829,7 @@ def provenance_section(every_run: dict, root: Path) -> list[str]:
         except RunDataError:
             analysis = None
         analysed = (analysis.get("git_commit") or "unknown")[:7] if analysis else "–"
-        cells = [name, *(shared[key](m) for key in varying), m["device"], str(m["epochs"]),
+        cells = [name, *(shared[key](m) for key in varying), machine_name(m["device"]), str(m["epochs"]),
                  notebook_epochs(run["folder"], m["epochs"]), f"{m['training_wall_time_s'] / 60:,.1f} min",
                  training_commits(run["history"]), commit, analysed,
                  m["date"][:10]]

@@ -15,6 +15,11 @@ from labkit.reporting.select import budget_groups, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, seed_summary, typical_images_per_s
 
 
+def machine_name(device: str) -> str:
+    """A device as the report prints it: 'CPU Intel(R) Xeon(R) Processor (2 cores)' -> 'CPU Intel Xeon Processor (2 cores)'."""
+    return device.replace("(R)", "")
+
+
 def lab_report_table(runs: dict) -> pd.DataFrame:
     """Per model: what the lab report said, and what its longest budget measures (test accuracy at
     its TTA level and without TTA; the mean ± sd when several seeds ran at that budget), with the gap
@@ -77,7 +82,7 @@ def headline_table(every_run: dict) -> pd.DataFrame:
             "epochs": epochs, "train images": f"{m['train_images']:,}",
             "time/epoch": " – ".join(dict.fromkeys(duration(t) for t in (epoch_seconds[0], epoch_seconds[-1]))),
             "train time": f"{hours[0]:.1f} h" if len(group) == 1 else f"{sum(hours):.1f} h ({len(group)} seeds)",
-            "machine": m["device"].replace("(R)", ""),
+            "machine": machine_name(m["device"]),
             "run": ", ".join(name for name, _ in group) if len(group) < 3 else f"{group[0][0]} + {len(group) - 1} seeds",
         })
     return pd.DataFrame(rows).set_index("model")
@@ -104,7 +109,7 @@ def comparison_table(runs: dict) -> pd.DataFrame:
             "train min (as run)": m["training_wall_time_s"] / 60,
             "median epoch img/s": typical_images_per_s(run),
             "act. MB/img": architecture_activation_mb(m["model"]), "peak mem (MB)": m["peak_memory_mb"],
-            "device": m["device"].replace("(R)", "").removeprefix("CPU "),
+            "device": machine_name(m["device"]).removeprefix("CPU "),
         })
     return pd.DataFrame(rows).set_index("run")
 
@@ -177,7 +182,7 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
         if pipeline == "compiled" and precision == "fp32":   # before bench compiled the fast path, it compiled
             pipeline = "reference + compile"                  # the fp32 reference pipeline: say which it was
         peak = bench["matmul_peak_gflops"][precision if precision in ("bf16", "fp32") else "fp32"]
-        rows.append({"device": device.replace("(R)", ""), "model": model, "batch": batch, "pipeline": pipeline,
+        rows.append({"device": machine_name(device), "model": model, "batch": batch, "pipeline": pipeline,
                      "precision": precision, "img/s": f"{measured['images_per_s']:,.0f}",
                      "× reference": f"×{measured['images_per_s'] / reference:.2f}"
                      if reference and pipeline != "reference" else "",
