@@ -1,6 +1,6 @@
 """Root conftest: the notebooks under nbval run in smoke mode and write into a temporary
-results root, and the session fails if anything under the real results/ changed. The suite runs on
-two xdist workers, a whole file (a notebook's cells, in order, in one kernel) on one worker."""
+results root, and the session fails if anything under the real results/ changed. On xdist workers
+(`-n 2 --dist loadfile`: a whole file, a notebook's cells in one kernel, on one worker) each uses one thread."""
 import os
 import tempfile
 from pathlib import Path

@@ -18,7 +18,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
-from torch import nn
+from torch import Tensor, nn
 
 from labkit import data as datalib
 from labkit.models import build_model
@@ -35,7 +35,7 @@ from labkit.training.loop import NonFiniteLossError, fit, round_weights_to_fp16
 
 FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}
 TUNABLE = RECIPE_FIELDS + ("precision",)
-GATE_IMAGES = 2000      # as many as the SE notebook's look at the gates on test images
+GATE_IMAGES = 2000      # val images the gates are measured on, 200 per class (as many as the SE notebook's look)
 
 
 def parse_overrides(text: str) -> dict:
@@ -75,13 +75,24 @@ def trial_configs(base: TrainConfig, trials: list[dict]) -> list[TrainConfig]:
             for overrides in trials]
 
 
+def gate_image_indices(labels: Tensor, val_size: int, seed: int) -> Tensor:
+    """The train-set indices of the val images the gates are measured on: all of them up to GATE_IMAGES,
+    else a seeded subset with every class equally."""
+    _, val_idx = datalib.train_val_split(labels, val_size, seed)
+    if len(val_idx) <= GATE_IMAGES:
+        return val_idx
+    return val_idx[datalib.subset_indices(labels[val_idx], GATE_IMAGES, seed)]
+
+
 def val_gate_statistics(model: nn.Module, data: datalib.Cifar10, config: TrainConfig) -> dict | None:
-    """Each SE block's gate statistics (`inspect.gate_statistics`) on the first GATE_IMAGES val images of
-    the trial's split, with `model`'s weights: {block: {statistic: value}}; None for a model without SE."""
+    """Each SE block's gate statistics (`inspect.gate_statistics`) on the trial's val images of
+    `gate_image_indices` (not the first ones: the val indices are sorted, and a folder data set stores
+    its images class by class), with `model`'s weights: {block: {statistic: value}}; None for a model
+    without SE."""
     if not se_blocks(model):
         return None
-    _, val_idx = datalib.train_val_split(data.train_labels, config.val_size, config.seed)
-    images = datalib.normalize(data.train_images[val_idx[:GATE_IMAGES]].to(next(model.parameters()).device))
+    chosen = gate_image_indices(data.train_labels, config.val_size, config.seed)
+    images = datalib.normalize(data.train_images[chosen].to(next(model.parameters()).device))
     table = gate_statistics(se_gates(model, images))
     return {block: {name: round(value, 4) for name, value in row.items()} for block, row in table.iterrows()}
 
@@ -89,11 +100,16 @@ def val_gate_statistics(model: nn.Module, data: datalib.Cifar10, config: TrainCo
 def checkpoint_gate_statistics(config: TrainConfig, data: datalib.Cifar10) -> dict | None:
     """`val_gate_statistics` of a finished trial recorded before trials measured gates, from the weights
     it was judged by (the EMA's when it kept one, rounded to fp16 as at its evaluation) in its
-    checkpoint; None when the model has no SE or the checkpoint is gone or unfinished."""
+    checkpoint; None when the model has no SE or the checkpoint is gone, unfinished or unreadable
+    (said on stderr: the trials go on)."""
     model, path = build_model(config.model), checkpoint_path(config.run_name)
     if not se_blocks(model) or not path.is_file():
         return None
-    state = load_checkpoint(path, config, data.checksum)
+    try:
+        state = load_checkpoint(path, config, data.checksum)
+    except CheckpointError as err:
+        print(f"{config.run_name}: gate statistics not added: {err}", file=sys.stderr)
+        return None
     if state["epoch"] < config.epochs:
         return None
     model.load_state_dict(plain_keys(state["ema"]["model"]) if state["ema"] else state["model"])
@@ -200,15 +216,17 @@ def gate_trials(log: dict) -> dict[str, tuple[dict, pd.DataFrame]]:
     """The trials that recorded SE gate statistics, each labelled by the settings in which they differ
     ('exempt_excitation_decay True'): {label: (trial, blocks × statistics)}, fewest overrides first."""
     trials = sorted((r for r in log["trials"] if "val_gate_statistics" in r), key=lambda r: len(r["overrides"]))
-    differing = [key for key in TUNABLE if len({json.dumps(r["config"].get(key)) for r in trials}) > 1]
-    return {(", ".join(f"{key} {r['config'].get(key)}" for key in differing) or trial_label(r)):
-            (r, pd.DataFrame(r["val_gate_statistics"]).T) for r in trials}
+    configs = [saved_config(r["config"], TrainConfig) for r in trials]     # today's defaults for older fields
+    differing = [key for key in TUNABLE if len({json.dumps(c[key]) for c in configs}) > 1]
+    return {(", ".join(f"{key} {c[key]}" for key in differing) or trial_label(r)):
+            (r, pd.DataFrame(r["val_gate_statistics"]).T) for r, c in zip(trials, configs)}
 
 
 def gate_contrasts(log: dict) -> list[dict]:
     """Each gate-measuring trial against the first (`gate_trials`): how many blocks' gates are flat in
     each (`inspect.flat_blocks`), the ratio of their spread over images per block, and the final val
-    accuracy gap with two standard errors of it."""
+    accuracy gap with two standard errors of it (`within`: not beyond them). A block whose first-trial
+    spread is 0 has no ratio (NaN)."""
     trials = list(gate_trials(log).items())
     if len(trials) < 2:
         return []
@@ -216,12 +234,13 @@ def gate_contrasts(log: dict) -> list[dict]:
     contrasts = []
     for label, (trial, table) in others:
         images = trial["config"]["val_size"]
+        gap = trial["final_val_accuracy"] - base_trial["final_val_accuracy"]
+        noise = difference_noise((trial["final_val_accuracy"], images), (base_trial["final_val_accuracy"], images))
         contrasts.append({
             "label": label, "base_label": base_label, "blocks": len(table),
             "flat": len(flat_blocks(table)), "base_flat": len(flat_blocks(base)),
-            "spread_ratio": table["sd over images"] / base["sd over images"],
-            "gap": trial["final_val_accuracy"] - base_trial["final_val_accuracy"],
-            "noise": difference_noise((trial["final_val_accuracy"], images), (base_trial["final_val_accuracy"], images)),
+            "spread_ratio": table["sd over images"] / base["sd over images"].where(base["sd over images"] > 0),
+            "gap": gap, "noise": noise, "within": abs(gap) <= noise,
         })
     return contrasts
 

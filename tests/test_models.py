@@ -113,6 +113,7 @@ def test_the_gate_reading_tells_flat_blocks_from_fixed_per_channel_and_per_image
                          index=["layer1.0", "layer1.1", "layer2.0"])
     reading = gate_reading(table)
     assert reading.startswith("1 of 3 SE blocks (layer1.0) has flat gates")
-    assert "whatever the image, it only halves its residual; single gates there still reach 0.200 to 0.700" in reading
+    assert "it scales its residual by about one half, almost whatever the image; single gates there still reach " \
+           "0.200 to 0.700" in reading
     assert "1 of 3 SE blocks (layer1.1) scales each channel by its own amount" in reading
     assert reading.endswith("1 of 3 SE blocks (layer2.0) gates channels differently per image.")

@@ -471,7 +471,23 @@ def test_trials_that_ended_after_a_run_started_check_its_recipe_rather_than_choo
     assert not started_before_trials_ended({"metrics": {}}, log)
     adopted = [("old-run", "cutout 12", {})]
     text = tuning_conclusion(log, adopted, {"old-run"})
-    assert "old-run (started before these trials ended)" in text and "did not choose them" in text
+    assert "old-run (started before these trials ended)" in text and "did not choose it." in text
     assert "not adopted" not in text
     text = tuning_conclusion(log, adopted, set())
     assert "The best trial (2 settings changed) was not adopted" in text and "did not choose" not in text
+
+
+def test_the_tuning_reading_keeps_a_simpler_recipe_only_when_it_is_simpler_and_says_when_a_gap_is_beyond_noise():
+    from labkit.reporting.markdown import tuning_conclusion
+
+    def trial(val, **overrides):
+        return {"overrides": overrides, "final_val_accuracy": val, "config": {"val_size": 5000}}
+    # the adopted recipe changes more settings than the best: no "the rule keeps the simpler recipe"
+    log = {"trials": [trial(0.83, lr=0.2), trial(0.825, lr=0.2, cutout=12)]}
+    assert "not adopted" not in tuning_conclusion(log, [("run", "cutout 12, lr 0.2", {})])
+    # a simpler trial well ahead of the adopted one: beyond the noise, said so
+    log = {"trials": [trial(0.80), trial(0.70, cutout=12)]}
+    text = tuning_conclusion(log, [("run", "cutout 12", {})])
+    assert "scored 10.00 points below 'base recipe'" in text and "beyond the noise" in text
+    log = {"trials": [trial(0.80), trial(0.795, cutout=12)]}
+    assert "within the noise, so these trials neither support" in tuning_conclusion(log, [("run", "cutout 12", {})])

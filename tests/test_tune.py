@@ -6,6 +6,7 @@ from labkit import tune
 from labkit.data import synthetic_cifar10
 from labkit.reporting.markdown import tuning_section
 from labkit.runs.store import save_run
+from labkit.training.checkpoint import checkpoint_path
 from labkit.training.config import TrainConfig
 from labkit.training.loop import fit
 
@@ -67,9 +68,10 @@ def test_a_setting_is_adopted_only_when_it_wins_on_val_beyond_the_noise(tmp_path
         tune.decided("clear", "lr", 0.1, 0.2, tmp_path)
 
 
-def test_se_trials_record_their_gates_on_val_and_older_records_get_them_from_the_checkpoint(tmp_path, monkeypatch):
+def test_se_trials_record_their_gates_on_val_and_older_records_get_them_from_the_checkpoint(tmp_path, monkeypatch,
+                                                                                             capsys):
     data = synthetic_cifar10(train_per_class=12, test_per_class=2)
-    base = TrainConfig(model="se_resnet18", epochs=1, batch_size=32, val_size=40, data="synthetic")
+    base = TrainConfig(model="se_resnet18", epochs=1, batch_size=32, val_size=40, data="synthetic", ema_decay=0.9)
     log = tmp_path / "tuning" / "se_resnet18-1ep.json"
     records = tune.run_trials(base, [{}, {"exempt_excitation_decay": True}], data, log)
     blocks = ["layer1.0", "layer1.1", "layer2.0", "layer2.1", "layer3.0", "layer3.1", "layer4.0", "layer4.1"]
@@ -85,6 +87,21 @@ def test_se_trials_record_their_gates_on_val_and_older_records_get_them_from_the
     assert list(again[1]["val_gate_statistics"]) == blocks
     assert all(again[1]["val_gate_statistics"][b] == pytest.approx(measured[b], abs=2e-4) for b in blocks)
     assert json.loads(log.read_text())["trials"][1]["val_gate_statistics"] == again[1]["val_gate_statistics"]
+    # a damaged checkpoint: said, and the trials go on without the statistics
+    del again[1]["val_gate_statistics"]
+    log.write_text(json.dumps({"model": "se_resnet18", "epochs": 1, "trials": again}))
+    path = checkpoint_path(again[1]["run_name"])
+    path.write_bytes(path.read_bytes()[:1000])
+    assert "val_gate_statistics" not in tune.run_trials(base, [{"exempt_excitation_decay": True}], data, log)[1]
+    assert "gate statistics not added" in capsys.readouterr().err
+
+
+def test_the_gates_are_measured_on_every_class_equally_even_when_the_images_are_stored_class_by_class():
+    import torch
+    labels = torch.arange(10).repeat_interleave(600)            # a folder data set: class by class
+    chosen = tune.gate_image_indices(labels, 5000, seed=0)
+    assert len(chosen) == tune.GATE_IMAGES and labels[chosen].bincount().tolist() == [200] * 10
+    assert len(tune.gate_image_indices(labels, 100, seed=0)) == 100      # a smaller val split: all of it
 
 
 def gate_log(base_spread: float, exempt_spread: float, exempt_val: float) -> dict:
@@ -107,11 +124,13 @@ def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp
     lines = "\n".join(trial_gate_lines(gate_log(0.01, 0.06, 0.805)))
     assert "| exempt_excitation_decay False | sd over images | 0.010 |" in lines
     assert "With exempt_excitation_decay False: 8 of 8 SE blocks" in lines
-    assert "With exempt_excitation_decay True: None of the 8 SE blocks has flat gates" in lines
+    assert "With exempt_excitation_decay True: No SE block has flat gates" in lines
     assert "×6.0 to ×6.0 as much as with exempt_excitation_decay False" in lines and "+0.50 points, within" in lines
     [finding] = gate_findings(tmp_path)
-    assert "with exempt_excitation_decay False, 8 of 8 blocks have flat gates" in finding
-    assert "with exempt_excitation_decay True, 0. The gates then vary ×6.0 as much" in finding
+    assert "with exempt_excitation_decay True the gates vary ×6.0 as much between images as with " \
+           "exempt_excitation_decay False" in finding
+    assert "8 of 8 blocks are flat, scaling their residual by about one half whatever the image, with " \
+           "exempt_excitation_decay False and 0 with exempt_excitation_decay True" in finding
     assert finding.endswith("no measurable gain at this horizon.")
     (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.85)))
     [finding] = gate_findings(tmp_path)

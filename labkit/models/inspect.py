@@ -185,7 +185,8 @@ GATE_SPREAD = 0.05     # a gate spread below this over images (or channels) coun
 
 def flat_blocks(table: pd.DataFrame) -> list[str]:
     """The blocks of a `gate_statistics` table whose gates sit within GATE_SPREAD of 0.5 and vary by less
-    than GATE_SPREAD over images and over channels: whatever the image, they only halve their residual
+    than GATE_SPREAD over images and over channels: they scale their residual by about one half, almost
+    whatever the image
     (the gate of an excitation whose weights decayed to zero is sigmoid(0) = 0.5)."""
     return [name for name, row in table.iterrows()
             if abs(row["mean gate"] - 0.5) < GATE_SPREAD
@@ -193,7 +194,7 @@ def flat_blocks(table: pd.DataFrame) -> list[str]:
 
 
 def gate_reading(table: pd.DataFrame) -> str:
-    """What the gate statistics say, in words: which blocks only halve their residual, which scale each
+    """What the gate statistics say, in words: which blocks about halve their residual, which scale each
     channel by an amount that hardly depends on the image, and which gate channels per image."""
     flat = flat_blocks(table)
     fixed = [name for name, row in table.iterrows() if name not in flat and row["sd over images"] < GATE_SPREAD]
@@ -204,9 +205,10 @@ def gate_reading(table: pd.DataFrame) -> str:
         return f"{len(names)} of {len(table)} SE blocks{listed} {singular if len(names) == 1 else plural}"
 
     definition = f"flat gates (within {GATE_SPREAD} of 0.5, varying by less than {GATE_SPREAD} over images and over channels)"
-    parts = [count(flat, "has", "have") + f" {definition}: whatever the image, "
-             + ("it only halves its residual" if len(flat) == 1 else "they only halve their residual")
-             if flat else f"None of the {len(table)} SE blocks has {definition}"]
+    parts = [count(flat, "has", "have") + f" {definition}: "
+             + ("it scales its residual by about one half, almost whatever the image" if len(flat) == 1
+                else "they scale their residual by about one half, almost whatever the image")
+             if flat else f"No SE block has {definition}"]
     if flat:
         widest = (table.loc[flat, "max"] - table.loc[flat, "min"]).idxmax()
         parts[0] += (f"; single gates there still reach {table.loc[widest, 'min']:.3f} to "

@@ -13,9 +13,9 @@ LOOK_CAPTIONS = {
                "its first layer responds to.",
     "channels_memory": "Left: the input channels of each bottleneck layer, growing by k = 12 per layer inside a "
                        "block and halved by each transition. Right: the activation memory each model keeps per "
-                       "image for the backward pass (the numbers on the bars): concatenation makes DenseNet keep more "
-                       "than ResNet-18 with a tenth of its parameters; the memory-efficient variant recomputes the "
-                       "concatenations in the backward pass instead of keeping them.",
+                       "image for the backward pass (the numbers on the bars): with a tenth of ResNet-18's parameters, "
+                       "DenseNet keeps more, because every concatenation is a new tensor; the memory-efficient variant "
+                       "(Pleiss et al., 2017) recomputes the concatenations in the backward pass instead of keeping them.",
     "gradient_norms": "Gradient norm of each residual block of a freshly initialised ResNet-18 on one batch, with "
                       "its shortcuts and with them removed (left), and the ratio (right).",
     "excitation": "Mean SE gate per channel (x) for the test images of each class (rows) at the last block of each "

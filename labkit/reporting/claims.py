@@ -58,7 +58,7 @@ def deep_models_beat_the_cnn(runs: dict, benchmarks: dict) -> dict:
         return {"claim": claim, **missing(runs, "cnn", *DEEP_MODELS)}
     gaps = {m: test_gap(runs, m, "cnn") for m in deep}
     cnn = runs["cnn"]["metrics"]["test_accuracy"]
-    recipe = {m: {"epochs": runs[m]["metrics"]["epochs"], **saved_config(runs[m]["metrics"].get("config", {}), TrainConfig)}
+    recipe = {m: {**saved_config(runs[m]["metrics"].get("config", {}), TrainConfig), "epochs": runs[m]["metrics"]["epochs"]}
               for m in ("cnn", *deep)}
     differing = [f"{key} {'/'.join(sorted({str(recipe[m][key]) for m in deep}))} vs {recipe['cnn'][key]}"
                  for key in ("epochs", "cutout", "ema_decay") if {recipe[m][key] for m in deep} != {recipe["cnn"][key]}]

@@ -175,8 +175,8 @@ def trial_gate_lines(log: dict) -> list[str]:
     lines = ["The SE gates after each trial. An SE block multiplies each channel of its residual by a gate between 0 "
              "and 1, the sigmoid of its excitation layers' output; weight decay that shrinks those layers' weights "
              "towards zero pulls every gate towards sigmoid(0) = 0.5, and a block whose gates all sit there only "
-             "halves its residual, whatever the image. Per block, on the first "
-             f"{tune.GATE_IMAGES:,} val images: the mean gate, the gates' standard deviation over images (per channel, "
+             "halves its residual, whatever the image. Per block, on "
+             f"{tune.GATE_IMAGES:,} val images (as many of each class): the mean gate, the gates' standard deviation over images (per channel, "
              "then averaged over channels) and over channels (of the per-channel means):", "",
              markdown_table(rows), ""]
     for label, (_, table) in trials.items():
@@ -186,7 +186,7 @@ def trial_gate_lines(log: dict) -> list[str]:
         lines += [f"With {c['label']} the gates vary over images ×{ratio.min():.1f} to ×{ratio.max():.1f} as much as "
                   f"with {c['base_label']} (median ×{ratio.median():.1f}; more in {(ratio > 1).sum()} of {c['blocks']} "
                   f"blocks), and its final val accuracy differs by {c['gap'] * 100:+.2f} points, "
-                  f"{'within' if abs(c['gap']) <= c['noise'] else 'beyond'} two standard errors of the difference "
+                  f"{'within' if c['within'] else 'beyond'} two standard errors of the difference "
                   f"({c['noise'] * 100:.2f}).", ""]
     return lines
 
@@ -250,8 +250,9 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
     elif others == 1:
         noise = "the other trial is within two standard errors of it, so one seed does not tell the two apart."
     else:
-        noise = (f"{'all ' + str(others) if len(close) == others else f'{len(close)} of the {others}'} other trials "
-                 "are within two standard errors of it, so one seed does not tell those apart.")
+        count = f"all {others} other trials are" if len(close) == others else \
+            f"{len(close)} of the {others} other trials {'is' if len(close) == 1 else 'are'}"
+        noise = f"{count} within two standard errors of it, so one seed does not tell those apart."
     text = f"Reading: the best final val accuracy is {tune.trial_label(best)} ({best['final_val_accuracy']:.2%}); {noise}"
     if adopted:
         by_trial: dict[str, list[str]] = {}
@@ -261,9 +262,10 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
         text += " Runs in results/ by the trial whose recipe they use: " + "; ".join(
             f"{label}: {', '.join(names)}" for label, names in by_trial.items()) + "."
         if all(name in earlier for name, _, _ in adopted):
-            text += " These trials check those runs' recipes after the fact; they did not choose them."
+            text += (" These trials check that run's recipe after the fact; they did not choose it." if len(adopted) == 1
+                     else " These trials check those runs' recipes after the fact; they did not choose them.")
         labels = {trial for name, trial, _ in adopted if name not in earlier}
-        kept = [r for r in close if tune.trial_label(r) in labels]
+        kept = [r for r in close if tune.trial_label(r) in labels and len(r["overrides"]) < len(best["overrides"])]
         if tune.trial_label(best) not in labels and kept:
             names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
             text += (f" The best trial ({settings_changed(best)}) was not adopted: its lead over {names} is within "
@@ -272,9 +274,13 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
             simpler = [r for r in trials if r["final_val_accuracy"] > used["final_val_accuracy"]
                        and len(r["overrides"]) < len(used["overrides"])]
             if simpler:
-                text += (f" '{tune.trial_label(used)}' scored {(simpler[0]['final_val_accuracy'] - used['final_val_accuracy']) * 100:.2f} "
-                         f"points below '{tune.trial_label(simpler[0])}', which changes fewer settings: within the "
-                         f"noise, so these trials neither support its extra settings nor reject them.")
+                lead = simpler[0]["final_val_accuracy"] - used["final_val_accuracy"]
+                within = lead <= difference_noise((simpler[0]["final_val_accuracy"], images),
+                                                  (used["final_val_accuracy"], images))
+                text += (f" '{tune.trial_label(used)}' scored {lead * 100:.2f} points below "
+                         f"'{tune.trial_label(simpler[0])}', which changes fewer settings: "
+                         + ("within the noise, so these trials neither support its extra settings nor reject them."
+                            if within else "beyond the noise, so these trials speak against its extra settings."))
     return text
 
 
