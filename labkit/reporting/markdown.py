@@ -58,7 +58,8 @@ from labkit.reporting.select import (
     runs_by_model,
     skip,
 )
-from labkit.reporting.stats import accuracy_standard_error, difference_noise, seed_summary, typical_images_per_s
+from labkit.reporting.stats import (accuracy_standard_error, difference_noise, lead_over_next, seed_summary,
+                                   typical_images_per_s)
 from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
@@ -214,8 +215,8 @@ def recipe_matches(log: dict, every_run: dict) -> list[tuple[str, str, dict]]:
 
 def constant_phrase(column: str, value) -> str:
     """A column of the trials table that holds one value in every row, said in words."""
-    if column == "within noise of the best":
-        return "every trial is within the noise of the best" if value == "yes" else f"{column}: {value} for every trial"
+    if column == "within noise of the best":     # constant only when "yes": the best is always within
+        return "every trial is within the noise of the best"
     if column == "train min":
         return f"each trial trained for {value} min"
     return f"{column} {value} in every trial"
@@ -440,14 +441,12 @@ def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
     """Highest and lowest mean corruption accuracy, with whether the gap between the two best clears
     two standard errors on the corruption subset (the report's rule), and what each run keeps of its
     clean accuracy."""
-    order = sorted(means, key=means.get, reverse=True)
     images = next(iter(summaries.values()))["settings"]["corruption_size"]
-    text = (f"Highest mean corruption accuracy: {order[0]} ({means[order[0]]:.1%}); lowest: {order[-1]} "
-            f"({means[order[-1]]:.1%}).")
-    if len(order) > 1:
-        noise = difference_noise((means[order[0]], images), (means[order[1]], images))
-        gap = means[order[0]] - means[order[1]]
-        text += (f" The lead over {order[1]} ({gap * 100:+.1f} points) is "
+    first, second, gap, noise = lead_over_next(means, images)
+    lowest = min(means, key=means.get)
+    text = f"Highest mean corruption accuracy: {first} ({means[first]:.1%}); lowest: {lowest} ({means[lowest]:.1%})."
+    if second is not None:
+        text += (f" The lead over {second} ({gap * 100:+.1f} points) is "
                  f"{'beyond' if gap > noise else 'within'} 2 SE = {noise * 100:.1f} on {images:,} images"
                  f"{'' if gap > noise else ', so the two are not ranked'}.")
     kept = {n: s["corruptions"]["mean_accuracy"] / s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
@@ -461,7 +460,7 @@ def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
     else:
         text += (f" Relative to its clean accuracy on the same images, {best} keeps the most ({shares}; two standard "
                  f"errors on {images:,} images are about {noise * 100:.0f} points).")
-    return text + standing_out(order[0], summaries, images)
+    return text + standing_out(first, summaries, images)
 
 
 def standing_out(leader: str, summaries: dict, images: int) -> str:

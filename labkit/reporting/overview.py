@@ -12,7 +12,7 @@ from labkit.models.inspect import GATE_SPREAD
 from labkit.reporting.captions import strongest_common_budget
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, difference_noise, seed_summary
+from labkit.reporting.stats import accuracy_standard_error, lead_over_next, seed_summary
 from labkit.reporting.tables import (MODEL_TITLES, constant_columns, duration, headline_table, machine_name,
                                      markdown_table)
 from labkit.robustness.suite import load_analysis
@@ -283,12 +283,10 @@ def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
 
 
 def leader(accuracies: dict[str, float], images: int) -> str:
-    """'highest: run' when the best leads the next by more than two standard errors of the difference
-    on `images` images, else 'no run ahead of the next beyond the noise'."""
-    order = sorted(accuracies, key=accuracies.get, reverse=True)
-    first, second = order[0], order[1] if len(order) > 1 else None
-    if second is None or accuracies[first] - accuracies[second] > difference_noise(
-            (accuracies[first], images), (accuracies[second], images)):
+    """'highest: <run>' when the best leads the next beyond two standard errors of the difference on
+    `images` images (`stats.lead_over_next`), else 'the best, <run>, not ahead of <next> beyond the noise'."""
+    first, second, gap, noise = lead_over_next(accuracies, images)
+    if second is None or gap > noise:
         return f"highest: {first}"
     return f"the best, {first}, not ahead of {second} beyond the noise"
 

@@ -41,6 +41,17 @@ def difference_noise(*measured: tuple[float, int]) -> float:
     return 2 * math.hypot(*(accuracy_standard_error(accuracy, images) for accuracy, images in measured))
 
 
+def lead_over_next(accuracies: dict[str, float], images: int) -> tuple[str, str | None, float, float]:
+    """The best of `accuracies` (each measured on `images` images), the runner-up (None when alone), the
+    gap between them and two standard errors of that gap."""
+    order = sorted(accuracies, key=accuracies.get, reverse=True)
+    if len(order) < 2:
+        return order[0], None, 0.0, 0.0
+    first, second = order[:2]
+    return (first, second, accuracies[first] - accuracies[second],
+            difference_noise((accuracies[first], images), (accuracies[second], images)))
+
+
 def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_images: int,
             names: tuple[str, str] = ("the first", "the second")) -> tuple[int, str]:
     """Which val curve reaches `threshold` in fewer epochs: +1 first, -1 second, 0 neither beyond noise.
