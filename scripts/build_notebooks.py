@@ -134,6 +134,7 @@ barely vary only halves its residual: its excitation recalibrates nothing. The f
 gate of every channel (x axis) for each class (rows) at the last block of each stage.""",
         look_code='''gates, look = views.excitation_look(result.model, data_set, title=config.run_name)
 print(inspect.gate_reading(gates))
+print(inspect.class_reading(gates, inspect.last_blocks(gates.index)))
 gates''',
         look_name="excitation"),
 }

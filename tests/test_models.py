@@ -104,6 +104,30 @@ def test_gate_statistics_find_blocks_whose_gates_are_a_constant_half():
     assert model.training                              # measured in eval mode, handed back as it was
 
 
+def test_the_classes_are_split_by_their_gate_profiles_and_the_reading_names_the_groups():
+    import pandas as pd
+
+    from labkit.models.inspect import class_reading, class_split, last_blocks
+
+    classes = ["airplane", "automobile", "bird", "cat"]
+    torch.manual_seed(0)
+    pattern = torch.rand(16)
+    vehicles, animals = 0.5 + 0.3 * (pattern - 0.5), 0.5 - 0.3 * (pattern - 0.5)
+    profiles = torch.stack([vehicles, vehicles + 0.01, animals, animals - 0.01])
+    first, second, share = class_split(profiles, classes)
+    assert (first, second) == (["airplane", "automobile"], ["bird", "cat"]) and share > 0.99
+    assert class_split(torch.full((4, 16), 0.5), classes)[2] == 0.0     # all rows alike: no split to speak of
+    table = pd.DataFrame({"sd over classes": [0.001, 0.2, 0.03],
+                          "class split": ["airplane / automobile, bird, cat", "airplane, automobile / bird, cat",
+                                          "airplane, bird / automobile, cat"],
+                          "split share": [0.4, 0.97, 0.5]}, index=["layer1.1", "layer4.1", "layer4.0"])
+    assert last_blocks(table.index) == ["layer1.1", "layer4.1"]
+    reading = class_reading(table, ["layer1.1", "layer4.1"])
+    assert "The rows of layer1.1 hardly differ" in reading and "0.001" in reading
+    assert "layer4.1's rows differ by class" in reading and "97%" in reading
+    assert "fall into two groups, (airplane, automobile) and (bird, cat)" in reading and "layer4.0" not in reading
+
+
 def test_the_gate_reading_tells_flat_blocks_from_fixed_per_channel_and_per_image_ones():
     import pandas as pd
 

@@ -491,3 +491,19 @@ def test_the_tuning_reading_keeps_a_simpler_recipe_only_when_it_is_simpler_and_s
     assert "scored 10.00 points below 'base recipe'" in text and "beyond the noise" in text
     log = {"trials": [trial(0.80), trial(0.795, cutout=12)]}
     assert "within the noise, so these trials neither support" in tuning_conclusion(log, [("run", "cutout 12", {})])
+
+
+def test_labels_of_points_that_coincide_are_moved_apart_and_joined_to_their_points():
+    import matplotlib.pyplot as plt
+
+    from labkit.reporting.figures import label_points
+
+    fig, ax = plt.subplots()
+    ax.scatter([1, 1.01, 5], [0.918, 0.9183, 0.5])
+    label_points(ax, [(1, 0.918, "resnet", "tab:blue"), (1.01, 0.9183, "se", "tab:orange"), (5, 0.5, "cnn", "k")])
+    texts = {t.get_text(): t for t in ax.texts}
+    (_, y_se), (_, y_resnet) = texts["se"].get_position(), texts["resnet"].get_position()
+    assert y_se - y_resnet >= 0.075 - 1e-9        # the lower point's label moved down by a line
+    assert texts["resnet"].arrow_patch is not None and texts["se"].arrow_patch is None
+    assert texts["cnn"].arrow_patch is None         # far from the others: left where it is
+    plt.close(fig)

@@ -140,6 +140,20 @@ def excitation_by_class(gates: dict[str, Tensor], labels: Tensor, num_classes: i
     return {name: one_hot.T @ g / counts for name, g in gates.items()}
 
 
+def class_split(profiles: Tensor, classes: list[str]) -> tuple[list[str], list[str], float]:
+    """The classes of a classes×channels matrix of mean gates (`excitation_by_class`) in two groups, by
+    the sign of each class's score on the first principal component of the rows, and that component's
+    share of the variance between the classes (0 when the rows are all alike). The first class's group
+    comes first."""
+    centred = profiles.double() - profiles.double().mean(0)
+    scores, singular, _ = torch.linalg.svd(centred, full_matrices=False)
+    variance = singular.square()
+    share = (variance[0] / variance.sum()).item() if variance.sum() > 0 else 0.0
+    first = scores[:, 0] * (1 if scores[0, 0] >= 0 else -1)
+    return ([c for c, v in zip(classes, first.tolist()) if v >= 0],
+            [c for c, v in zip(classes, first.tolist()) if v < 0], share)
+
+
 def gate_statistics(gates: dict[str, Tensor]) -> pd.DataFrame:
     """Per SE block, from `se_gates`: the mean gate, its standard deviation over images (per channel,
     then averaged over channels) and over channels (of the per-channel means). A block whose gates
@@ -219,3 +233,30 @@ def gate_reading(table: pd.DataFrame) -> str:
     if per_image:
         parts.append(count(per_image, "gates", "gate") + " channels differently per image")
     return ". ".join(parts) + "."
+
+
+def last_blocks(names) -> list[str]:
+    """The last block of each stage among SE block names ('layer1.1', …): the ones the excitation figure shows."""
+    return [name for name in names if name.endswith(".1")]
+
+
+def class_reading(table: pd.DataFrame, blocks: list[str]) -> str:
+    """What a figure of the mean gates per class at `blocks` shows between its rows, from the gate table
+    (its "sd over classes", "class split" and "split share" columns): which blocks hardly tell the
+    classes apart, and how the classes group where the gates differ by class."""
+    shown = table.loc[[b for b in blocks if b in table.index]]
+    alike = shown[shown["sd over classes"] < GATE_SPREAD]
+    differ = shown[shown["sd over classes"] >= GATE_SPREAD].sort_values("sd over classes", ascending=False)
+    parts = []
+    if len(alike):
+        parts.append(f"The rows of {', '.join(alike.index)} hardly differ (the class means of a channel spread by "
+                     f"{alike['sd over classes'].max():.3f} at most): there the gates depend little on the class")
+    for name, row in differ.iterrows():
+        first, second = row["class split"].split(" / ")
+        count = len(first.split(", ")) + len(second.split(", "))
+        parts.append(f"{name}'s rows differ by class (spread {row['sd over classes']:.3f}); by the first principal "
+                     f"component of its {count} rows ({row['split share']:.0%} of their variance), the classes fall into "
+                     f"two groups, ({first}) and ({second})")
+    if not len(differ):
+        parts.append(f"no block shown gates the classes differently (spread {GATE_SPREAD} or more)")
+    return "; ".join(parts) + "."

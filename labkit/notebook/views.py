@@ -139,15 +139,19 @@ def densenet_memory_look(batch: int = 32):
 
 def excitation_look(model: nn.Module, data: Cifar10, count: int = 2000, title: str = "se_resnet18"):
     """The SE gates on test images: statistics per block (`inspect.gate_statistics`, with the spread
-    of the per-class means), and a figure of the mean gates per class at the last block of each stage."""
+    of the per-class means and how the classes split by their gates, `inspect.class_split`), and a
+    figure of the mean gates per class at the last block of each stage."""
     device = next(model.parameters()).device
     x, y = normalised_batch(data, min(count, len(data.test_labels)), device)
     gates = inspect.se_gates(model, x)
     by_class = inspect.excitation_by_class(gates, y, len(data.classes))
     table = inspect.gate_statistics(gates)
     table["sd over classes"] = pd.Series({name: g.std(0).mean().item() for name, g in by_class.items()})
-    last_blocks = {name: g for name, g in by_class.items() if name.endswith(".1")}
-    return table, plots.excitation_heatmaps(last_blocks, data.classes, f"{title}: SE excitation per class")
+    splits = {name: inspect.class_split(g, list(data.classes)) for name, g in by_class.items()}
+    table["class split"] = pd.Series({name: f"{', '.join(a)} / {', '.join(b)}" for name, (a, b, _) in splits.items()})
+    table["split share"] = pd.Series({name: share for name, (_, _, share) in splits.items()})
+    shown = {name: by_class[name] for name in inspect.last_blocks(by_class)}
+    return table, plots.excitation_heatmaps(shown, data.classes, f"{title}: SE excitation per class")
 
 
 def show_source(model_name: str):

@@ -199,7 +199,7 @@ def reliability_diagrams(summaries: dict[str, dict]):
     """Per run: accuracy against confidence in 15 bins, before and after temperature scaling, with
     each drawn bin's image count under the axis; bars below the diagonal are over-confident, above it
     under-confident. Bins of fewer than MIN_BIN_IMAGES images are not drawn."""
-    fig, axes = panel_grid(len(summaries), 3, 2.75, 2.9)
+    fig, axes = panel_grid(len(summaries), 3, 3.3, 3.3)
     for ax, (name, s) in zip(axes, summaries.items()):
         c = s["calibration"]
         width = 1 / len(c["bins_before"])
@@ -215,15 +215,15 @@ def reliability_diagrams(summaries: dict[str, dict]):
                    color=model_colour(name), label=label, **style)
         shown = [b for b in c["bins_before"] if b["count"] >= MIN_BIN_IMAGES]
         for b in shown:   # images per bin (before scaling), small, inside the bar's foot
-            ax.text(b["low"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center", va="bottom", fontsize=7)
+            ax.text(b["low"] + width / 2, 0.02, f"{b['count']:,}", rotation=90, ha="center", va="bottom", fontsize=8)
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlim(0, 1), ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence", fontsize=8), ax.set_ylabel("accuracy in the bin", fontsize=8)
+        ax.set_xlabel("confidence", fontsize=9), ax.set_ylabel("accuracy in the bin", fontsize=9)
         ax.tick_params(labelsize=8)
-        ax.set_title(panel_title(name), fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(panel_title(name), fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"reliability on the test split (no TTA); numbers: images per bin before scaling;\nbins under "
-                 f"{MIN_BIN_IMAGES} images not drawn", fontsize=9)
+                 f"{MIN_BIN_IMAGES} images not drawn", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -430,24 +430,53 @@ def training_pflop(run: dict, epochs):
     return 3 * m["flops_per_image"] * m["train_images"] * epochs / 1e15
 
 
+def label_points(ax, points: list[tuple[float, float, str, str]], gap: float = 0.075):
+    """Writes each label beside its point (x, y, label, colour) in data coordinates: left of points in the
+    right half of the axes, right of the others. Labels that would overprint one another on the same side
+    are pushed down by `gap` (a fraction of the axes' height) and joined to their point by a line, so two
+    runs at nearly the same point (ResNet-18 and SE) are both named."""
+    ax.autoscale_view()
+    to_axes = ax.transData + ax.transAxes.inverted()
+    placed: list[tuple[bool, float, float]] = []   # (left side, x, label y) in axes fractions
+    for (x, y, label, colour) in sorted(points, key=lambda p: -p[1]):
+        px, py = to_axes.transform((x, y))
+        left = px > 0.55
+        ty = py
+        for side, ox, oy in placed:
+            if side == left and abs(ox - px) < 0.15 and ty > oy - gap:
+                ty = oy - gap
+        placed.append((left, px, ty))
+        moved = abs(ty - py) > 1e-9
+        ax.annotate(label, (x, y), xytext=(px + (-0.04 if left else 0.04), ty), textcoords="axes fraction",
+                    ha="right" if left else "left", va="center", fontsize=8, color=colour,
+                    arrowprops=dict(arrowstyle="-", color=colour, lw=0.8, shrinkB=6) if moved else None)
+
+
 def scatter_figure(runs: dict):
     """Test accuracy against parameters and against training compute (not wall-clock, which depends on
-    the machine); runs are told apart by colour and hollow marker in one legend, so no label overprints
-    another and a run on top of another does not hide it."""
-    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.2))
+    the machine). Runs are told apart by colour and hollow marker in one legend, and each point carries
+    its accuracy in its run's colour (`label_points`), so a run on top of another (ResNet-18 and SE)
+    hides neither its marker nor its number."""
+    fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.4))
     markers = "osD^vP*X"
+    by_params_points, by_time_points = [], []
     for i, (name, run) in enumerate(present(runs).items()):
         m = run["metrics"]
-        style = dict(edgecolors=model_colour(name), facecolors="none", linewidths=1.8, marker=markers[i % len(markers)],
-                     s=80)   # hollow, so runs at nearly the same point (ResNet-18 and SE) both show
-        by_params.scatter(m["params"] / 1e6, m["test_accuracy"], label=name, **style)
-        by_time.scatter(training_pflop(run, m["epochs"]), m["test_accuracy"], **style)
+        colour = model_colour(name)
+        style = dict(edgecolors=colour, facecolors="none", linewidths=1.8, marker=markers[i % len(markers)], s=80)
+        label = f"{m['test_accuracy']:.2%}"
+        size, compute = m["params"] / 1e6, training_pflop(run, m["epochs"])
+        by_params.scatter(size, m["test_accuracy"], label=name, **style)
+        by_time.scatter(compute, m["test_accuracy"], **style)
+        by_params_points.append((size, m["test_accuracy"], label, colour))
+        by_time_points.append((compute, m["test_accuracy"], label, colour))
     by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
     by_time.set(xscale="log", xlabel="training compute (PFLOP, log)", ylabel="test accuracy",
                 title="accuracy vs training compute")
-    for ax in (by_params, by_time):
+    for ax, points in ((by_params, by_params_points), (by_time, by_time_points)):
         ax.grid(alpha=0.3)
         ax.margins(0.15)
+        label_points(ax, points)
     fig.suptitle(f"final test accuracy of each model's headline run ({len(present(runs))} runs)")
     fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))

@@ -89,8 +89,9 @@ def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[st
         else:
             text += f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points)."
         if gap < -noise and jpeg:
-            text += (" Our data are a JPEG copy that public reports put 2–3 points below the canonical set, so the "
-                     "gap need not be the architecture's.")
+            text += (" Our data are a lossy JPEG copy, the lab report's presumably the canonical lossless set, "
+                     "and we cannot measure what the compression costs (no lossless copy here, no published figure "
+                     "for this copy), so the gap need not be the architecture's.")
         lines.append(text)
     return lines
 
@@ -172,8 +173,9 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown]).set_index("run"))
     lines = ["## Set-up", "",
              "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled): 50,000 training and "
-             "10,000 test images. Public reports put training on such a copy 2–3 points below the canonical lossless "
-             "set; we have no pair of runs on both to measure it. Unless a run says otherwise, 5,000 training images "
+             "10,000 test images. The compression loses detail that the canonical lossless set keeps, so accuracies "
+             "may run below published figures, which are on that set; we have no lossless copy to measure by how much, "
+             "and found no published measurement for this copy. Unless a run says otherwise, 5,000 training images "
              "(500 per class, seeded) are held out as the validation split that curves and every recipe choice use, "
              "and the model trains on the other 45,000"
              + (f"; the final fits ({', '.join(final_fits)}) train on all 50,000 with a recipe and budget fixed "
@@ -302,7 +304,8 @@ def limitations_section(found: dict, analysis_sizes: dict | None, every_run: dic
               if analysis_sizes else "robustness not analysed yet")
     return ["## Limitations", "",
             f"- {seeds}.",
-            "- JPEG data: absolute accuracies are below what the same recipes reach on the canonical set.",
+            "- JPEG data: absolute accuracies may be below what the same recipes reach on the canonical lossless "
+            "set, by an amount we could not measure here (no lossless copy).",
             f"- Short schedules: {', '.join(map(str, epochs))} epochs against the 200–300 of the papers; DenseNet in "
             "particular is known to keep gaining long after our budget.",
             "- CPU only: training times are from shared 2-core machines whose speed varied about twofold between "
