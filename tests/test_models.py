@@ -122,10 +122,14 @@ def test_the_classes_are_split_by_their_gate_profiles_and_the_reading_names_the_
                                           "airplane, bird / automobile, cat"],
                           "split share": [0.4, 0.97, 0.5]}, index=["layer1.1", "layer4.1", "layer4.0"])
     assert last_blocks(table.index) == ["layer1.1", "layer4.1"]
-    reading = class_reading(table, ["layer1.1", "layer4.1"])
-    assert "The rows of layer1.1 hardly differ" in reading and "0.001" in reading
-    assert "layer4.1's rows differ by class" in reading and "97%" in reading
-    assert "fall into two groups, (airplane, automobile) and (bird, cat)" in reading and "layer4.0" not in reading
+    reading = class_reading(table, ["layer1.1", "layer4.1", "layer4.0"])
+    assert "averaged over channels): layer4.1 0.200, layer4.0 0.030, layer1.1 0.001." in reading
+    assert ("layer4.1's classes fall into two groups, (airplane, automobile) and (bird, cat) (97% of the variance"
+            in reading)
+    assert "layer4.0's classes fall into two groups, (airplane, bird) and (automobile, cat)" in reading
+    assert "Below 0.02 (layer1.1) the rows hardly differ" in reading
+    table.loc["layer4.0", "class split"] = table.loc["layer4.1", "class split"]
+    assert "layer4.0's into the same two (50%)" in class_reading(table, ["layer1.1", "layer4.1", "layer4.0"])
 
 
 def test_the_gate_reading_tells_flat_blocks_from_fixed_per_channel_and_per_image_ones():

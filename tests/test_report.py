@@ -498,12 +498,14 @@ def test_labels_of_points_that_coincide_are_moved_apart_and_joined_to_their_poin
 
     from labkit.reporting.figures import label_points
 
-    fig, ax = plt.subplots()
-    ax.scatter([1, 1.01, 5], [0.918, 0.9183, 0.5])
-    label_points(ax, [(1, 0.918, "resnet", "tab:blue"), (1.01, 0.9183, "se", "tab:orange"), (5, 0.5, "cnn", "k")])
-    texts = {t.get_text(): t for t in ax.texts}
-    (_, y_se), (_, y_resnet) = texts["se"].get_position(), texts["resnet"].get_position()
-    assert y_se - y_resnet >= 0.075 - 1e-9        # the lower point's label moved down by a line
-    assert texts["resnet"].arrow_patch is not None and texts["se"].arrow_patch is None
-    assert texts["cnn"].arrow_patch is None         # far from the others: left where it is
-    plt.close(fig)
+    for top, where in ((1.5, "above"), (0.92, "below")):   # room above the pair, or the pair at the top
+        fig, ax = plt.subplots()
+        ax.scatter([1, 1.01, 5, 5], [0.918, 0.9183, 0.5, top])
+        label_points(ax, [(1, 0.918, "resnet", "tab:blue"), (1.01, 0.9183, "se", "tab:orange"), (5, 0.5, "cnn", "k")])
+        texts = {t.get_text(): t for t in ax.texts}
+        (_, y_se), (_, y_resnet) = texts["se"].get_position(), texts["resnet"].get_position()
+        moved = y_resnet - y_se if where == "above" else y_se - y_resnet
+        assert moved >= 0.075 - 1e-9, where     # the lower point's label moved a line away from the other's
+        assert texts["resnet"].arrow_patch is not None and texts["se"].arrow_patch is None
+        assert texts["cnn"].arrow_patch is None         # far from the others: left where it is
+        plt.close(fig)

@@ -195,6 +195,7 @@ def gradient_reading(table: pd.DataFrame) -> str:
 
 
 GATE_SPREAD = 0.05     # a gate spread below this over images (or channels) counts as none
+VISIBLE_SPREAD = 0.02  # class means of a gate closer than this hardly show on a 0–1 colour scale
 
 
 def flat_blocks(table: pd.DataFrame) -> list[str]:
@@ -242,21 +243,27 @@ def last_blocks(names) -> list[str]:
 
 def class_reading(table: pd.DataFrame, blocks: list[str]) -> str:
     """What a figure of the mean gates per class at `blocks` shows between its rows, from the gate table
-    (its "sd over classes", "class split" and "split share" columns): which blocks hardly tell the
-    classes apart, and how the classes group where the gates differ by class."""
-    shown = table.loc[[b for b in blocks if b in table.index]]
-    alike = shown[shown["sd over classes"] < GATE_SPREAD]
-    differ = shown[shown["sd over classes"] >= GATE_SPREAD].sort_values("sd over classes", ascending=False)
-    parts = []
-    if len(alike):
-        parts.append(f"The rows of {', '.join(alike.index)} hardly differ (the class means of a channel spread by "
-                     f"{alike['sd over classes'].max():.3f} at most): there the gates depend little on the class")
-    for name, row in differ.iterrows():
+    (its "sd over classes", "class split" and "split share" columns): how much the rows differ in each
+    block, and how the classes group where the difference shows (VISIBLE_SPREAD or more)."""
+    shown = table.loc[[b for b in blocks if b in table.index]].sort_values("sd over classes", ascending=False)
+    spreads = ", ".join(f"{name} {row['sd over classes']:.3f}" for name, row in shown.iterrows())
+    text = (f"How much the rows differ (each channel's spread over the class means, averaged over channels): "
+            f"{spreads}.")
+    visible = shown[shown["sd over classes"] >= VISIBLE_SPREAD]
+    said, splits = set(), []
+    for name, row in visible.iterrows():
         first, second = row["class split"].split(" / ")
+        share = f"{row['split share']:.0%} of the variance between the rows"
+        if row["class split"] in said:
+            splits.append(f"{name}'s into the same two ({row['split share']:.0%})")
+        else:
+            splits.append(f"{name}'s classes fall into two groups, ({first}) and ({second}) ({share})")
+            said.add(row["class split"])
+    if splits:
         count = len(first.split(", ")) + len(second.split(", "))
-        parts.append(f"{name}'s rows differ by class (spread {row['sd over classes']:.3f}); by the first principal "
-                     f"component of its {count} rows ({row['split share']:.0%} of their variance), the classes fall into "
-                     f"two groups, ({first}) and ({second})")
-    if not len(differ):
-        parts.append(f"no block shown gates the classes differently (spread {GATE_SPREAD} or more)")
-    return "; ".join(parts) + "."
+        text += f" By the first principal component of the {count} rows, " + ", and ".join(splits) + "."
+    faint = [name for name in shown.index if name not in visible.index]
+    if faint:
+        text += (f" Below {VISIBLE_SPREAD} ({', '.join(faint)}) the rows hardly differ on the figure's 0–1 colour "
+                 "scale: there the gates depend little on the class.")
+    return text

@@ -114,7 +114,8 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
         gap = sum((b["accuracy"] - b["confidence"]) * b["count"] for b in bins) / sum(b["count"] for b in bins)
         if gap > 0:
             under.append(name)
-    kind = ("every run is under-confident (bars above the diagonal)" if len(under) == len(summaries) else
+    kind = ("every run is under-confident overall (weighted by images, its bars lie above the diagonal)"
+            if len(under) == len(summaries) else
             f"{len(under)} of {len(summaries)} runs are under-confident ({', '.join(under) or 'none'}), the others "
             "over-confident")
     scaled = {name: s["calibration"] for name, s in summaries.items() if s["calibration"]["temperature"]}

@@ -3,6 +3,7 @@ Every model keeps one colour in every figure (`model_colour`)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import PercentFormatter
 import numpy as np
 import pandas as pd
 import torch
@@ -280,7 +281,7 @@ def attack_curves(summaries: dict[str, dict]):
                     mfc="none", ms=7, lw=1.2, color=model_colour(name), label=name if attack == "fgsm" else None)
     ticks = [0.0] + [float(e) for e in next(iter(summaries.values()))["attacks"]["pgd"]]
     for ax, title in zip(axes, ("FGSM (one step)", "PGD, 10 steps")):
-        ax.set(xscale="symlog", xlabel="ε (grey levels of 255; 0 = clean)", title=title,
+        ax.set(xscale="symlog", xlabel="ε (grey levels of 255, symlog scale; 0 = clean)", title=title,
                xlim=(-0.2, ticks[-1] * 1.3), ylim=(-0.03, 1.03))     # room for the markers at the edges
         ax.set_xticks(ticks)
         ax.get_xaxis().set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -432,19 +433,20 @@ def training_pflop(run: dict, epochs):
 
 def label_points(ax, points: list[tuple[float, float, str, str]], gap: float = 0.075):
     """Writes each label beside its point (x, y, label, colour) in data coordinates: left of points in the
-    right half of the axes, right of the others. Labels that would overprint one another on the same side
-    are pushed down by `gap` (a fraction of the axes' height) and joined to their point by a line, so two
-    runs at nearly the same point (ResNet-18 and SE) are both named."""
+    right half of the axes, right of the others. A label that would overprint one already placed on the
+    same side goes above the labels there, or below them where the axes end, and is joined to its point
+    by a line, so two runs at nearly the same point (ResNet-18 and SE) are both named."""
     ax.autoscale_view()
     to_axes = ax.transData + ax.transAxes.inverted()
     placed: list[tuple[bool, float, float]] = []   # (left side, x, label y) in axes fractions
     for (x, y, label, colour) in sorted(points, key=lambda p: -p[1]):
         px, py = to_axes.transform((x, y))
         left = px > 0.55
+        near = [oy for side, ox, oy in placed if side == left and abs(ox - px) < 0.15]
         ty = py
-        for side, ox, oy in placed:
-            if side == left and abs(ox - px) < 0.15 and ty > oy - gap:
-                ty = oy - gap
+        if any(abs(oy - py) < gap for oy in near):
+            above = max(near) + gap
+            ty = above if above < 0.97 else min(near) - gap
         placed.append((left, px, ty))
         moved = abs(ty - py) > 1e-9
         ax.annotate(label, (x, y), xytext=(px + (-0.04 if left else 0.04), ty), textcoords="axes fraction",
@@ -474,6 +476,7 @@ def scatter_figure(runs: dict):
     by_time.set(xscale="log", xlabel="training compute (PFLOP, log)", ylabel="test accuracy",
                 title="accuracy vs training compute")
     for ax, points in ((by_params, by_params_points), (by_time, by_time_points)):
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.grid(alpha=0.3)
         ax.margins(0.15)
         label_points(ax, points)

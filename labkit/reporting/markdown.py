@@ -487,8 +487,9 @@ def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[st
               f"the corruptions', so the clean column differs from theirs); ε in grey levels of 255. "
               "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
               "robust accuracy: a stronger attack can only lower it. The attacks' gradients were computed in "
-              f"{first['settings'].get('attack_precision', first['settings']['precision'])}, and models trained with label smoothing "
-              "are known to give attacks weaker gradients, so a few percent left at 8/255 need not mean robustness.", "",
+              f"{first['settings'].get('attack_precision', first['settings']['precision'])}. Our models trained "
+              "with label smoothing, which can make gradient attacks weaker without making a model robust (Shafahi "
+              "et al., 2019), so a few percent left at 8/255 need not mean robustness.", "",
               markdown_table(format_percent(attack_table(summaries), None)), ""]
     path = figures / "analysis_attacks.png"
     save(attack_curves(summaries), path)
@@ -872,7 +873,7 @@ def readme_results(every_run: dict) -> str:
     """The README's results table: each model's headline run (from `tables.headline_table`)."""
     table = headline_table(every_run).drop(columns=["run", "time/epoch"])
     return (markdown_table(table) + "\n\nTest accuracy at the final epoch, read once after training, on the "
-            "lossy JPEG copy of CIFAR-10 (published figures, the lab report's presumably too, are on the lossless "
+            "lossy JPEG copy of CIFAR-10 (published figures, probably the lab report's too, use the lossless "
             "set); TTA is flip and two 1-px shifts, "
             "chosen on val. The lab report's numbers are probably without TTA. Details, runs and provenance: "
             "[report.md](report.md).")

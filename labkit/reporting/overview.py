@@ -38,8 +38,10 @@ REFERENCES = [
     "Kim (2020). Torchattacks: a PyTorch repository for adversarial attacks. arXiv:2010.01950 (the attacks' "
     "implementation).",
     "PyTorch tutorial 'Training a classifier' (pytorch.org/tutorials), the source of the CNN.",
-    "Public CIFAR-10 speed-run recipes (batch 500, flip, translate, cutout 12: about 93–94% in 10–26 epochs on "
-    "the canonical set), quoted in `../shared/calibration.md` and the tuning appendix.",
+    "Shafahi, Ghiasi, Huang, Goldstein (2019). Label smoothing and logit squeezing: a replacement for "
+    "adversarial training? arXiv:1910.11585.",
+    "Public CIFAR-10 speed-run recipes (batch 500, flip, 4-pixel translation, cutout 12), the recipe of one "
+    "calibration point in `../shared/calibration.md`.",
 ]
 
 
@@ -89,8 +91,8 @@ def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[st
         else:
             text += f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points)."
         if gap < -noise and jpeg:
-            text += (" Our data are a lossy JPEG copy, the lab report's presumably the canonical lossless set, "
-                     "and we cannot measure what the compression costs (no lossless copy here, no published figure "
+            text += (" Our data are a lossy JPEG copy, while the lab report presumably used the canonical lossless "
+                     "set; we cannot measure what the compression costs (no lossless copy here, no published figure "
                      "for this copy), so the gap need not be the architecture's.")
         lines.append(text)
     return lines
@@ -172,7 +174,8 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     shown = [entry for entries in runs_by_model(every_run).values() for entry in entries]   # by model, then budget
     recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown]).set_index("run"))
     lines = ["## Set-up", "",
-             "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled): 50,000 training and "
+             "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled, as "
+             "`../shared/datasets/README.md` describes the archive): 50,000 training and "
              "10,000 test images. The compression loses detail that the canonical lossless set keeps, so accuracies "
              "may run below published figures, which are on that set; we have no lossless copy to measure by how much, "
              "and found no published measurement for this copy. Unless a run says otherwise, 5,000 training images "
