@@ -3,7 +3,7 @@
 # results/<run>/notebook.ipynb. Every run resumes from its checkpoint under
 # ~/.cache/labkit/checkpoints/<run>/ (outside the work tree), so after an interruption just run
 # this again: finished runs are skipped, an unfinished one continues where it stopped.
-#   nohup scripts/real_runs.sh > ~/.cache/labkit/real_runs.log 2>&1 &
+#   mkdir -p ~/.cache/labkit && nohup scripts/real_runs.sh > ~/.cache/labkit/real_runs.log 2>&1 &
 # Every run names its whole recipe: the notebooks' defaults are today's headline recipe, which the
 # earlier runs predate.
 set -euo pipefail
@@ -116,7 +116,9 @@ if python -c "import sys; from labkit.reporting.select import select_runs; from 
 sys.exit(not analyses_current([n for n, r in select_runs('longest').items() if r]))"; then
   echo "every analysis in results/ is from the present weights; skipping notebooks/06_analysis"
 else
-  papermill -k python3 --log-output notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data"
-  python -m labkit.notebook.tidy results/analysis.ipynb
+  papermill -k python3 --log-output notebooks/06_analysis.ipynb "$HOME/.cache/labkit/executed/analysis.ipynb" -p data "$data"
 fi
+# the kept copy reads what the analysis saved (analyse False), so running it again in JupyterLab rewrites nothing
+papermill -k python3 notebooks/06_analysis.ipynb results/analysis.ipynb -p data "$data" -p analyse False
+python -m labkit.notebook.tidy results/analysis.ipynb
 python -m labkit.report
