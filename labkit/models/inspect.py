@@ -252,16 +252,16 @@ def class_reading(table: pd.DataFrame, blocks: list[str]) -> str:
     visible = shown[shown["sd over classes"] >= VISIBLE_SPREAD]
     said, splits = set(), []
     for name, row in visible.iterrows():
-        first, second = row["class split"].split(" / ")
-        share = f"{row['split share']:.0%} of the variance between the rows"
         if row["class split"] in said:
             splits.append(f"{name}'s into the same two ({row['split share']:.0%})")
         else:
-            splits.append(f"{name}'s classes fall into two groups, ({first}) and ({second}) ({share})")
+            first, second = row["class split"].split(" / ")
+            splits.append(f"{name}'s classes fall into two groups, ({first}) and ({second}) "
+                          f"({row['split share']:.0%} of the variance between the rows)")
             said.add(row["class split"])
     if splits:
-        count = len(first.split(", ")) + len(second.split(", "))
-        text += f" By the first principal component of the {count} rows, " + ", and ".join(splits) + "."
+        rows = len(visible["class split"].iloc[0].replace(" / ", ", ").split(", "))
+        text += f" By the first principal component of the {rows} rows, " + ", and ".join(splits) + "."
     faint = [name for name in shown.index if name not in visible.index]
     if faint:
         text += (f" Below {VISIBLE_SPREAD} ({', '.join(faint)}) the rows hardly differ on the figure's 0–1 colour "

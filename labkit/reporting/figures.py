@@ -461,21 +461,18 @@ def scatter_figure(runs: dict):
     hides neither its marker nor its number."""
     fig, (by_params, by_time) = plt.subplots(1, 2, figsize=(11, 4.4))
     markers = "osD^vP*X"
-    by_params_points, by_time_points = [], []
-    for i, (name, run) in enumerate(present(runs).items()):
-        m = run["metrics"]
-        colour = model_colour(name)
-        style = dict(edgecolors=colour, facecolors="none", linewidths=1.8, marker=markers[i % len(markers)], s=80)
-        label = f"{m['test_accuracy']:.2%}"
-        size, compute = m["params"] / 1e6, training_pflop(run, m["epochs"])
-        by_params.scatter(size, m["test_accuracy"], label=name, **style)
-        by_time.scatter(compute, m["test_accuracy"], **style)
-        by_params_points.append((size, m["test_accuracy"], label, colour))
-        by_time_points.append((compute, m["test_accuracy"], label, colour))
-    by_params.set(xscale="log", xlabel="parameters (millions, log)", ylabel="test accuracy", title="accuracy vs size")
-    by_time.set(xscale="log", xlabel="training compute (PFLOP, log)", ylabel="test accuracy",
-                title="accuracy vs training compute")
-    for ax, points in ((by_params, by_params_points), (by_time, by_time_points)):
+    axes = {by_params: (lambda run: run["metrics"]["params"] / 1e6,
+                        dict(xlabel="parameters (millions, log)", title="accuracy vs size")),
+            by_time: (lambda run: training_pflop(run, run["metrics"]["epochs"]),
+                      dict(xlabel="training compute (PFLOP, log)", title="accuracy vs training compute"))}
+    for ax, (x, labels) in axes.items():
+        points = []
+        for i, (name, run) in enumerate(present(runs).items()):
+            accuracy, colour = run["metrics"]["test_accuracy"], model_colour(name)
+            ax.scatter(x(run), accuracy, label=name if ax is by_params else None, edgecolors=colour,
+                       facecolors="none", linewidths=1.8, marker=markers[i % len(markers)], s=80)
+            points.append((x(run), accuracy, f"{accuracy:.2%}", colour))
+        ax.set(xscale="log", ylabel="test accuracy", **labels)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
         ax.grid(alpha=0.3)
         ax.margins(0.15)
