@@ -73,8 +73,7 @@ run 04_se_resnet18 "se_resnet18_imagenet_stem-40ep$tag" se_resnet18_imagenet_ste
 run 04_se_resnet18 "se_resnet18-40ep$tag" se_resnet18 40 "${LONG[@]}"
 
 # Issue 29: final fits on all 50,000 training images (val_size 0), 80 epochs, with the recipe chosen on
-# val and fixed here before they start; in two lanes of one thread each (on these 2-core machines two
-# single-threaded runs train about 15 % more images per second in all than one run on both cores).
+# val and fixed here before they start.
 FINAL=(-p epochs 80 -p val_size 0 -p cutout 12 -p ema_decay 0.997 -p tta 2)
 # DenseNet's weight decay, judged on val by 6-epoch trials of the long-run recipe (results/tuning/
 # densenet_cifar-6ep.json): 1e-4 replaces 5e-4 only if its final val accuracy is higher by more than two
@@ -82,32 +81,22 @@ FINAL=(-p epochs 80 -p val_size 0 -p cutout 12 -p ema_decay 0.997 -p tta 2)
 densenet_decay=$(python -c "from labkit.tune import decided
 print(decided('densenet_cifar-6ep', 'weight_decay', 0.0005, 0.0001))")
 echo "densenet_cifar final fit: weight_decay $densenet_decay"
-se_trials() {   # SE with its excitation weights exempt from weight decay, against them decayed
-  python -m labkit.tune --model se_resnet18 --epochs 6 --data "$data" --device cpu \
-    --trial "ema_decay=0.997 cutout=12" --trial "ema_decay=0.997 cutout=12 exempt_excitation_decay=True"
-}
-lane_a() {
-  # torch.compile of the fast path: DenseNet 139 vs 125 img/s eager, ResNet-18 103 vs 110 (results/benchmarks/
-  # cpu-amd-epyc-2-cores-compile-fast-path.json, one repeat): adopted for DenseNet only
-  run 03_densenet densenet_cifar-80ep-final densenet_cifar 80 "${FINAL[@]}" -p weight_decay "$densenet_decay" -p compile True
-  se_trials     # done long before by lane b: it returns at once, the trials being recorded
-  local exempt
-  exempt=$(python -c "from labkit.tune import decided
+# SE with its excitation weights exempt from weight decay, against them decayed (returns at once once recorded)
+python -m labkit.tune --model se_resnet18 --epochs 6 --data "$data" --device cpu \
+  --trial "ema_decay=0.997 cutout=12" --trial "ema_decay=0.997 cutout=12 exempt_excitation_decay=True"
+exempt=$(python -c "from labkit.tune import decided
 print(decided('se_resnet18-6ep', 'exempt_excitation_decay', False, True))")
-  run 04_se_resnet18 se_resnet18-80ep-final se_resnet18 80 "${FINAL[@]}" -p exempt_excitation_decay "$exempt"
-}
-lane_b() {
-  se_trials
-  # the control for the residual claim: ResNet-18 without shortcuts, the committed resnet18 run's recipe
-  run 02_resnet18 plain18 plain18 15 "${BASE[@]}"
-  run 02_resnet18 resnet18-80ep-final resnet18 80 "${FINAL[@]}"
-}
-OMP_NUM_THREADS=1 lane_a > "$HOME/.cache/labkit/lane_a.log" 2>&1 &
-a=$!
-OMP_NUM_THREADS=1 lane_b > "$HOME/.cache/labkit/lane_b.log" 2>&1 &
-b=$!
-wait "$a" || { echo "lane a failed: see ~/.cache/labkit/lane_a.log"; exit 1; }
-wait "$b" || { echo "lane b failed: see ~/.cache/labkit/lane_b.log"; exit 1; }
+# One run at a time on both cores. Two single-threaded lanes train about 15 % more images per second in
+# all, but each run then takes twice as long, and a checkpoint lives only as long as its machine: the
+# replaced machines took se_resnet18-40ep-cutout12 at epoch 36 of 40 and densenet_cifar-80ep-final at
+# epoch 44 of 80. The shortest run first: the control for the residual claim, ResNet-18 without
+# shortcuts, with the committed resnet18 run's recipe.
+run 02_resnet18 plain18 plain18 15 "${BASE[@]}"
+# torch.compile of the fast path: DenseNet 139 vs 125 img/s eager, ResNet-18 103 vs 110 (results/benchmarks/
+# cpu-amd-epyc-2-cores-compile-fast-path.json, one repeat): adopted for DenseNet only
+run 03_densenet densenet_cifar-80ep-final densenet_cifar 80 "${FINAL[@]}" -p weight_decay "$densenet_decay" -p compile True
+run 04_se_resnet18 se_resnet18-80ep-final se_resnet18 80 "${FINAL[@]}" -p exempt_excitation_decay "$exempt"
+run 02_resnet18 resnet18-80ep-final resnet18 80 "${FINAL[@]}"
 
 # The comparison and the analyses take each model's longest run (notebook parameter runs="longest").
 papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
