@@ -262,7 +262,7 @@ ANALYSIS_NOTEBOOK_PARAMETERS = [   # (name, type, default, help) of the paramete
     ("data", "str", "auto", 'the data set the runs trained on: "auto", "torchvision", or the path they used'),
     ("results_dir", "str", "", "results root; empty means labkit's default (results/ or $LABKIT_RESULTS)"),
     ("save", "bool", True, "write results/<run>/analysis.json, test_probabilities.pt and figures/gradcam.png"),
-    ("analyse", "bool", True, "False: read what the last analysis of these runs saved (seconds; rewrites nothing)"),
+    ("analyse", "bool", True, "True: analyse runs without a current saved analysis; False: only read saved ones (rewrites nothing)"),
 ]
 
 
@@ -313,10 +313,12 @@ Every analysis runs on fixed, stratified, seeded test subsets; sizes are paramet
         new_code_cell(analysis_parameters_cell(), metadata={"tags": ["parameters"]}),
         new_code_cell(analysis_configure_cell()),
         new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
-                          "The corrupted images are made once and shared by all runs. With `analyse = False` this "
-                          "reads each run's saved analysis instead (it must be from the run's present weights)."),
+                          "The corrupted images are made once and shared by all runs. A run whose saved analysis was "
+                          "made from its present weights, on the same data, with the same settings is read, not "
+                          "redone (delete its `analysis.json` to redo it). With `analyse = False` this only reads "
+                          "each run's saved analysis (it must be from the run's present weights)."),
         new_code_cell("if analyse:\n"
-                      "    analyses = suite.analyse_runs(names, data_set, settings, root, save=save)\n"
+                      "    analyses = suite.analyse_runs(names, data_set, settings, root, save=save, reuse=True)\n"
                       "else:\n"
                       "    analyses = suite.load_analyses(names, data_set, root)\n"
                       "summaries = {name: a.summary for name, a in analyses.items()}"),

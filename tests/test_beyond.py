@@ -18,6 +18,7 @@ from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reli
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
 from labkit.robustness.gradcam import grad_cam, target_layer, upsample
 from labkit.robustness.suite import (
+    ANALYSIS_FILE,
     PREDICTIONS_FILE,
     AnalysisSettings,
     RunAnalysis,
@@ -299,6 +300,48 @@ def test_explorer_finds_the_cells_of_the_confusion_matrix_and_pages_through_them
     true_box.value = 4                  # no deer mistaken for a dog: an empty cell, back to page 1
     assert image_box.options == () and image_box.value is None and page_label.value == "no images"
     assert "No test image" in note.value and detail.layout.display == "none"
+
+
+def test_a_current_saved_analysis_is_read_not_redone_and_other_settings_redo_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
+    monkeypatch.setenv("LABKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    data = synthetic_cifar10(train_per_class=10, test_per_class=6)
+    for name in ("cnn", "cnn-b"):
+        save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=1, batch_size=16, val_size=20, data="synthetic",
+                                 progress=False), data))
+    settings, quiet = AnalysisSettings(**SMALL), lambda *a: None
+    [first] = analyse_runs(["cnn"], data, settings, log=quiet).values()
+    alone = pick_gradcam_images([first], data.test_labels)
+    add_gradcam(first, data, alone)
+    save_analyses({"cnn": first}, data)
+    said = []
+    both = analyse_runs(["cnn", "cnn-b"], data, settings, log=said.append, reuse=True)
+    assert list(both) == ["cnn", "cnn-b"] and said[0].endswith(": cnn")
+    assert both["cnn"].summary["date"] == first.summary["date"] and both["cnn"].summary["stale"] is False
+    assert both["cnn-b"].summary["date"] >= first.summary["date"] and "gradcam" not in both["cnn-b"].summary
+    assert torch.allclose(both["cnn"].probabilities, first.probabilities, atol=1e-3)
+
+    kept = dict(both["cnn"].summary["wall_time_s"])
+    add_gradcam(both["cnn"], data, alone)              # the picks it explains already: nothing redone
+    assert both["cnn"].summary["wall_time_s"] == kept
+    together = pick_gradcam_images(list(both.values()), data.test_labels)
+    assert together["kinds"] != alone["kinds"]         # "of 2 models" now
+    for analysis in both.values():
+        add_gradcam(analysis, data, together)
+    times = both["cnn"].summary["wall_time_s"]
+    assert both["cnn"].summary["gradcam"]["kinds"] == together["kinds"]
+    assert times["total_s"] == pytest.approx(kept["total_s"] - kept["gradcam_s"] + times["gradcam_s"], abs=0.01)
+    save_analyses(both, data)
+    assert "stale" not in json.loads((tmp_path / "cnn" / ANALYSIS_FILE).read_text())
+
+    said.clear()
+    everything = analyse_runs(["cnn", "cnn-b"], data, settings, log=said.append, reuse=True)
+    assert said == ["read, not redone (saved from the present weights, data and settings): cnn, cnn-b"]
+    assert all(a.summary["gradcam"]["kinds"] == together["kinds"] for a in everything.values())
+    said.clear()
+    [redone] = analyse_runs(["cnn"], data, AnalysisSettings(**{**SMALL, "attack_size": 20}), log=said.append,
+                            reuse=True).values()
+    assert not any(line.startswith("read, not redone") for line in said) and redone.summary["attacks"]["images"] == 20
 
 
 def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 the trained runs in results/, as `notebooks/06_analysis.ipynb` runs them.
 
     analyse_run(name, data, settings)   calibration, corruptions and attacks for one run
+    analyse_runs(names, ..., reuse=True)  the same for several runs, reading instead each saved
+                                        analysis made from the run's present weights, data and settings
     pick_gradcam_images(analyses)       the same 8 test images for every model: 4 that all get
                                         right, 4 that most get wrong
     add_gradcam(analysis, data, picks)  each model's Grad-CAM maps of its predicted class
@@ -10,7 +12,8 @@ the trained runs in results/, as `notebooks/06_analysis.ipynb` runs them.
 Every analysis uses fixed, stratified, seeded test subsets (sizes in `AnalysisSettings`), and
 the temperature is fitted on the run's own validation split, the train images it held out.
 The analysis records the sha256 of the weights it read, so a report can tell when a run has
-been retrained since (the analysis is then stale: rerun the notebook).
+been retrained since (the analysis is then stale: rerun the notebook). A change to what an analysis
+measures bumps ANALYSIS_VERSION, which makes every saved analysis out of date.
 """
 from __future__ import annotations
 
@@ -99,16 +102,28 @@ def check_same_data(run_name: str, metrics: dict, data: Cifar10) -> None:
 
 
 def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings | None = None,
-                 root: Path | None = None, log=print, save: bool = False) -> dict[str, RunAnalysis]:
-    """`analyse_run` for each run, corrupting the images once for all of them. With `save`, each run's
-    analysis.json is written as soon as it is done, so a later failure loses nothing; a run whose files
-    are broken is skipped with a warning that names the file and what is wrong."""
+                 root: Path | None = None, log=print, save: bool = False, reuse: bool = False
+                 ) -> dict[str, RunAnalysis]:
+    """`analyse_run` for each run, corrupting the images once for all of them. With `reuse`, a run whose
+    saved analysis was made from its present weights, on `data`, with these settings is read instead
+    (`current_analysis`): adding a run to the comparison costs that run's analysis only. With `save`,
+    each run's analysis.json is written as soon as it is done, so a later failure loses nothing; a run
+    whose files are broken is skipped with a warning that names the file and what is wrong."""
     settings = settings or AnalysisSettings()
+    saved = {name: current_analysis(name, data, settings, root) if reuse else None for name in run_names}
+    if any(saved.values()):
+        log(f"read, not redone (saved from the present weights, data and settings): "
+            f"{', '.join(name for name, analysis in saved.items() if analysis)}")
+    if all(saved.values()):
+        return saved
     started = time.perf_counter()
     shared = corrupted_sets(data, settings)
     making = time.perf_counter() - started
     analyses = {}
     for name in run_names:
+        if saved[name]:
+            analyses[name] = saved[name]
+            continue
         try:
             analysis = analyse_run(name, data, settings, root, log, corrupted=shared)
         except RunDataError as err:
@@ -119,6 +134,25 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
         if save:
             log(f"[{name}] saved {save_analysis(analysis, root)}")
     return analyses
+
+
+def current_analysis(run_name: str, data: Cifar10, settings: AnalysisSettings, root: Path | None = None
+                     ) -> RunAnalysis | None:
+    """The run's saved analysis if it was made from its present weights, on `data`, with `settings`, by
+    this ANALYSIS_VERSION; None if it must be made (again)."""
+    try:
+        [analysis] = load_analyses([run_name], data, root).values()
+    except RunDataError:
+        return None
+    return analysis if analysis.summary["settings"] == recorded_settings(settings) else None
+
+
+def recorded_settings(settings: AnalysisSettings) -> dict:
+    """The settings as analysis.json records them: device and precisions resolved, in JSON's types."""
+    device = resolve_device(settings.device)
+    return json.loads(json.dumps({**asdict(settings), "device": str(device),
+                                  "precision": resolve_precision(settings.precision, device),
+                                  "attack_precision": resolve_precision(settings.attack_precision, device)}))
 
 
 def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None = None, root: Path | None = None,
@@ -166,8 +200,7 @@ def analyse_run(run_name: str, data: Cifar10, settings: AnalysisSettings | None 
 
     summary = {"version": ANALYSIS_VERSION, "run_name": run_name, "model": metrics["model"],
                "calibration": calibrated, "corruptions": robust, "attacks": attacks,
-               "settings": {**asdict(settings), "device": str(device), "precision": precision,
-                            "attack_precision": attack_precision},
+               "settings": recorded_settings(settings),
                "val_images": len(val_idx), "wall_time_s": timings, "device": device_name(device),
                "data_source": data.source, "data_location": portable_location(data.location), "data_checksum": data.checksum,
                "weights_sha256": weights_sha256(run_name, root), "torch_version": torch.__version__,
@@ -228,7 +261,11 @@ def pick_gradcam_images(analyses: list[RunAnalysis], labels: Tensor, seed: int =
 
 
 def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
-    """Grad-CAM of the model's predicted class on the picked images, kept in the summary."""
+    """Grad-CAM of the model's predicted class on the picked images, kept in the summary; a saved analysis
+    that already explains these picks keeps its maps."""
+    done = analysis.summary.get("gradcam") or {}
+    if analysis.gradcam_images is not None and all(done.get(key) == value for key, value in picks.items()):
+        return done
     started = time.perf_counter()
     chosen = torch.tensor(picks["test_indices"], dtype=torch.long)
     position = {int(t): i for i, t in enumerate(analysis.test_index.tolist())}
@@ -244,7 +281,7 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
         "confidence": [round(float(p), 4) for p in probabilities.max(1).values],
         "maps": [[[round(float(v), 3) for v in row] for row in m] for m in maps]}
     timings = analysis.summary["wall_time_s"]
-    total = timings.pop("total_s") + time.perf_counter() - started
+    total = timings.pop("total_s") - timings.pop("gradcam_s", 0.0) + time.perf_counter() - started   # maps made anew
     timings.update(gradcam_s=time.perf_counter() - started, total_s=total)   # total stays last
     return analysis.summary["gradcam"]
 
@@ -260,7 +297,8 @@ def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
         predictions["gradcam_images"] = analysis.gradcam_images.to(torch.uint8)
     save_verified(folder / PREDICTIONS_FILE, predictions)
     path = folder / ANALYSIS_FILE
-    write_atomic(path, (json.dumps(analysis.summary, indent=1) + "\n").encode())
+    summary = {key: value for key, value in analysis.summary.items() if key != "stale"}   # load_analysis derives it
+    write_atomic(path, (json.dumps(summary, indent=1) + "\n").encode())
     return path
 
 
