@@ -365,6 +365,30 @@ def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
         claims({"resnet18": run("resnet18", 15, 0.89), "resnet18-40ep": run("resnet18", 40, 0.93)})
 
 
+def test_a_claim_whose_longest_runs_differ_in_budget_is_judged_on_the_first_runs_and_says_so():
+    from labkit.reporting.claims import claims_where_comparable
+    from labkit.reporting.markdown import control_line
+
+    def run(model, epochs, accuracy):
+        return {"metrics": {**fake_run(model, epochs, accuracy)["metrics"], "flops_per_image": 1e9}}
+
+    def verdict(found):
+        return next(c for c in found if c["claim"].startswith("Residual connections help"))
+    first = {"resnet18": run("resnet18", 15, 0.89), "plain18": run("plain18", 15, 0.86)}
+    longest = {"resnet18-40ep": run("resnet18", 40, 0.93), "plain18": first["plain18"]}
+    judged = verdict(claims_where_comparable(longest, first))
+    assert judged["verdict"] == "supported" and judged["on"] == "the first runs, whose budgets match"
+    assert judged["evidence"].startswith("test 89.00% with shortcuts vs 86.00% without (+3.0 points")
+    unjudged = verdict(claims_where_comparable(longest, {"resnet18": first["resnet18"], "plain18": None}))
+    assert unjudged["verdict"] == "not comparable yet" and "on" not in unjudged
+    assert "on" not in verdict(claims_where_comparable(first, first))
+    every_run = {**first, "resnet18-40ep": longest["resnet18-40ep"]}
+    assert control_line(first["plain18"], every_run) == [
+        "- against `resnet18`, the same network with its shortcuts: supported; test 89.00% with shortcuts vs 86.00% "
+        "without (+3.0 points, 2 SE = 0.9); same widths, batch norm, recipe and budget"]
+    assert control_line(first["resnet18"], every_run) == []
+
+
 def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
     import json
     import re

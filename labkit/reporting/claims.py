@@ -16,6 +16,7 @@ THRESHOLDS = (0.80, 0.85, 0.90)
 # Test accuracies the lab report we replicate claims (it gives none for the CNN and the SE nets).
 LAB_REPORT_ACCURACY = {"resnet18": 0.90, "densenet_cifar": 0.92}
 DEEP_MODELS = ("resnet18", "se_resnet18", "densenet_cifar")
+NOT_COMPARABLE = "not comparable yet"
 
 
 def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
@@ -23,6 +24,18 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     is {"claim", "verdict", "evidence"}."""
     by_model = one_per_model(runs)
     return [judge(by_model, benchmarks or {}) for judge in CLAIMS]
+
+
+def claims_where_comparable(longest: dict, first: dict, benchmarks: dict | None = None) -> list[dict]:
+    """`claims` on each model's longest run; a claim whose runs there trained for different budgets is
+    judged on the first runs instead, where the budgets match, and says so in its "on" entry."""
+    verdicts = claims(longest, benchmarks)
+    if any(c["verdict"] == NOT_COMPARABLE for c in verdicts):
+        on_first = claims(first, benchmarks)
+        verdicts = [{**again, "on": "the first runs, whose budgets match"}
+                    if c["verdict"] == NOT_COMPARABLE and again["verdict"] not in ("missing", NOT_COMPARABLE) else c
+                    for c, again in zip(verdicts, on_first)]
+    return verdicts
 
 
 def missing(runs: dict, *models: str) -> dict | None:
@@ -33,7 +46,7 @@ def missing(runs: dict, *models: str) -> dict | None:
         return {"verdict": "missing", "evidence": f"missing run(s): {', '.join(absent)}"}
     epochs = [runs[m]["metrics"]["epochs"] for m in models]
     if len(set(epochs)) > 1:
-        return {"verdict": "not comparable yet",
+        return {"verdict": NOT_COMPARABLE,
                 "evidence": f"{' vs '.join(models)} trained for {' vs '.join(map(str, epochs))} epochs"}
     return None
 

@@ -20,7 +20,7 @@ from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import class_reading, gate_reading, gradient_reading, last_blocks
 from labkit.reporting import captions
-from labkit.reporting.claims import DEEP_MODELS, claims
+from labkit.reporting.claims import DEEP_MODELS, claims, claims_where_comparable, shortcuts_explain_the_gap
 from labkit.reporting.figures import (
     attack_curves,
     budget_figure,
@@ -94,6 +94,10 @@ ARCHITECTURES = {
                        "Four dense blocks of [6, 12, 24, 16] bottleneck layers; every layer reads the "
                        "concatenation of all earlier maps of its block and adds k = 12 channels. "
                        "Transitions halve channels and resolution. About 1 M parameters."),
+    "plain18": ("ResNet-18 without shortcuts (control)",
+                "ResNet-18 with every shortcut removed, the 1×1 projections too: the same stem, stages, widths "
+                "and batch norm, each block computing only F(x). It trains with the recipe and budget of the first "
+                "ResNet-18 run, so the pair isolates what the shortcuts do, the lab report's residual claim."),
     "se_resnet18": ("SE-ResNet-18",
                     "ResNet-18 whose blocks squeeze each channel to its mean, pass the vector through "
                     "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add."),
@@ -610,7 +614,7 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
              "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
              "set size): each large model is one training run (one seed); the CNN has five seeds."
              + seed_noise_sentence(every_run), ""]
-    first = {name: every_run.get(name) for name in DEFAULT_RUNS}
+    first = first_runs(every_run)
     budgets = [("each model's longest run", runs)]
     if set(present(first)) != set(present(runs)):
         budgets.append(("the first runs", first))
@@ -676,7 +680,7 @@ def build(root: Path, output: Path) -> str:
     runs = longest_runs(every_run)
     found = present(runs)
     benches = load_benchmarks(root, problems)
-    verdicts = claims(runs, benches)
+    verdicts = claims_where_comparable(runs, first_runs(every_run), benches)
     lines = header_section()
     if other_data:
         lines += [f"**Left out:** {', '.join(other_data)}, trained on another data set than the other runs "
@@ -752,7 +756,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
              f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
              f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min ({m['images_per_s']:,.0f} img/s; "
              f"median epoch {typical_images_per_s(run):,.0f} img/s) on {machine_name(m['device'])}"]
-    lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + [""]
+    lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + control_line(run, every_run) + [""]
     curves = figures / f"{name}_curves.png"
     save(training_curves(run["history"], title=name), curves)
     bars = figures / f"{name}_per_class.png"
@@ -780,6 +784,19 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
             lines += ["SE gates per block on 2,000 test images (mean, and their spread over images, channels and "
                       "class means):", "", markdown_table(shown.map("{:.3f}".format)), "", gate_reading(gates), ""]
     return lines
+
+
+def control_line(run: dict, every_run: dict) -> list[str]:
+    """For plain18, the control: its verdict against the first ResNet-18 run, as the discussion judges it."""
+    if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
+        return []
+    c = shortcuts_explain_the_gap({"resnet18": every_run["resnet18"], "plain18": run}, {})
+    return [f"- against `resnet18`, the same network with its shortcuts: {c['verdict']}; {c['evidence']}"]
+
+
+def first_runs(every_run: dict) -> dict:
+    """Each model's first run, named after the model (15 epochs, the CNN's 30), or None."""
+    return {name: every_run.get(name) for name in DEFAULT_RUNS}
 
 
 def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list[str]:

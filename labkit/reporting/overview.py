@@ -117,6 +117,10 @@ def slowest_epoch(groups: dict) -> str:
             f"{duration(slowest)} against a median of {duration(median)})")
 
 
+CONTROL_PHRASE = (", and, as the control for the lab report's residual claim, ResNet-18 with its shortcuts removed "
+                  "(plain18), trained with the first ResNet-18 run's recipe and budget")
+
+
 def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     """What was trained on what, the headline table, and the findings in plain sentences."""
     groups = headline_groups(every_run)
@@ -125,12 +129,12 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     devices = sorted({machine_name(run["metrics"]["device"]) for group in groups.values() for _, run in group})
     table = headline_table(every_run).drop(columns=["run"])
     lines = ["## Summary", "",
-             f"Five networks trained from scratch on CIFAR-10 (the offline JPEG copy) on {' and '.join(devices)}: "
+             f"{'Six' if 'plain18' in groups else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy) on {' and '.join(devices)}: "
              f"the PyTorch tutorial CNN, ResNet-18, DenseNet-BC with growth rate k = 12 (bottlenecks and 0.5 "
              f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
              f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
              f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
-             f"serves as the ablation of the stem. Recipes were chosen on validation splits (the long-run recipe "
+             f"serves as the ablation of the stem{CONTROL_PHRASE if 'plain18' in groups else ''}. Recipes were chosen on validation splits (the long-run recipe "
              f"on ResNet-18's, and carried over to the other deep models); the test split was read once per run, "
              f"after its last epoch.", "",
              markdown_table(table), "",
@@ -211,8 +215,8 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     ranked = sorted(groups.items(), key=lambda item: -seed_summary(item[1])[0])
     lines = ["## Conclusions", ""]
     if ranked:
-        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%}"
-                          + (f" (mean of {len(group)} seeds)" if len(group) > 1 else "") for model, group in ranked)
+        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%} ({group[0][1]['metrics']['epochs']} "
+                          f"epochs{f', mean of {len(group)} seeds' if len(group) > 1 else ''})" for model, group in ranked)
         seeds = seed_noise(every_run)
         lines += [f"- Ranked by headline test accuracy: {order}; "
                   + (f"differences under about {seeds['gap'] * 100:.1f} points between single-seed runs may be seed and "
@@ -221,7 +225,8 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     judged = [c for c in verdicts if c["verdict"] != "missing"]
     if judged:
         lines += ["- The lab report's claims (evidence in the discussion): "
-                  + "; ".join(f"{c['claim'].rstrip('.')}: **{c['verdict']}**" for c in judged) + "."]
+                  + "; ".join(f"{c['claim'].rstrip('.')}: **{c['verdict']}**" + (f" (on {c['on']})" if "on" in c else "")
+                              for c in judged) + "."]
     waiting = [c["claim"] for c in verdicts if c["verdict"] == "missing"]
     if waiting:
         lines += [f"- Not judged yet, a run they need is missing: {'; '.join(waiting)}."]
