@@ -128,13 +128,16 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
         return ["## Summary", "", "No runs in results/ yet.", ""]
     devices = sorted({machine_name(run["metrics"]["device"]) for group in groups.values() for _, run in group})
     table = headline_table(every_run).drop(columns=["run"])
+    control = "plain18" in groups
     lines = ["## Summary", "",
-             f"{'Six' if 'plain18' in groups else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy) on {' and '.join(devices)}: "
+             f"{'Six' if control else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy) on "
+             f"{' and '.join(devices)}: "
              f"the PyTorch tutorial CNN, ResNet-18, DenseNet-BC with growth rate k = 12 (bottlenecks and 0.5 "
              f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
              f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
              f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
-             f"serves as the ablation of the stem{CONTROL_PHRASE if 'plain18' in groups else ''}. Recipes were chosen on validation splits (the long-run recipe "
+             f"serves as the ablation of the stem{CONTROL_PHRASE if control else ''}. Recipes were chosen on "
+             f"validation splits (the long-run recipe "
              f"on ResNet-18's, and carried over to the other deep models); the test split was read once per run, "
              f"after its last epoch.", "",
              markdown_table(table), "",
