@@ -232,11 +232,12 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above, "
                           "on the longest of the runs above for each model; 'missing' means a run it needs has not "
                           "been trained, 'not comparable yet' that two runs it compares had different epoch budgets. "
+                          "Such a claim is judged on the longest budget at which its models all ran (`on`). "
                           "An accuracy difference counts only "
                           "beyond two standard errors (binomial, from the val or test set size): each large model is "
                           "one training run (one seed); the CNN has five seeds."),
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
-                      "pd.DataFrame(claims.claims(select.longest_runs(loaded), select.load_benchmarks(root)))"),
+                      "pd.DataFrame(claims.claims_where_comparable(loaded, every_run, select.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
                           "path against the reference pipeline, with the matmul peak of the same machine."),
         new_code_cell("benchmarks = select.load_benchmarks(root)\n"
@@ -262,7 +263,7 @@ ANALYSIS_NOTEBOOK_PARAMETERS = [   # (name, type, default, help) of the paramete
     ("data", "str", "auto", 'the data set the runs trained on: "auto", "torchvision", or the path they used'),
     ("results_dir", "str", "", "results root; empty means labkit's default (results/ or $LABKIT_RESULTS)"),
     ("save", "bool", True, "write results/<run>/analysis.json, test_probabilities.pt and figures/gradcam.png"),
-    ("analyse", "bool", True, "True: analyse runs without a current saved analysis; False: only read saved ones (rewrites nothing)"),
+    ("analyse", "bool", True, "True: analyse runs lacking a current saved analysis; False: only read them"),
 ]
 
 

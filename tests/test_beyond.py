@@ -302,46 +302,64 @@ def test_explorer_finds_the_cells_of_the_confusion_matrix_and_pages_through_them
     assert "No test image" in note.value and detail.layout.display == "none"
 
 
-def test_a_current_saved_analysis_is_read_not_redone_and_other_settings_redo_it(tmp_path, monkeypatch):
+def test_a_current_saved_analysis_is_read_not_redone_and_other_weights_or_settings_redo_it(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
     monkeypatch.setenv("LABKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
     data = synthetic_cifar10(train_per_class=10, test_per_class=6)
-    for name in ("cnn", "cnn-b"):
+
+    def train(name, seed=0):
         save_run(fit(TrainConfig(model="cnn", run_name=name, epochs=1, batch_size=16, val_size=20, data="synthetic",
-                                 progress=False), data))
-    settings, quiet = AnalysisSettings(**SMALL), lambda *a: None
-    [first] = analyse_runs(["cnn"], data, settings, log=quiet).values()
+                                 seed=seed, overwrite=True, progress=False), data))
+
+    def analyse(names, settings=AnalysisSettings(**SMALL)):
+        said = []
+        return analyse_runs(names, data, settings, log=said.append, reuse=True), said
+
+    def analysed(said):
+        return [line.split("]")[0][1:] for line in said if line.endswith("test images") and "calibration" in line]
+    train("cnn"), train("cnn-b")
+    [first] = analyse(["cnn"])[0].values()
     alone = pick_gradcam_images([first], data.test_labels)
     add_gradcam(first, data, alone)
     save_analyses({"cnn": first}, data)
-    said = []
-    both = analyse_runs(["cnn", "cnn-b"], data, settings, log=said.append, reuse=True)
-    assert list(both) == ["cnn", "cnn-b"] and said[0].endswith(": cnn")
-    assert both["cnn"].summary["date"] == first.summary["date"] and both["cnn"].summary["stale"] is False
-    assert both["cnn-b"].summary["date"] >= first.summary["date"] and "gradcam" not in both["cnn-b"].summary
+    saved = (tmp_path / "cnn" / ANALYSIS_FILE).read_bytes()
+    assert "stale" not in json.loads(saved) and first.summary["gradcam"]["git_commit"] == first.summary["git_commit"]
+
+    both, said = analyse(["cnn", "cnn-b"])
+    assert list(both) == ["cnn", "cnn-b"] and analysed(said) == ["cnn-b"]
+    assert said[0] == "read, not redone (saved from the present weights, data and settings): cnn"
+    assert both["cnn"].saved and both["cnn"].summary["date"] == first.summary["date"]
     assert torch.allclose(both["cnn"].probabilities, first.probabilities, atol=1e-3)
 
     kept = dict(both["cnn"].summary["wall_time_s"])
-    add_gradcam(both["cnn"], data, alone)              # the picks it explains already: nothing redone
-    assert both["cnn"].summary["wall_time_s"] == kept
-    together = pick_gradcam_images(list(both.values()), data.test_labels)
-    assert together["kinds"] != alone["kinds"]         # "of 2 models" now
-    for analysis in both.values():
-        add_gradcam(analysis, data, together)
+    add_gradcam(both["cnn"], data, alone)               # the images it explains already: nothing redone
+    assert both["cnn"].saved and both["cnn"].summary["wall_time_s"] == kept
+    recounted = {**alone, "kinds": [f"{kind}, recounted" for kind in alone["kinds"]]}
+    add_gradcam(both["cnn"], data, recounted)           # the same images, other captions: the maps stay
+    assert not both["cnn"].saved and both["cnn"].summary["wall_time_s"] == kept
+    assert both["cnn"].summary["gradcam"]["kinds"] == recounted["kinds"]
+    others = {"test_indices": alone["test_indices"][::-1], "kinds": alone["kinds"][::-1]}
+    for analysis in both.values():                      # other images: the maps are made anew, timed once
+        add_gradcam(analysis, data, others)
     times = both["cnn"].summary["wall_time_s"]
-    assert both["cnn"].summary["gradcam"]["kinds"] == together["kinds"]
+    assert both["cnn"].summary["gradcam"]["test_indices"] == others["test_indices"]
     assert times["total_s"] == pytest.approx(kept["total_s"] - kept["gradcam_s"] + times["gradcam_s"])
     save_analyses(both, data)
-    assert "stale" not in json.loads((tmp_path / "cnn" / ANALYSIS_FILE).read_text())
+    assert json.loads((tmp_path / "cnn" / ANALYSIS_FILE).read_text())["gradcam"]["test_indices"] == others["test_indices"]
 
-    said.clear()
-    everything = analyse_runs(["cnn", "cnn-b"], data, settings, log=said.append, reuse=True)
-    assert said == ["read, not redone (saved from the present weights, data and settings): cnn, cnn-b"]
-    assert all(a.summary["gradcam"]["kinds"] == together["kinds"] for a in everything.values())
-    said.clear()
-    [redone] = analyse_runs(["cnn"], data, AnalysisSettings(**{**SMALL, "attack_size": 20}), log=said.append,
-                            reuse=True).values()
-    assert not any(line.startswith("read, not redone") for line in said) and redone.summary["attacks"]["images"] == 20
+    again, said = analyse(["cnn", "cnn-b"])
+    assert analysed(said) == [] and all(a.saved for a in again.values())
+    written = (tmp_path / "cnn" / ANALYSIS_FILE).stat().st_mtime_ns
+    save_analyses(again, data)                          # nothing changed: nothing written
+    assert (tmp_path / "cnn" / ANALYSIS_FILE).stat().st_mtime_ns == written
+    train("cnn-b", seed=1)                              # retrained: other weights
+    _, said = analyse(["cnn", "cnn-b"])
+    assert analysed(said) == ["cnn-b"]
+    [redone], said = analyse(["cnn"], AnalysisSettings(**{**SMALL, "attack_size": 20}))
+    assert analysed(said) == ["cnn"] and said[-1].startswith("[cnn] ECE")
+    (tmp_path / "cnn-b" / "model.pt").unlink()          # weights gone: skipped with a warning, not a crash
+    with pytest.warns(UserWarning, match="run cnn-b skipped: .*model.pt"):
+        assert list(analyse(["cnn", "cnn-b"])[0]) == ["cnn"]
 
 
 def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path, monkeypatch):

@@ -365,28 +365,43 @@ def test_claims_take_one_run_per_model_and_compare_only_equal_budgets():
         claims({"resnet18": run("resnet18", 15, 0.89), "resnet18-40ep": run("resnet18", 40, 0.93)})
 
 
-def test_a_claim_whose_longest_runs_differ_in_budget_is_judged_on_the_first_runs_and_says_so():
+def test_a_claim_the_longest_runs_cannot_settle_is_judged_at_the_longest_budget_its_models_share():
     from labkit.reporting.claims import claims_where_comparable
     from labkit.reporting.markdown import control_line
+    from labkit.reporting.select import longest_runs
 
-    def run(model, epochs, accuracy):
-        return {"metrics": {**fake_run(model, epochs, accuracy)["metrics"], "flops_per_image": 1e9}}
+    def run(model, epochs, accuracy, **config):
+        metrics = fake_run(model, epochs, accuracy)["metrics"]
+        return {"metrics": {**metrics, "flops_per_image": 1e9, "config": {**metrics["config"], **config}}}
 
-    def verdict(found):
-        return next(c for c in found if c["claim"].startswith("Residual connections help"))
-    first = {"resnet18": run("resnet18", 15, 0.89), "plain18": run("plain18", 15, 0.86)}
-    longest = {"resnet18-40ep": run("resnet18", 40, 0.93), "plain18": first["plain18"]}
-    judged = verdict(claims_where_comparable(longest, first))
-    assert judged["verdict"] == "supported" and judged["on"] == "the first runs, whose budgets match"
-    assert judged["evidence"].startswith("test 89.00% with shortcuts vs 86.00% without (+3.0 points")
-    unjudged = verdict(claims_where_comparable(longest, {"resnet18": first["resnet18"], "plain18": None}))
-    assert unjudged["verdict"] == "not comparable yet" and "on" not in unjudged
-    assert "on" not in verdict(claims_where_comparable(first, first))
-    every_run = {**first, "resnet18-40ep": longest["resnet18-40ep"]}
-    assert control_line(first["plain18"], every_run) == [
+    def verdict(every_run, claim="Residual connections help"):
+        found = claims_where_comparable(longest_runs(every_run), every_run)
+        return next(c for c in found if c["claim"].startswith(claim))
+    every_run = {"resnet18": run("resnet18", 15, 0.89), "plain18": run("plain18", 15, 0.86),
+                 "resnet18-40ep": run("resnet18", 40, 0.93)}
+    judged = verdict(every_run)
+    assert judged["verdict"] == "supported" and judged["on"] == "the 15-epoch runs, whose budgets match"
+    assert judged["longest"] == "resnet18 vs plain18 trained for 40 vs 15 epochs"
+    assert judged["evidence"] == ("test 89.00% with shortcuts vs 86.00% without (+3.0 points, 2 SE = 0.9); same "
+                                  "widths, batch norm and budget, and the same recipe")
+    # the longest shared budget, not the first: the stem claim at 40 epochs although both models ran 15 too
+    stems = {"se_resnet18_imagenet_stem": run("se_resnet18_imagenet_stem", 15, 0.80),
+             "se_resnet18": run("se_resnet18", 15, 0.89), "se_resnet18_imagenet_stem-40ep":
+             run("se_resnet18_imagenet_stem", 40, 0.86), "se_resnet18-40ep": run("se_resnet18", 40, 0.92),
+             "se_resnet18-80ep-final": {"metrics": {**run("se_resnet18", 80, 0.94)["metrics"],
+                                                    "final_val_accuracy": None}}}
+    stem = verdict(stems, "The ImageNet stem")
+    assert stem["on"] == "the 40-epoch runs, whose budgets match" and "86.00%" in stem["evidence"]
+    unsettled = verdict({"resnet18-40ep": every_run["resnet18-40ep"], "plain18": every_run["plain18"]})
+    assert unsettled["verdict"] == "not comparable yet" and "on" not in unsettled
+    assert "on" not in verdict({"resnet18": every_run["resnet18"], "plain18": every_run["plain18"]})
+
+    assert control_line(every_run["plain18"], every_run) == [
         "- against `resnet18`, the same network with its shortcuts: supported; test 89.00% with shortcuts vs 86.00% "
-        "without (+3.0 points, 2 SE = 0.9); same widths, batch norm, recipe and budget"]
-    assert control_line(first["resnet18"], every_run) == []
+        "without (+3.0 points, 2 SE = 0.9); same widths, batch norm and budget, and the same recipe"]
+    assert control_line(every_run["resnet18"], every_run) == []
+    other = {**every_run, "plain18": run("plain18", 15, 0.86, cutout=12)}
+    assert control_line(other["plain18"], other)[0].endswith("but not the same recipe (plain18: cutout 12)")
 
 
 def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
@@ -413,6 +428,24 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
     figures = {p.name for p in (root / "figures").glob("*.png")}      # the shorter run's figures are gone
     assert "cnn-60ep_curves.png" in figures and not {n for n in figures if n.startswith("cnn_")}
+
+    # the control, at the first ResNet-18 run's budget, while ResNet-18's longest run is longer
+    for name, model, epochs in (("plain18", "plain18", 2), ("resnet18-4ep", "resnet18", 4)):
+        shutil.copytree(root / "resnet18", root / name)
+        metrics = json.loads((root / name / "metrics.json").read_text())
+        metrics.update(model=model, epochs=epochs, config={**metrics["config"], "model": model})
+        (root / name / "metrics.json").write_text(json.dumps(metrics))
+    text = build(root, tmp_path / "report.md")
+    assert "Six networks trained from scratch" in text and "the same network with its shortcuts removed (plain18" in text
+    control = text.split("## ResNet-18 without shortcuts (control)")[1].split("\n## ")[0]
+    assert "- against `resnet18`, the same network with its shortcuts: " in control
+    conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
+    assert "ResNet-18 without shortcuts" in conclusions and "(4 epochs)" in conclusions
+    assert "(60 epochs, mean of 2 seeds)" in conclusions
+    assert re.search(r"without its shortcuts \(plain18\): \*\*[^*]+\*\* \(on the 2-epoch runs, whose budgets match\)",
+                     conclusions)
+    assert "(on the 2-epoch runs, whose budgets match; on the longest runs: resnet18 vs plain18 trained for 4 vs 2 " \
+           "epochs)" in text.split("## Discussion")[1]
 
 
 def test_a_final_fit_without_a_val_split_is_read_reported_and_stands_for_its_budget(tmp_path, monkeypatch):

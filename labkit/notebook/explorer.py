@@ -26,10 +26,9 @@ COLUMNS, ROWS = 8, 2     # a gallery page; every page has this size, so the page
 WRONG = "crimson"
 MAKING_IT_LIVE = """**Live explorer.** The controls below need a running kernel: open this notebook in JupyterLab,
 trust it (*File ▸ Trust Notebook*, or `jupyter trust` on the file: the widgets' script does not run in
-an untrusted notebook), set `analyse = False` in the parameters cell to read each run's saved analysis
-instead of recomputing it (seconds instead of minutes; nothing in `results/` is rewritten), and run
-all cells. Until then this is where the controls will appear; the static view above does not change
-with them."""
+an untrusted notebook), set `analyse = False` in the parameters cell to only read each run's saved
+analysis (nothing is computed and nothing in `results/` is rewritten), and run all cells. Until then
+this is where the controls will appear; the static view above does not change with them."""
 
 
 def png(fig: Figure, dpi: int = 100) -> bytes:

@@ -233,7 +233,10 @@ def save_gradcam_figure(name: str, summary: dict, data: Cifar10, root: Path | No
 
 
 def save_analyses(analyses: dict, data: Cifar10, root: Path | None = None) -> None:
-    """Each run's analysis.json, and its Grad-CAM row as figures/gradcam.png, in its results folder."""
+    """Each run's analysis.json, and its Grad-CAM row as figures/gradcam.png, in its results folder;
+    an analysis read from there and left unchanged is not written again."""
     for name, analysis in analyses.items():
+        if analysis.saved:
+            continue
         print("saved", save_analysis(analysis, root))
         save_gradcam_figure(name, analysis.summary, data, root)

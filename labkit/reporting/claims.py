@@ -7,7 +7,7 @@ on a benchmark that measured both models alone where there is one, else on the r
 from __future__ import annotations
 
 from labkit.models.inspect import architecture_activation_mb
-from labkit.reporting.select import is_final_fit, one_per_model
+from labkit.reporting.select import is_final_fit, one_per_model, recipe_difference, runs_at_each_budget
 from labkit.reporting.stats import difference_noise, race_to, training_speeds
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
@@ -16,7 +16,7 @@ THRESHOLDS = (0.80, 0.85, 0.90)
 # Test accuracies the lab report we replicate claims (it gives none for the CNN and the SE nets).
 LAB_REPORT_ACCURACY = {"resnet18": 0.90, "densenet_cifar": 0.92}
 DEEP_MODELS = ("resnet18", "se_resnet18", "densenet_cifar")
-NOT_COMPARABLE = "not comparable yet"
+NOT_COMPARABLE, NOT_JUDGED = "not comparable yet", "not judged"   # verdicts another budget can settle
 
 
 def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
@@ -26,15 +26,19 @@ def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     return [judge(by_model, benchmarks or {}) for judge in CLAIMS]
 
 
-def claims_where_comparable(longest: dict, first: dict, benchmarks: dict | None = None) -> list[dict]:
-    """`claims` on each model's longest run; a claim whose runs there trained for different budgets is
-    judged on the first runs instead, where the budgets match, and says so in its "on" entry."""
-    verdicts = claims(longest, benchmarks)
-    if any(c["verdict"] == NOT_COMPARABLE for c in verdicts):
-        on_first = claims(first, benchmarks)
-        verdicts = [{**again, "on": "the first runs, whose budgets match"}
-                    if c["verdict"] == NOT_COMPARABLE and again["verdict"] not in ("missing", NOT_COMPARABLE) else c
-                    for c, again in zip(verdicts, on_first)]
+def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None = None) -> list[dict]:
+    """`claims` on `runs` (each model's longest, say). A claim they cannot settle (budgets that differ,
+    or a final fit without the val curves it needs) is judged instead on the longest budget at which its
+    models all ran in `every_run`; that entry names the budget in "on" and keeps the first evidence in
+    "longest"."""
+    verdicts = claims(runs, benchmarks)
+    for epochs, runs in runs_at_each_budget(every_run):
+        if not any(c["verdict"] in (NOT_COMPARABLE, NOT_JUDGED) for c in verdicts):
+            break
+        verdicts = [{**again, "on": f"the {epochs}-epoch runs, whose budgets match", "longest": c["evidence"]}
+                    if c["verdict"] in (NOT_COMPARABLE, NOT_JUDGED)
+                    and again["verdict"] not in ("missing", NOT_COMPARABLE, NOT_JUDGED) else c
+                    for c, again in zip(verdicts, claims(runs, benchmarks))]
     return verdicts
 
 
@@ -93,10 +97,12 @@ def shortcuts_explain_the_gap(runs: dict, benchmarks: dict) -> dict:
         return {"claim": claim, **problem}
     gap, noise = test_gap(runs, "resnet18", "plain18")
     verdict = "supported" if gap > noise else "contradicted" if gap < -noise else "no difference beyond test noise"
+    differ = recipe_difference([("plain18", runs["plain18"])], [("resnet18", runs["resnet18"])])
     return {"claim": claim, "verdict": verdict,
             "evidence": f"test {runs['resnet18']['metrics']['test_accuracy']:.2%} with shortcuts vs "
                         f"{runs['plain18']['metrics']['test_accuracy']:.2%} without ({gap * 100:+.1f} points, "
-                        f"2 SE = {noise * 100:.1f}); same widths, batch norm, recipe and budget"}
+                        f"2 SE = {noise * 100:.1f}); same widths, batch norm and budget, "
+                        + (f"but not the same recipe (plain18: {differ})" if differ else "and the same recipe")}
 
 
 def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
@@ -124,7 +130,7 @@ def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
         return {"claim": claim, **problem}
     se, plain = runs["se_resnet18"], runs["resnet18"]
     if is_final_fit(se) or is_final_fit(plain):
-        return {"claim": claim, "verdict": "not judged",
+        return {"claim": claim, "verdict": NOT_JUDGED,
                 "evidence": "a run trained on all 50,000 images has no val curve to race on"}
     val_images = min(se["metrics"]["val_images"], plain["metrics"]["val_images"])
     races = [race_to(t, se["history"], plain["history"], val_images, ("SE", "ResNet")) for t in THRESHOLDS]

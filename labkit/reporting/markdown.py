@@ -47,6 +47,7 @@ from labkit.reporting.overview import (
 from labkit.reporting.select import (
     DEFAULT_RUNS,
     budget_groups,
+    first_runs,
     is_final_fit,
     load_benchmarks,
     load_every_run,
@@ -90,14 +91,14 @@ ARCHITECTURES = {
                  "A 3×3 stem and four stages of two BasicBlocks (64–512 channels). Each block learns a "
                  "residual F(x) and adds it to a shortcut: the identity, or a 1×1 projection where the "
                  "stride or width changes, so gradients reach early layers through the additions."),
-    "densenet_cifar": ("DenseNet (CIFAR, k = 12)",
-                       "Four dense blocks of [6, 12, 24, 16] bottleneck layers; every layer reads the "
-                       "concatenation of all earlier maps of its block and adds k = 12 channels. "
-                       "Transitions halve channels and resolution. About 1 M parameters."),
     "plain18": ("ResNet-18 without shortcuts (control)",
                 "ResNet-18 with every shortcut removed, the 1×1 projections too: the same stem, stages, widths "
                 "and batch norm, each block computing only F(x). It trains with the recipe and budget of the first "
                 "ResNet-18 run, so the pair isolates what the shortcuts do, the lab report's residual claim."),
+    "densenet_cifar": ("DenseNet (CIFAR, k = 12)",
+                       "Four dense blocks of [6, 12, 24, 16] bottleneck layers; every layer reads the "
+                       "concatenation of all earlier maps of its block and adds k = 12 channels. "
+                       "Transitions halve channels and resolution. About 1 M parameters."),
     "se_resnet18": ("SE-ResNet-18",
                     "ResNet-18 whose blocks squeeze each channel to its mean, pass the vector through "
                     "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add."),
@@ -362,7 +363,7 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
                   "rerun the analysis notebook.", ""]
     return (lines + calibration_section(summaries, figures, link) + corruption_section(summaries, figures, link)
             + attack_section(summaries, first, figures, link) + gradcam_section(summaries, root, figures, link, problems)
-            + analysis_time_section(summaries, first))
+            + analysis_time_section(summaries))
 
 
 def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
@@ -560,11 +561,13 @@ def analysis_sizes(found: dict, root: Path) -> dict | None:
     return None
 
 
-def analysis_time_section(summaries: dict, first: dict) -> list[str]:
-    """What each analysis cost, per run."""
-    making = first.get("corrupted_sets_made_in_s")
-    return ["### Analysis time", "", "Wall time in seconds per analysis and run"
-              + (f"; making the corrupted images, once for all runs, took {making:.0f} s more" if making else "")
+def analysis_time_section(summaries: dict) -> list[str]:
+    """What each analysis cost, per run, as recorded when it ran."""
+    making = sorted({round(s["corrupted_sets_made_in_s"]) for s in summaries.values()
+                     if s.get("corrupted_sets_made_in_s")})
+    return ["### Analysis time", "", "Wall time in seconds per analysis and run, as recorded when each ran"
+              + (f"; making the corrupted images, once per analysis session for the runs it analysed, took "
+                 f"{' and '.join(f'{m} s' for m in making)} more" if making else "")
               + ":", "", markdown_table(wall_time_table(summaries)), ""]
 
 
@@ -607,9 +610,11 @@ def recipes_line(name: str, run: dict, every_run: dict) -> list[str]:
             + "; ".join(others)]
 
 
-def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
-    """The lab report's claims judged on each model's longest run and, where it differs, again on the
-    first runs (named after their models), so a verdict that changes with the budget shows."""
+def discussion_section(runs: dict, every_run: dict, verdicts: list[dict], benches: dict) -> list[str]:
+    """The lab report's claims judged on each model's longest run (`verdicts`, from
+    `claims_where_comparable`: a claim those runs cannot settle is judged at the longest budget its
+    models share) and, where they differ, again on the first runs (named after their models), so a
+    verdict that changes with the budget shows."""
     lines = ["## Discussion: the lab report's claims against these numbers", "",
              "An accuracy difference counts only beyond two standard errors (binomial, from the val or test "
              "set size): each large model is one training run (one seed); the CNN has five seeds."
@@ -623,9 +628,10 @@ def discussion_section(runs: dict, every_run: dict, benches: dict) -> list[str]:
         if len(budgets) > 1:
             epochs = ", ".join(f"{n} {r['metrics']['epochs']}" for n, r in present(chosen).items())
             lines += [f"### On {label} ({recipe_phrase(chosen)}epochs: {epochs or 'none'})", ""]
-        found = claims(chosen, benches)
-        lines += [f"- **{c['claim']}** — {c['verdict']}. {c['evidence']}" for c in found
-                  if (c["claim"], c["evidence"]) not in shown]
+        found = verdicts if chosen is runs else claims(chosen, benches)
+        lines += [f"- **{c['claim']}** — {c['verdict']}"
+                  + (f" (on {c['on']}; on the longest runs: {c['longest']})" if "on" in c else "")
+                  + f". {c['evidence']}" for c in found if (c["claim"], c["evidence"]) not in shown]
         same = [c["claim"] for c in found if (c["claim"], c["evidence"]) in shown]
         if same:
             lines += [f"- The same runs and evidence as above for: {'; '.join(same)}."]
@@ -680,7 +686,7 @@ def build(root: Path, output: Path) -> str:
     runs = longest_runs(every_run)
     found = present(runs)
     benches = load_benchmarks(root, problems)
-    verdicts = claims_where_comparable(runs, first_runs(every_run), benches)
+    verdicts = claims_where_comparable(runs, every_run, benches)
     lines = header_section()
     if other_data:
         lines += [f"**Left out:** {', '.join(other_data)}, trained on another data set than the other runs "
@@ -690,7 +696,7 @@ def build(root: Path, output: Path) -> str:
     for name, run in found.items():
         lines += model_section(name, run, every_run, figures, link)
     lines += comparison_section(runs, every_run, figures, link)
-    lines += discussion_section(runs, every_run, benches)
+    lines += discussion_section(runs, every_run, verdicts, benches)
     lines += beyond_section(found, root, figures, link, problems)
     lines += conclusions_section(every_run, verdicts, root) + limitations_section(found, analysis_sizes(found, root), every_run)
     lines += references_section()
@@ -792,11 +798,6 @@ def control_line(run: dict, every_run: dict) -> list[str]:
         return []
     c = shortcuts_explain_the_gap({"resnet18": every_run["resnet18"], "plain18": run}, {})
     return [f"- against `resnet18`, the same network with its shortcuts: {c['verdict']}; {c['evidence']}"]
-
-
-def first_runs(every_run: dict) -> dict:
-    """Each model's first run, named after the model (15 epochs, the CNN's 30), or None."""
-    return {name: every_run.get(name) for name in DEFAULT_RUNS}
 
 
 def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list[str]:

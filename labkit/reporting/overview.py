@@ -117,8 +117,8 @@ def slowest_epoch(groups: dict) -> str:
             f"{duration(slowest)} against a median of {duration(median)})")
 
 
-CONTROL_PHRASE = (", and, as the control for the lab report's residual claim, ResNet-18 with its shortcuts removed "
-                  "(plain18), trained with the first ResNet-18 run's recipe and budget")
+CONTROL_PHRASE = (" and, as the control for the lab report's residual claim, the same network with its shortcuts "
+                  "removed (plain18, trained with the first ResNet-18 run's recipe and budget),")
 
 
 def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
@@ -132,12 +132,12 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     lines = ["## Summary", "",
              f"{'Six' if control else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy) on "
              f"{' and '.join(devices)}: "
-             f"the PyTorch tutorial CNN, ResNet-18, DenseNet-BC with growth rate k = 12 (bottlenecks and 0.5 "
+             f"the PyTorch tutorial CNN, ResNet-18{CONTROL_PHRASE if control else ','} DenseNet-BC with growth rate "
+             f"k = 12 (bottlenecks and 0.5 "
              f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
              f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
              f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
-             f"serves as the ablation of the stem{CONTROL_PHRASE if control else ''}. Recipes were chosen on "
-             f"validation splits (the long-run recipe "
+             f"serves as the ablation of the stem. Recipes were chosen on validation splits (the long-run recipe "
              f"on ResNet-18's, and carried over to the other deep models); the test split was read once per run, "
              f"after its last epoch.", "",
              markdown_table(table), "",
@@ -151,7 +151,9 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     if judged:
         counts = pd.Series(judged).value_counts()
         waiting = len(verdicts) - len(judged)
-        lines += [f"- Of the lab report's {len(verdicts)} claims, {len(judged)} could be checked: "
+        elsewhere = sum("on" in c for c in verdicts)
+        lines += [f"- Of the lab report's {len(verdicts)} claims, {len(judged)} could be checked"
+                  + (f" ({elsewhere} at a shorter budget, where the runs compared match)" if elsewhere else "") + ": "
                   + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
                   + (f"; {waiting} waits for a run not trained yet" if waiting == 1 else
                      f"; {waiting} wait for runs not trained yet" if waiting else "")
@@ -218,8 +220,9 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     ranked = sorted(groups.items(), key=lambda item: -seed_summary(item[1])[0])
     lines = ["## Conclusions", ""]
     if ranked:
-        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%} ({group[0][1]['metrics']['epochs']} "
-                          f"epochs{f', mean of {len(group)} seeds' if len(group) > 1 else ''})" for model, group in ranked)
+        order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%} "
+                          f"({group[0][1]['metrics']['epochs']} epochs"
+                          f"{f', mean of {len(group)} seeds' if len(group) > 1 else ''})" for model, group in ranked)
         seeds = seed_noise(every_run)
         lines += [f"- Ranked by headline test accuracy: {order}; "
                   + (f"differences under about {seeds['gap'] * 100:.1f} points between single-seed runs may be seed and "
@@ -228,8 +231,8 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     judged = [c for c in verdicts if c["verdict"] != "missing"]
     if judged:
         lines += ["- The lab report's claims (evidence in the discussion): "
-                  + "; ".join(f"{c['claim'].rstrip('.')}: **{c['verdict']}**" + (f" (on {c['on']})" if "on" in c else "")
-                              for c in judged) + "."]
+                  + "; ".join(f"{c['claim'].rstrip('.')}: **{c['verdict']}**"
+                              + (f" (on {c['on']})" if "on" in c else "") for c in judged) + "."]
     waiting = [c["claim"] for c in verdicts if c["verdict"] == "missing"]
     if waiting:
         lines += [f"- Not judged yet, a run they need is missing: {'; '.join(waiting)}."]

@@ -51,9 +51,30 @@ def longest_runs(every_run: dict) -> dict[str, dict | None]:
             chosen[model] = None
             continue
         _, group = budget_groups(grouped[model])[-1]
-        name, run = min(group, key=lambda entry: (not is_notebook_run(entry[1]), entry[0]))
+        name, run = representative(group)
         chosen[name] = run
     return chosen
+
+
+def runs_at_each_budget(every_run: dict) -> list[tuple[int, dict[str, dict]]]:
+    """Every epoch budget some model ran, longest first, each with every model's run at that budget
+    (its recipe chosen on val, as in `longest_runs`): the sets on which a claim compares like with like."""
+    budgets: dict[int, dict[str, dict]] = {}
+    for entries in runs_by_model(every_run).values():
+        for epochs, group in budget_groups(entries):
+            name, run = representative(group)
+            budgets.setdefault(epochs, {})[name] = run
+    return sorted(budgets.items(), key=lambda item: -item[0])
+
+
+def first_runs(every_run: dict) -> dict:
+    """Each model's first run, named after the model (15 epochs, the CNN's 30), or None."""
+    return {name: every_run.get(name) for name in DEFAULT_RUNS}
+
+
+def representative(group: list[tuple[str, dict]]) -> tuple[str, dict]:
+    """The run that stands for seeds of one recipe: the notebook's run, else the first by name."""
+    return min(group, key=lambda entry: (not is_notebook_run(entry[1]), entry[0]))
 
 
 def is_notebook_run(run: dict) -> bool:

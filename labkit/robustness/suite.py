@@ -81,6 +81,7 @@ class RunAnalysis:
     probabilities: Tensor       # the model's probabilities on it (no TTA), N×C
     summary: dict = field(default_factory=dict)   # what analysis.json holds
     gradcam_images: Tensor | None = None          # uint8 N×3×32×32, the images Grad-CAM explained
+    saved: bool = False                           # results/<run>/ holds exactly this analysis
 
 
 def test_subset(labels: Tensor, size: int, seed: int) -> Tensor:
@@ -89,7 +90,11 @@ def test_subset(labels: Tensor, size: int, seed: int) -> Tensor:
 
 
 def weights_sha256(run_name: str, root: Path | None = None) -> str:
-    return hashlib.sha256(((root or results_root()) / run_name / "model.pt").read_bytes()).hexdigest()
+    path = (root or results_root()) / run_name / "model.pt"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        raise RunDataError(f"{path} cannot be read ({err}); the run's weights are missing") from err
 
 
 def check_same_data(run_name: str, metrics: dict, data: Cifar10) -> None:
@@ -106,11 +111,11 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
                  ) -> dict[str, RunAnalysis]:
     """`analyse_run` for each run, corrupting the images once for all of them. With `reuse`, a run whose
     saved analysis was made from its present weights, on `data`, with these settings is read instead
-    (`current_analysis`): adding a run to the comparison costs that run's analysis only. With `save`,
+    (`reusable_analysis`): adding a run to the comparison costs that run's analysis only. With `save`,
     each run's analysis.json is written as soon as it is done, so a later failure loses nothing; a run
     whose files are broken is skipped with a warning that names the file and what is wrong."""
     settings = settings or AnalysisSettings()
-    saved = {name: current_analysis(name, data, settings, root) if reuse else None for name in run_names}
+    saved = {name: reusable_analysis(name, data, settings, root) if reuse else None for name in run_names}
     if any(saved.values()):
         log(f"read, not redone (saved from the present weights, data and settings): "
             f"{', '.join(name for name, analysis in saved.items() if analysis)}")
@@ -136,8 +141,8 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
     return analyses
 
 
-def current_analysis(run_name: str, data: Cifar10, settings: AnalysisSettings, root: Path | None = None
-                     ) -> RunAnalysis | None:
+def reusable_analysis(run_name: str, data: Cifar10, settings: AnalysisSettings, root: Path | None = None
+                      ) -> RunAnalysis | None:
     """The run's saved analysis if it was made from its present weights, on `data`, with `settings`, by
     this ANALYSIS_VERSION; None if it must be made (again)."""
     try:
@@ -261,10 +266,13 @@ def pick_gradcam_images(analyses: list[RunAnalysis], labels: Tensor, seed: int =
 
 
 def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
-    """Grad-CAM of the model's predicted class on the picked images, kept in the summary; a saved analysis
-    that already explains these picks keeps its maps."""
+    """Grad-CAM of the model's predicted class on the picked images, kept in the summary with when and by
+    which commit the maps were made; a saved analysis that already explains these images keeps its maps
+    (only the captions' counts of models are brought up to date)."""
     done = analysis.summary.get("gradcam") or {}
-    if analysis.gradcam_images is not None and all(done.get(key) == value for key, value in picks.items()):
+    if analysis.gradcam_images is not None and done.get("test_indices") == picks["test_indices"]:
+        if done["kinds"] != picks["kinds"]:
+            done["kinds"], analysis.saved = picks["kinds"], False
         return done
     started = time.perf_counter()
     chosen = torch.tensor(picks["test_indices"], dtype=torch.long)
@@ -279,10 +287,12 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
         "true": [data.classes[int(c)] for c in data.test_labels[chosen]],
         "predicted": [data.classes[int(c)] for c in predicted],
         "confidence": [round(float(p), 4) for p in probabilities.max(1).values],
-        "maps": [[[round(float(v), 3) for v in row] for row in m] for m in maps]}
+        "maps": [[[round(float(v), 3) for v in row] for row in m] for m in maps],
+        "date": utc_timestamp(), **git_commit()}
     elapsed, timings = time.perf_counter() - started, analysis.summary["wall_time_s"]
     total = timings.pop("total_s") - timings.pop("gradcam_s", 0.0) + elapsed   # maps made anew replace older ones
     timings.update(gradcam_s=elapsed, total_s=total)   # total stays last
+    analysis.saved = False
     return analysis.summary["gradcam"]
 
 
@@ -299,6 +309,7 @@ def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
     path = folder / ANALYSIS_FILE
     summary = {key: value for key, value in analysis.summary.items() if key != "stale"}   # load_analysis derives it
     write_atomic(path, (json.dumps(summary, indent=1) + "\n").encode())
+    analysis.saved = True
     return path
 
 
@@ -329,7 +340,7 @@ def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None)
             raise RunDataError(f"the saved analyses of {first.run_name} and {name} used different test subsets; "
                                "analyse them together (analyse = True) with the same settings")
         analyses[name] = RunAnalysis(name, load_model(name, root), index, probabilities, summary,
-                                     saved.get("gradcam_images"))
+                                     saved.get("gradcam_images"), saved=True)
     return analyses
 
 
