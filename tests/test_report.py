@@ -62,6 +62,26 @@ def test_speed_claims_use_the_newest_benchmark_that_measured_both_and_name_it():
     assert benchmark_speeds(benchmarks, ("cnn",)) is None
 
 
+def test_a_speed_claim_holds_only_where_every_machine_benchmarked_agrees_and_names_each():
+    from labkit.reporting.claims import densenet_is_smaller_but_costlier
+
+    def bench(device, date, densenet, resnet):
+        return {"device": device, "date": date, "models": {"densenet_cifar": {"fast": {"images_per_s": densenet}},
+                                                             "resnet18": {"fast": {"images_per_s": resnet}}}}
+    runs = {m: {"metrics": {"model": m, "epochs": 15, "params": p, "flops_per_image": f}}
+            for m, p, f in (("densenet_cifar", 1_000_618, 2.5e8), ("resnet18", 11_173_962, 1.1e9))}
+    benchmarks = {"xeon": bench("CPU Xeon", "2026-12-02", 99.0, 163.0),
+                  "epyc-old": bench("CPU EPYC", "2026-11-28", 50.0, 90.0),   # that machine's older file: not used
+                  "epyc": bench("CPU EPYC", "2026-12-01", 125.0, 110.0)}
+    found = densenet_is_smaller_but_costlier(runs, benchmarks)
+    assert found["verdict"] == "partly (fewer parameters, more activation memory per image)"
+    assert ("99 vs 163 img/s training on CPU Xeon (benchmark `xeon.json`); 125 vs 110 img/s training on CPU EPYC "
+            "(benchmark `epyc.json`) (slower on CPU Xeon only)") in found["evidence"]
+    agreeing = {**benchmarks, "epyc": bench("CPU EPYC", "2026-12-01", 91.0, 110.0)}
+    assert densenet_is_smaller_but_costlier(runs, agreeing)["verdict"] == "supported"
+    assert densenet_is_smaller_but_costlier(runs, {"xeon": benchmarks["xeon"]})["verdict"] == "supported"
+
+
 def test_speeds_in_claims_come_from_a_benchmark_when_one_measured_both_models():
     import pandas as pd
 
@@ -440,7 +460,7 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     control = text.split("## ResNet-18 without shortcuts (control)")[1].split("\n## ")[0]
     assert "- against `resnet18`, the same network with its shortcuts: " in control
     conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
-    assert "ResNet-18 without shortcuts" in conclusions and "(4 epochs)" in conclusions
+    assert "ResNet-18, no shortcuts" in conclusions and "(4 epochs)" in conclusions
     assert "(60 epochs, mean of 2 seeds)" in conclusions
     assert re.search(r"without its shortcuts \(plain18\): \*\*[^*]+\*\* \(on the 2-epoch runs, whose budgets match\)",
                      conclusions)

@@ -12,9 +12,8 @@ from labkit.models.inspect import GATE_SPREAD
 from labkit.reporting.captions import strongest_common_budget
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, lead_over_next, seed_summary
-from labkit.reporting.tables import (MODEL_TITLES, constant_columns, duration, headline_table, machine_name,
-                                     markdown_table)
+from labkit.reporting.stats import accuracy_standard_error, lead_over_next, machine_name, seed_summary
+from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
 from labkit.robustness.suite import load_analysis
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config

@@ -12,12 +12,7 @@ import pandas as pd
 from labkit.models.inspect import architecture_activation_mb
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, seed_summary, typical_images_per_s
-
-
-def machine_name(device: str) -> str:
-    """A device as the report prints it: 'CPU Intel(R) Xeon(R) Processor (2 cores)' -> 'CPU Intel Xeon Processor (2 cores)'."""
-    return device.replace("(R)", "")
+from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary, typical_images_per_s
 
 
 def lab_report_table(runs: dict) -> pd.DataFrame:
@@ -48,7 +43,7 @@ def lab_report_table(runs: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
-MODEL_TITLES = {"cnn": "CNN (tutorial)", "resnet18": "ResNet-18", "plain18": "ResNet-18 without shortcuts",
+MODEL_TITLES = {"cnn": "CNN (tutorial)", "resnet18": "ResNet-18", "plain18": "ResNet-18, no shortcuts",
                 "densenet_cifar": "DenseNet (k=12)", "se_resnet18": "SE-ResNet-18",
                 "se_resnet18_imagenet_stem": "SE-ResNet-18, ImageNet stem"}
 
