@@ -402,8 +402,8 @@ def test_a_claim_the_longest_runs_cannot_settle_is_judged_at_the_longest_budget_
     judged = verdict(every_run)
     assert judged["verdict"] == "supported" and judged["on"] == "the 15-epoch runs, whose budgets match"
     assert judged["longest"] == "resnet18 vs plain18 trained for 40 vs 15 epochs"
-    assert judged["evidence"] == ("test 89.00% with shortcuts vs 86.00% without (+3.0 points, 2 SE = 0.9); same "
-                                  "widths, batch norm and budget, and the same recipe")
+    assert judged["evidence"] == ("test 89.00% with shortcuts vs 86.00% without (+3.0 points, 2 SE = 0.9); one seed "
+                                  "each; same widths, batch norm and budget, and the same recipe")
     # the longest shared budget, not the first: the stem claim at 40 epochs although both models ran 15 too
     stems = {"se_resnet18_imagenet_stem": run("se_resnet18_imagenet_stem", 15, 0.80),
              "se_resnet18": run("se_resnet18", 15, 0.89), "se_resnet18_imagenet_stem-40ep":
@@ -418,8 +418,13 @@ def test_a_claim_the_longest_runs_cannot_settle_is_judged_at_the_longest_budget_
 
     assert control_line(every_run["plain18"], every_run) == [
         "- against `resnet18`, the same network with its shortcuts: supported; test 89.00% with shortcuts vs 86.00% "
-        "without (+3.0 points, 2 SE = 0.9); same widths, batch norm and budget, and the same recipe"]
+        "without (+3.0 points, 2 SE = 0.9); one seed each; same widths, batch norm and budget, and the same recipe"]
     assert control_line(every_run["resnet18"], every_run) == []
+    with_val = {m: {"metrics": {**r["metrics"], "val_images": 5000}} for m, r in every_run.items()}
+    line = control_line(with_val["plain18"], with_val)[0]        # val 88.50 vs 85.50 %: beyond its noise too
+    assert ": supported; " in line and "final val 88.50% vs 85.50% (+3.0, 2 SE = 1.3)" in line
+    with_val["plain18"]["metrics"]["final_val_accuracy"] = 0.882
+    assert ": supported on test only (val within its noise); " in control_line(with_val["plain18"], with_val)[0]
     other = {**every_run, "plain18": run("plain18", 15, 0.86, cutout=12)}
     assert control_line(other["plain18"], other)[0].endswith("but not the same recipe (plain18: cutout 12)")
 
@@ -457,7 +462,7 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
         (root / name / "metrics.json").write_text(json.dumps(metrics))
     text = build(root, tmp_path / "report.md")
     assert "Six networks trained from scratch" in text and "the same network with its shortcuts removed (plain18" in text
-    control = text.split("## ResNet-18 without shortcuts (control)")[1].split("\n## ")[0]
+    control = text.split("## ResNet-18, no shortcuts (control)")[1].split("\n## ")[0]
     assert "- against `resnet18`, the same network with its shortcuts: " in control
     conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
     assert "ResNet-18, no shortcuts" in conclusions and "(4 epochs)" in conclusions

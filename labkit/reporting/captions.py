@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labkit.reporting.figures import MIN_BIN_IMAGES, corruption_scale_floor
-from labkit.reporting.select import is_final_fit, present
+from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor
+from labkit.reporting.select import is_final_fit, present, runs_by_model
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -98,8 +98,10 @@ def scatter_caption(runs: dict) -> str:
 
 def budget_caption(runs: dict) -> str:
     final_fits = any(is_final_fit(run) for run in present(runs).values())
+    models = len(runs_by_model(runs))
     return ("Each point is a model's run(s) at one epoch budget (several seeds: the mean, with their standard "
-            "deviation as a bar), moved up to 2.4 epochs sideways so that no model hides another; the marker says "
+            f"deviation as a bar), moved up to {budget_offset(models - 1, models):.1f} epochs sideways so that no "
+            "model hides another; the marker says "
             "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "
             "schedule with the recipe; "
             + ("open markers are final fits on all 50,000 training images; " if final_fits else "")

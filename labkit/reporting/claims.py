@@ -62,6 +62,16 @@ def test_gap(runs: dict, first: str, second: str) -> tuple[float, float]:
             difference_noise((a["test_accuracy"], a["test_images"]), (b["test_accuracy"], b["test_images"])))
 
 
+def val_gap(runs: dict, first: str, second: str) -> tuple[float, float, float, float] | None:
+    """(first's final val accuracy minus second's, two standard errors of that difference, the two
+    accuracies), or None where either run has no val split."""
+    a, b = runs[first]["metrics"], runs[second]["metrics"]
+    if any(m.get(key) is None for m in (a, b) for key in ("final_val_accuracy", "val_images")):
+        return None
+    noise = difference_noise((a["final_val_accuracy"], a["val_images"]), (b["final_val_accuracy"], b["val_images"]))
+    return a["final_val_accuracy"] - b["final_val_accuracy"], noise, a["final_val_accuracy"], b["final_val_accuracy"]
+
+
 def run_label(runs: dict, model: str) -> str:
     """The run a model is judged on, by its folder's name ('cnn-60ep'); the model's name without one."""
     folder = runs[model].get("folder")
@@ -97,11 +107,17 @@ def shortcuts_explain_the_gap(runs: dict, benchmarks: dict) -> dict:
         return {"claim": claim, **problem}
     gap, noise = test_gap(runs, "resnet18", "plain18")
     verdict = "supported" if gap > noise else "contradicted" if gap < -noise else "no difference beyond test noise"
+    val = val_gap(runs, "resnet18", "plain18")
+    if val is not None and verdict != "no difference beyond test noise" and abs(val[0]) <= val[1]:
+        verdict += " on test only (val within its noise)"
     differ = recipe_difference([("plain18", runs["plain18"])], [("resnet18", runs["resnet18"])])
     return {"claim": claim, "verdict": verdict,
             "evidence": f"test {runs['resnet18']['metrics']['test_accuracy']:.2%} with shortcuts vs "
                         f"{runs['plain18']['metrics']['test_accuracy']:.2%} without ({gap * 100:+.1f} points, "
-                        f"2 SE = {noise * 100:.1f}); same widths, batch norm and budget, "
+                        f"2 SE = {noise * 100:.1f})"
+                        + (f", final val {val[2]:.2%} vs {val[3]:.2%} ({val[0] * 100:+.1f}, 2 SE = {val[1] * 100:.1f})"
+                           if val is not None else "")
+                        + "; one seed each; same widths, batch norm and budget, "
                         + (f"but not the same recipe (plain18: {differ})" if differ else "and the same recipe")}
 
 

@@ -348,6 +348,11 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     return fig
 
 
+def budget_offset(index: int, models: int) -> float:
+    """How far sideways (in epochs) the budget figure draws the `index`-th of `models` models."""
+    return (index - (models - 1) / 2) * 1.2
+
+
 def budget_figure(runs: dict):
     """Test accuracy against the epoch budget, one line per model across its runs (the mean, with
     the seeds' standard deviation as an error bar, where several seeds ran at one budget). The marker
@@ -358,7 +363,7 @@ def budget_figure(runs: dict):
     grouped = runs_by_model(runs)
     for i, (model, entries) in enumerate(grouped.items()):
         groups = budget_groups(entries)
-        offset = (i - (len(grouped) - 1) / 2) * 1.2
+        offset = budget_offset(i, len(grouped))
         xs = [epochs + offset for epochs, _ in groups]
         means = [seed_summary(group)[0] for _, group in groups]
         colour = model_colour(model)

@@ -90,7 +90,7 @@ ARCHITECTURES = {
                  "A 3×3 stem and four stages of two BasicBlocks (64–512 channels). Each block learns a "
                  "residual F(x) and adds it to a shortcut: the identity, or a 1×1 projection where the "
                  "stride or width changes, so gradients reach early layers through the additions."),
-    "plain18": ("ResNet-18 without shortcuts (control)",
+    "plain18": ("ResNet-18, no shortcuts (control)",
                 "ResNet-18 with every shortcut removed, the 1×1 projections too: the same stem, stages, widths "
                 "and batch norm, each block computing only F(x). It trains with the recipe and budget of the first "
                 "ResNet-18 run, so the pair isolates what the shortcuts do, the lab report's residual claim. On "
