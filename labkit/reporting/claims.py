@@ -127,19 +127,16 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     if problem and problem["verdict"] == "missing":
         return {"claim": claim, **problem}
     d, r = runs["densenet_cifar"]["metrics"], runs["resnet18"]["metrics"]
-    machines = speeds_by_machine(benchmarks, ("densenet_cifar", "resnet18"))
+    models = ("densenet_cifar", "resnet18")
+    machines = speeds_by_machine(benchmarks, models)
     if len(machines) > 1:     # the speed ranking is the CPU's as much as the model's: every machine must agree
-        slower = [machine for machine, speeds, _ in machines if speeds[0] < speeds[1]]
-        speed = "; ".join(f"{s[0]:.0f} vs {s[1]:.0f} img/s training on {machine} (benchmark `{stem}.json`)"
-                          for machine, s, stem in machines)
-        if slower and len(slower) < len(machines):
-            speed += f" (slower on {', '.join(slower)} only)"
+        measured = [(speeds, f"on {machine} (benchmark `{stem}.json`)") for machine, speeds, stem in machines]
     else:
-        speeds, source = training_speeds(runs, benchmarks, ("densenet_cifar", "resnet18"))
-        slower = [source] if speeds[0] < speeds[1] else []
-        speed, machines = f"{speeds[0]:.0f} vs {speeds[1]:.0f} img/s training ({source})", [source]
-    memory = [architecture_activation_mb(m) for m in ("densenet_cifar", "resnet18")]
-    parts = {"fewer parameters": d["params"] < r["params"], "slower": len(slower) == len(machines),
+        speeds, source = training_speeds(runs, benchmarks, models)
+        measured = [(speeds, f"({source})")]
+    speed = "; ".join(f"{s[0]:.0f} vs {s[1]:.0f} img/s training {where}" for s, where in measured)
+    memory = [architecture_activation_mb(m) for m in models]
+    parts = {"fewer parameters": d["params"] < r["params"], "slower": all(s[0] < s[1] for s, _ in measured),
              "more activation memory per image": memory[0] > memory[1]}
     held = [k for k, v in parts.items() if v]
     verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
