@@ -31,14 +31,14 @@ def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None
     or a final fit without the val curves it needs) is judged instead on the longest budget at which its
     models all ran in `every_run`; that entry names the budget in "on" and keeps the first evidence in
     "longest"."""
+    unsettled = (NOT_COMPARABLE, NOT_JUDGED)
     verdicts = claims(runs, benchmarks)
-    for epochs, runs in runs_at_each_budget(every_run):
-        if not any(c["verdict"] in (NOT_COMPARABLE, NOT_JUDGED) for c in verdicts):
+    for epochs, at_budget in runs_at_each_budget(every_run):
+        if not any(c["verdict"] in unsettled for c in verdicts):
             break
         verdicts = [{**again, "on": f"the {epochs}-epoch runs, whose budgets match", "longest": c["evidence"]}
-                    if c["verdict"] in (NOT_COMPARABLE, NOT_JUDGED)
-                    and again["verdict"] not in ("missing", NOT_COMPARABLE, NOT_JUDGED) else c
-                    for c, again in zip(verdicts, claims(runs, benchmarks))]
+                    if c["verdict"] in unsettled and again["verdict"] not in ("missing", *unsettled) else c
+                    for c, again in zip(verdicts, claims(at_budget, benchmarks))]
     return verdicts
 
 
