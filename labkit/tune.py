@@ -123,13 +123,19 @@ def write_log(log: Path, base: TrainConfig, records: list[dict]) -> None:
                        + "\n").encode())
 
 
+def same_trial(record: dict, config: TrainConfig, data_checksum: str) -> bool:
+    """Whether `record` is the trial `config` on the same images: the data are matched by their checksum,
+    not by the path they were given (an absolute and a relative path name the same archive)."""
+    recorded = {**saved_config(record["config"], config), "data": config.data}
+    return recorded == asdict(config) and record["data_checksum"] == data_checksum
+
+
 def run_trials(base: TrainConfig, trials: list[dict], data: datalib.Cifar10, log: Path) -> list[dict]:
     """Run each override set on top of `base` (skipping those already in `log`, but adding the gate
     statistics that an SE trial recorded before they existed); return all records."""
     records = json.loads(log.read_text())["trials"] if log.is_file() else []
     for overrides, config in zip(trials, trial_configs(base, trials)):
-        recorded = next((r for r in records if saved_config(r["config"], config) == asdict(config)
-                         and r["data_checksum"] == data.checksum), None)
+        recorded = next((r for r in records if same_trial(r, config, data.checksum)), None)
         if recorded is not None:
             if "val_gate_statistics" not in recorded:
                 gates = checkpoint_gate_statistics(config, data)

@@ -32,6 +32,14 @@ def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, m
     calls = []
     monkeypatch.setattr(tune, "fit", lambda *a, **k: calls.append(a))
     assert tune.run_trials(base, [{"lr": 0.05}], data, log) == records and not calls
+    # the same images by another path are the same trial; other images are not
+    elsewhere = TrainConfig(**{**base.__dict__, "data": "/elsewhere/synthetic"})
+    assert tune.run_trials(elsewhere, [{"lr": 0.05}], data, log) == records and not calls
+    data.checksum = "other images"
+    with pytest.raises(AttributeError):   # the stubbed fit returns no result: the trial runs again
+        tune.run_trials(base, [{"lr": 0.05}], data, log)
+    assert len(calls) == 1
+    data.checksum = records[0]["data_checksum"]
     assert "lr" in tune.summary(records)
 
     table = tune.trials_table(tune.load_logs(tmp_path)["cnn-2ep"])
