@@ -464,6 +464,8 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     assert "Six networks trained from scratch" in text and "the same network with its shortcuts removed (plain18" in text
     control = text.split("## ResNet-18, no shortcuts (control)")[1].split("\n## ")[0]
     assert "- against `resnet18`, the same network with its shortcuts: " in control
+    assert "plain18_vs_resnet18.png)" in control and (root / "figures" / "plain18_vs_resnet18.png").is_file()
+    assert "`resnet18` has the lower train loss in 0 of 2 epochs and the higher val accuracy in 0." in control  # copies
     conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
     assert "ResNet-18, no shortcuts" in conclusions and "(4 epochs)" in conclusions
     assert "(60 epochs, mean of 2 seeds)" in conclusions
@@ -591,3 +593,14 @@ def test_labels_of_points_that_coincide_are_moved_apart_and_joined_to_their_poin
         assert texts["resnet"].arrow_patch is not None and texts["se"].arrow_patch is None
         assert texts["cnn"].arrow_patch is None         # far from the others: left where it is
         plt.close(fig)
+
+
+def test_the_pair_caption_counts_the_epochs_each_run_leads_on_the_epochs_both_ran():
+    import pandas as pd
+
+    from labkit.reporting.captions import pair_caption
+    with_shortcuts = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [1.5, 1.0, 0.7], "val_acc": [0.60, 0.70, 0.80]})
+    without = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.6, 0.9], "val_acc": [0.55, 0.72]})
+    assert pair_caption({"resnet18": with_shortcuts, "plain18": without}) == (
+        "`resnet18` has the lower train loss in 1 of 2 epochs and the higher val accuracy in 1. At the last epoch: "
+        "train loss 1.000 against 0.900, val accuracy 70.00% against 72.00% (one seed each).")

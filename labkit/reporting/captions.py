@@ -46,6 +46,18 @@ def curves_caption(history: pd.DataFrame) -> str:
     return text
 
 
+def pair_caption(runs: dict) -> str:
+    """Where two runs of one recipe part: the epochs in which the first has the lower train loss and the
+    higher val accuracy, and the last epoch's figures (`runs`: name -> history, the reference first)."""
+    (first, a), (second, b) = ((name, pd.DataFrame(h).set_index("epoch")) for name, h in runs.items())
+    epochs = a.index.intersection(b.index)
+    a, b = a.loc[epochs], b.loc[epochs]
+    fits, leads, last = int((a.train_loss < b.train_loss).sum()), int((a.val_acc > b.val_acc).sum()), epochs[-1]
+    return (f"`{first}` has the lower train loss in {fits} of {len(epochs)} epochs and the higher val accuracy in "
+            f"{leads}. At the last epoch: train loss {a.train_loss[last]:.3f} against {b.train_loss[last]:.3f}, "
+            f"val accuracy {a.val_acc[last]:.2%} against {b.val_acc[last]:.2%} (one seed each).")
+
+
 def per_class_caption(per_class: dict[str, float]) -> str:
     order = sorted(per_class, key=per_class.get)
     return (f"Hardest classes: {order[0]} {per_class[order[0]]:.1%} and {order[1]} {per_class[order[1]]:.1%}; "

@@ -79,6 +79,23 @@ def training_curves(history, title: str = ""):
     return fig
 
 
+def pair_curves(runs: dict, title: str):
+    """Two runs of one recipe and budget epoch by epoch (`runs`: name -> history): train loss, val accuracy
+    and val loss, each run in its model's colour, so a control shows where the pair parts."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for (name, history), marker in zip(runs.items(), "os"):
+        h = pd.DataFrame(history)
+        for ax, column in zip(axes, ("train_loss", "val_acc", "val_loss")):
+            ax.plot(h.epoch, h[column], marker + "-", ms=3, color=model_colour(name), label=name)
+    for ax, label in zip(axes, ("train loss (smoothed labels, augmented)", "val accuracy", "val loss")):
+        ax.set(xlabel="epoch", title=label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def per_class_bars(per_class: dict[str, float], title: str = "per-class test accuracy", colour: str = "steelblue"):
     """Bars from 0 (an axis cut off below would exaggerate the differences), each labelled."""
     fig, ax = plt.subplots(figsize=(8, 3))
@@ -421,8 +438,9 @@ def per_class_heatmap(runs: dict):
 
     table = pd.DataFrame({name: run["metrics"]["test_per_class_accuracy"] for name, run in present(runs).items()}).T
     fig, ax = plt.subplots(figsize=(11, 0.6 * len(table) + 2))
-    sns.heatmap(table, annot=True, fmt=".1%", cmap="viridis", vmin=0.5, vmax=1.0, ax=ax, cbar=False,
-                annot_kws={"fontsize": 8})
+    sns.heatmap(table, annot=True, fmt=".1%", cmap="viridis", vmin=0.5, vmax=1.0, ax=ax, annot_kws={"fontsize": 8},
+                cbar_kws={"label": "test accuracy (darkest: 50% or less)", "format": plt.FuncFormatter(
+                    lambda v, _: f"{v:.0%}")})
     ax.set(title=f"per-class test accuracy of each model's headline run ({len(table)} runs)", xlabel="", ylabel="")
     ax.tick_params(axis="x", rotation=30)
     ax.tick_params(axis="y", rotation=0)

@@ -28,6 +28,7 @@ from labkit.reporting.figures import (
     corruption_heatmaps,
     curves_figure,
     gradcam_captions,
+    pair_curves,
     gradcam_overlays,
     model_colour,
     per_class_bars,
@@ -772,6 +773,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
                         colour=model_colour(name)), bars)
     heat = figures / f"{name}_confusion.png"
     save(confusion_heatmap(run["confusion"].to_numpy(), list(CLASSES), title=name), heat)
+    lines += control_figure(name, run, every_run, figures, link)
     lines += [f"![{name} curves]({link(curves)})", "", captions.curves_caption(run["history"]), "",
               f"![{name} per-class]({link(bars)})", "", captions.per_class_caption(m["test_per_class_accuracy"]), "",
               f"![{name} confusion]({link(heat)})", "", captions.confusion_caption(run["confusion"]), ""]
@@ -800,6 +802,16 @@ def control_line(run: dict, every_run: dict) -> list[str]:
         return []
     c = shortcuts_explain_the_gap({"resnet18": every_run["resnet18"], "plain18": run}, {})
     return [f"- against `resnet18`, the same network with its shortcuts: {c['verdict']}; {c['evidence']}"]
+
+
+def control_figure(name: str, run: dict, every_run: dict, figures: Path, link) -> list[str]:
+    """For plain18, its curves beside the first ResNet-18 run's, the pair its control line judges."""
+    if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
+        return []
+    pair = {"resnet18": every_run["resnet18"]["history"], name: run["history"]}
+    path = figures / f"{name}_vs_resnet18.png"
+    save(pair_curves(pair, title=f"{name} against resnet18: one recipe and budget, with and without shortcuts"), path)
+    return [f"![{name} against resnet18]({link(path)})", "", captions.pair_caption(pair), ""]
 
 
 def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list[str]:
