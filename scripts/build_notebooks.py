@@ -59,7 +59,9 @@ become colour blobs and oriented edges: the same kind of detectors that appear i
         intro="""**Residual learning** (He et al., 2016): instead of asking two stacked 3×3 convolutions to
 produce the desired map H(x) directly, a block learns the *residual* F(x) = H(x) − x and outputs
 relu(F(x) + x). The **shortcut** carries x past the convolutions unchanged, so the identity is the easy
-default and gradients flow back through the additions to early layers undiminished.
+default: a block with nothing to add leaves its input as it is. He et al. found that this lets deep residual
+nets improve with depth where plain nets of the same depth degrade; the gradient figure below measures what
+the shortcuts do to gradients at initialisation.
 
 When a block changes the shape (stride 2, or more channels), x cannot be added as it is: the shortcut
 becomes a **1×1 convolution with stride 2 plus batch norm** (a projection) that maps x to the new shape.

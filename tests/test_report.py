@@ -124,7 +124,7 @@ def test_epochs_to_accuracy_counts_a_lead_only_beyond_val_noise():
 
 
 def test_the_seed_spread_is_measured_where_a_recipe_ran_with_several_seeds():
-    from labkit.reporting.overview import seed_noise
+    from labkit.reporting.claims import seed_noise
     assert seed_noise({"cnn": fake_run("cnn", 60, 0.75)}) is None
     runs = {f"cnn-60ep-seed{i}": fake_run("cnn", 60, accuracy, i) for i, accuracy in enumerate((0.750, 0.755, 0.760))}
     noise = seed_noise(runs)
@@ -428,6 +428,14 @@ def test_a_claim_the_longest_runs_cannot_settle_is_judged_at_the_longest_budget_
     other = {**every_run, "plain18": run("plain18", 15, 0.86, cutout=12)}
     assert control_line(other["plain18"], other)[0].endswith("but not the same recipe (plain18: cutout 12)")
 
+    # a test gap beyond the test images' noise but under the seeds' spread is qualified, wherever it is shown
+    def with_cnn_seeds(accuracies):
+        return {**every_run, **{f"cnn-60ep-seed{i}": fake_run("cnn", 60, a, i) for i, a in enumerate(accuracies)}}
+    spread = with_cnn_seeds((0.70, 0.72, 0.74))                   # sd 2 points: two single runs may differ by 5.8
+    assert verdict(spread)["verdict"] == "supported, not beyond seed noise (5.8 points)"
+    assert ": supported, not beyond seed noise (5.8 points); test 89.00%" in control_line(spread["plain18"], spread)[0]
+    assert verdict(with_cnn_seeds((0.750, 0.751, 0.752)))["verdict"] == "supported"    # 3.0 points beyond 1.2
+
 
 def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
     import json
@@ -448,6 +456,9 @@ def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_bo
     text = build(root, tmp_path / "report.md")
     cnn_section = text.split("## CNN")[1].split("\n## ")[0]
     assert "Run `cnn-60ep`:" in cnn_section and "over 2 seeds at 60 epochs (cnn-60ep, cnn-60ep-seed1)" in cnn_section
+    comparison = text.split("## Comparison")[1].split("\n## ")[0]
+    assert "`cnn-60ep` is one of 2 seeds at its budget; their mean, which the summary and conclusions give, is " \
+           in comparison and "`resnet18` is one of" not in comparison
     assert re.search(r"### On each model's longest run \((\w[^;]*; )?epochs: cnn-60ep 60, resnet18 2\)", text)
     assert re.search(r"### On the first runs \((\w[^;]*; )?epochs: cnn 2, resnet18 2\)", text)
     assert "figures/cnn-60ep_curves.png" in text and "figures/cnn_curves.png" not in text
@@ -520,6 +531,8 @@ def test_the_report_prints_to_a_pdf_with_its_figures(results_root, tmp_path):
 
 
 def test_a_leader_is_named_only_beyond_the_noise_and_findings_say_which_noise_a_gap_clears():
+    import pandas as pd
+
     from labkit.reporting.overview import lab_report_findings, leader
 
     assert leader({"a": 0.80, "b": 0.70}, 1000) == "highest: a"                    # 10 points, 2 SE ≈ 3.8
@@ -535,6 +548,13 @@ def test_a_leader_is_named_only_beyond_the_noise_and_findings_say_which_noise_a_
     assert "90.92% without TTA: +0.92 points, above the lab report's 90%" in above
     assert "beyond the test noise (2 SE ≈ 0.6 points) but within the 1.7 points" in above
     assert "-1.94 points, below the lab report's 92%" in below and below.endswith("need not be the architecture's.")
+    rising = pd.DataFrame({"epoch": [1, 2, 3], "val_acc": [0.80, 0.88, 0.89]})
+    densenet = [("run", {**group(0.906, 0.9006)[0][1], "history": rising})]
+    [below] = lab_report_findings({"densenet_cifar": densenet}, seeds, jpeg=False)
+    assert below.endswith("Its val accuracy was still rising at its last epoch (89.00% at epoch 3), so a longer "
+                          "budget may close part of the gap.")
+    densenet[0][1]["history"] = rising.assign(val_acc=[0.80, 0.90, 0.89])    # peaked before the end
+    assert "still rising" not in lab_report_findings({"densenet_cifar": densenet}, seeds, jpeg=False)[0]
     [level] = lab_report_findings({"resnet18": group(0.905, 0.9020)}, seeds, jpeg=False)
     assert "level with the lab report's 90%" in level and level.endswith("≈ 0.6 points).")
 

@@ -7,8 +7,10 @@ on a benchmark that measured both models alone where there is one, else on the r
 from __future__ import annotations
 
 from labkit.models.inspect import architecture_activation_mb
-from labkit.reporting.select import is_final_fit, one_per_model, recipe_difference, runs_at_each_budget
-from labkit.reporting.stats import difference_noise, race_to, speeds_by_machine, training_speeds
+from labkit.reporting.select import (budget_groups, is_final_fit, one_per_model, recipe_difference, runs_at_each_budget,
+                                     runs_by_model)
+from labkit.reporting.stats import (accuracy_standard_error, difference_noise, race_to, seed_summary, speeds_by_machine,
+                                    training_speeds)
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
 
@@ -30,7 +32,8 @@ def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None
     """`claims` on `runs` (each model's longest, say). A claim they cannot settle (budgets that differ,
     or a final fit without the val curves it needs) is judged instead on the longest budget at which its
     models all ran in `every_run`; that entry names the budget in "on" and keeps the first evidence in
-    "longest"."""
+    "longest". Where some recipe ran with several seeds, a verdict on a test gap under their seed noise
+    says so (`beyond_seed_noise`)."""
     unsettled = (NOT_COMPARABLE, NOT_JUDGED)
     verdicts = claims(runs, benchmarks)
     for epochs, at_budget in runs_at_each_budget(every_run):
@@ -39,7 +42,36 @@ def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None
         verdicts = [{**again, "on": f"the {epochs}-epoch runs, whose budgets match", "longest": c["evidence"]}
                     if c["verdict"] in unsettled and again["verdict"] not in ("missing", *unsettled) else c
                     for c, again in zip(verdicts, claims(at_budget, benchmarks))]
-    return verdicts
+    seeds = seed_noise(every_run)
+    return [beyond_seed_noise(c, seeds["gap"]) for c in verdicts] if seeds else verdicts
+
+
+def beyond_seed_noise(claim: dict, seed_gap: float) -> dict:
+    """`claim` with its verdict qualified when it rests on a test gap beyond the test images' noise but
+    under `seed_gap`, the difference two single-seed runs can show (`seed_noise`)."""
+    gap = claim.get("test_gap")
+    if gap is None or abs(gap) >= seed_gap or not claim["verdict"].startswith(("supported", "contradicted", "not supported")):
+        return claim
+    return {**claim, "verdict": f"{claim['verdict']}, not beyond seed noise ({seed_gap * 100:.1f} points)"}
+
+
+def seed_noise(every_run: dict) -> dict | None:
+    """The training noise the binomial rule leaves out, from the recipe that ran with the most seeds:
+    its seeds' test-accuracy sd, the binomial SE at its accuracy, and `gap`, two standard deviations
+    of the difference between two runs of one seed each with that spread (an upper bound: both are
+    scored on the same test images). None when no recipe ran with several seeds."""
+    seeded = [(model, epochs, group) for model, entries in runs_by_model(every_run).items()
+              for epochs, group in budget_groups(entries) if seed_summary(group)[1] is not None]
+    if not seeded:
+        return None
+    model, epochs, group = max(seeded, key=lambda found: len(found[2]))
+    mean, sd = seed_summary(group)
+    images = group[0][1]["metrics"].get("test_images")
+    if not images:
+        return None
+    se = accuracy_standard_error(mean, images)
+    return {"model": model, "epochs": epochs, "seeds": len(group), "mean": mean, "images": images, "sd": sd,
+            "se": se, "gap": 2 * (2 * (se ** 2 + sd ** 2)) ** 0.5}
 
 
 def missing(runs: dict, *models: str) -> dict | None:
@@ -111,7 +143,7 @@ def shortcuts_explain_the_gap(runs: dict, benchmarks: dict) -> dict:
     if val is not None and verdict != "no difference beyond test noise" and abs(val[0]) <= val[1]:
         verdict += " on test only (val within its noise)"
     differ = recipe_difference([("plain18", runs["plain18"])], [("resnet18", runs["resnet18"])])
-    return {"claim": claim, "verdict": verdict,
+    return {"claim": claim, "verdict": verdict, "test_gap": gap,
             "evidence": f"test {runs['resnet18']['metrics']['test_accuracy']:.2%} with shortcuts vs "
                         f"{runs['plain18']['metrics']['test_accuracy']:.2%} without ({gap * 100:+.1f} points, "
                         f"2 SE = {noise * 100:.1f})"
@@ -178,7 +210,7 @@ def imagenet_stem_costs_accuracy(runs: dict, benchmarks: dict) -> dict:
     a, b = runs["se_resnet18_imagenet_stem"]["metrics"], runs["se_resnet18"]["metrics"]
     gap, noise = test_gap(runs, "se_resnet18_imagenet_stem", "se_resnet18")
     verdict = "supported" if gap < -noise else "not supported" if gap > noise else "no difference beyond test noise"
-    return {"claim": claim, "verdict": verdict,
+    return {"claim": claim, "verdict": verdict, "test_gap": gap,
             "evidence": f"test {a['test_accuracy']:.2%} with the ImageNet stem vs {b['test_accuracy']:.2%} "
                         f"({gap * 100:+.1f} points, 2 SE = {noise * 100:.1f}), at {a['flops_per_image'] / 1e6:,.1f} vs "
                         f"{b['flops_per_image'] / 1e6:,.1f} MFLOPs/img"}

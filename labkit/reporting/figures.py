@@ -392,7 +392,10 @@ def budget_figure(runs: dict):
             face = "white" if is_final_fit(group[0][1]) else colour
             ax.errorbar([x], [mean], yerr=[sd or 0.0], fmt=marker, color=colour, mfc=face, capsize=3, ms=6)
         if model in LAB_REPORT_ACCURACY:
-            ax.axhline(LAB_REPORT_ACCURACY[model], color=colour, ls=":", lw=1)
+            said = LAB_REPORT_ACCURACY[model]
+            ax.axhline(said, color=colour, ls=":", lw=1)
+            ax.annotate(f"lab report: {model} {said:.0%}", (0.01, said), xycoords=("axes fraction", "data"),
+                        va="bottom", fontsize=8, color=colour)   # at the left: the longest runs crowd the right
     ax.plot([], [], "ko", label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)")
     ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
     if any(is_final_fit(run) for run in present(runs).values()):

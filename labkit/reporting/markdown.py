@@ -20,7 +20,14 @@ from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import class_reading, gate_reading, gradient_reading, last_blocks
 from labkit.reporting import captions
-from labkit.reporting.claims import DEEP_MODELS, claims, claims_where_comparable, shortcuts_explain_the_gap
+from labkit.reporting.claims import (
+    DEEP_MODELS,
+    beyond_seed_noise,
+    claims,
+    claims_where_comparable,
+    seed_noise,
+    shortcuts_explain_the_gap,
+)
 from labkit.reporting.figures import (
     attack_curves,
     budget_figure,
@@ -28,9 +35,9 @@ from labkit.reporting.figures import (
     corruption_heatmaps,
     curves_figure,
     gradcam_captions,
-    pair_curves,
     gradcam_overlays,
     model_colour,
+    pair_curves,
     per_class_bars,
     per_class_heatmap,
     reliability_diagrams,
@@ -41,7 +48,6 @@ from labkit.reporting.overview import (
     conclusions_section,
     limitations_section,
     references_section,
-    seed_noise,
     setup_section,
     summary_section,
 )
@@ -90,7 +96,8 @@ ARCHITECTURES = {
     "resnet18": ("ResNet-18",
                  "A 3×3 stem and four stages of two BasicBlocks (64–512 channels). Each block learns a "
                  "residual F(x) and adds it to a shortcut: the identity, or a 1×1 projection where the "
-                 "stride or width changes, so gradients reach early layers through the additions."),
+                 "stride or width changes. Doing nothing is then the easy default for a block, which He et al. "
+                 "credit for deep residual nets improving with depth where plain ones degrade."),
     "plain18": ("ResNet-18, no shortcuts (control)",
                 "ResNet-18 with every shortcut removed, the 1×1 projections too: the same stem, stages, widths "
                 "and batch norm, each block computing only F(x). It trains with the recipe and budget of the first "
@@ -574,16 +581,33 @@ def analysis_time_section(summaries: dict) -> list[str]:
               + ":", "", markdown_table(wall_time_table(summaries)), ""]
 
 
+def same_budget(run: dict, every_run: dict) -> list[tuple[str, dict]]:
+    """The runs in `every_run` of `run`'s model and budget (its seeds, where several ran), `run` among them."""
+    return dict(budget_groups(runs_by_model(every_run)[run["metrics"]["model"]]))[run["metrics"]["epochs"]]
+
+
 def seeds_line(name: str, run: dict, every_run: dict) -> list[str]:
     """'- over 5 seeds at 60 epochs (...): 75.1 % ± 0.4': where other seeds ran at this run's budget."""
-    budgets = dict(budget_groups(runs_by_model(every_run)[run["metrics"]["model"]]))
-    same = budgets[run["metrics"]["epochs"]]
+    same = same_budget(run, every_run)
     if len(same) < 2:
         return []
     mean, sd = seed_summary(same)
     no_tta, _ = seed_summary(same, "test_accuracy_no_tta")
     return [f"- over {len(same)} seeds at {run['metrics']['epochs']} epochs ({', '.join(n for n, _ in same)}): test "
             f"accuracy {mean:.2%} ± {sd:.2%} (mean ± sd; {no_tta:.2%} without TTA); the figures below are `{name}`'s"]
+
+
+def seed_notes(runs: dict, every_run: dict) -> list[str]:
+    """Under a table of single runs: which of them are one seed of several, with the seeds' mean, the
+    figure the summary and conclusions give."""
+    notes = []
+    for name, run in present(runs).items():
+        same = same_budget(run, every_run)
+        if len(same) > 1:
+            mean, sd = seed_summary(same)
+            notes.append(f"`{name}` is one of {len(same)} seeds at its budget; their mean, which the summary and "
+                         f"conclusions give, is {mean:.2%} ± {sd:.2%}.")
+    return [" ".join(notes), ""] if notes else []
 
 
 def recipes_line(name: str, run: dict, every_run: dict) -> list[str]:
@@ -801,6 +825,8 @@ def control_line(run: dict, every_run: dict) -> list[str]:
     if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
         return []
     c = shortcuts_explain_the_gap({"resnet18": every_run["resnet18"], "plain18": run}, {})
+    seeds = seed_noise(every_run)
+    c = beyond_seed_noise(c, seeds["gap"]) if seeds else c
     return [f"- against `resnet18`, the same network with its shortcuts: {c['verdict']}; {c['evidence']}"]
 
 
@@ -820,7 +846,7 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
         return []
     table = format_table(comparison_table(runs))
     lines = ["## Comparison", "", "Each model's longest run. Accuracy and size:", "",
-             markdown_table(table.reindex(columns=["status", *ACCURACY_COLUMNS])), "",
+             markdown_table(table.reindex(columns=["status", *ACCURACY_COLUMNS])), "", *seed_notes(runs, every_run),
              "Cost, on the machine each run used (speeds differed about twofold between sessions, even under "
              "one machine name, so compare wall-clock only within one benchmark run, as the appendix's benchmark "
              "measures the models side by side): training time as it ran, the median epoch's throughput, activation memory per "

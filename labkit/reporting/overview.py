@@ -10,7 +10,7 @@ import pandas as pd
 from labkit import tune
 from labkit.models.inspect import GATE_SPREAD
 from labkit.reporting.captions import strongest_common_budget
-from labkit.reporting.claims import LAB_REPORT_ACCURACY
+from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, lead_over_next, machine_name, seed_summary
 from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
@@ -49,25 +49,6 @@ def headline_groups(every_run: dict) -> dict[str, list[tuple[str, dict]]]:
     return {model: budget_groups(entries)[-1][1] for model, entries in runs_by_model(every_run).items()}
 
 
-def seed_noise(every_run: dict) -> dict | None:
-    """The training noise the binomial rule leaves out, from the recipe that ran with the most seeds:
-    its seeds' test-accuracy sd, the binomial SE at its accuracy, and `gap`, two standard deviations
-    of the difference between two runs of one seed each with that spread (an upper bound: both are
-    scored on the same test images). None when no recipe ran with several seeds."""
-    seeded = [(model, epochs, group) for model, entries in runs_by_model(every_run).items()
-              for epochs, group in budget_groups(entries) if seed_summary(group)[1] is not None]
-    if not seeded:
-        return None
-    model, epochs, group = max(seeded, key=lambda found: len(found[2]))
-    mean, sd = seed_summary(group)
-    images = group[0][1]["metrics"].get("test_images")
-    if not images:
-        return None
-    se = accuracy_standard_error(mean, images)
-    return {"model": model, "epochs": epochs, "seeds": len(group), "mean": mean, "images": images, "sd": sd,
-            "se": se, "gap": 2 * (2 * (se ** 2 + sd ** 2)) ** 0.5}
-
-
 def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[str]:
     """Plain sentences per model the lab report gave a number for: ours with and without TTA, against it
     (without TTA, as the lab report's figure probably was), and which noise the gap is beyond."""
@@ -89,6 +70,11 @@ def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[st
                      f"{seeds['gap'] * 100:.1f} points by which two single-seed runs can differ (see the discussion).")
         else:
             text += f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points)."
+        history = groups[model][0][1].get("history")
+        if gap < -noise and history is not None and history.val_acc.notna().any() \
+                and history.val_acc.idxmax() == history.val_acc.last_valid_index():
+            text += (f" Its val accuracy was still rising at its last epoch ({history.val_acc.max():.2%} at epoch "
+                     f"{int(history.epoch[history.val_acc.idxmax()])}), so a longer budget may close part of the gap.")
         if gap < -noise and jpeg:
             text += (" Our data are a lossy JPEG copy, while the lab report presumably used the canonical lossless "
                      "set; we cannot measure what the compression costs (no lossless copy here, no published figure "
@@ -153,7 +139,7 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
         elsewhere = sum("on" in c for c in verdicts)
         lines += [f"- Of the lab report's {len(verdicts)} claims, {len(judged)} could be checked"
                   + (f" ({elsewhere} at a shorter budget, where the runs compared match)" if elsewhere else "") + ": "
-                  + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+                  + "; ".join(f"{count} {verdict}" for verdict, count in counts.items())   # verdicts hold commas
                   + (f"; {waiting} waits for a run not trained yet" if waiting == 1 else
                      f"; {waiting} wait for runs not trained yet" if waiting else "")
                   + ". The conclusions list them; the discussion gives the evidence."]
