@@ -42,17 +42,19 @@ def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None
         verdicts = [{**again, "on": f"the {epochs}-epoch runs, whose budgets match", "longest": c["evidence"]}
                     if c["verdict"] in unsettled and again["verdict"] not in ("missing", *unsettled) else c
                     for c, again in zip(verdicts, claims(at_budget, benchmarks))]
+    return beyond_seed_noise(verdicts, every_run)
+
+
+def beyond_seed_noise(verdicts: list[dict], every_run: dict) -> list[dict]:
+    """`verdicts`, each qualified when it rests on a test gap beyond the test images' noise but under the
+    difference two single-seed runs can show (`seed_noise` of `every_run`; unchanged without seeds)."""
     seeds = seed_noise(every_run)
-    return [beyond_seed_noise(c, seeds["gap"]) for c in verdicts] if seeds else verdicts
-
-
-def beyond_seed_noise(claim: dict, seed_gap: float) -> dict:
-    """`claim` with its verdict qualified when it rests on a test gap beyond the test images' noise but
-    under `seed_gap`, the difference two single-seed runs can show (`seed_noise`)."""
-    gap = claim.get("test_gap")
-    if gap is None or abs(gap) >= seed_gap or not claim["verdict"].startswith(("supported", "contradicted", "not supported")):
-        return claim
-    return {**claim, "verdict": f"{claim['verdict']}, not beyond seed noise ({seed_gap * 100:.1f} points)"}
+    if seeds is None:
+        return verdicts
+    judged = ("supported", "contradicted", "not supported")
+    return [{**c, "verdict": f"{c['verdict']}, not beyond seed noise ({seeds['gap'] * 100:.1f} points)"}
+            if c.get("test_gap") is not None and abs(c["test_gap"]) < seeds["gap"] and c["verdict"].startswith(judged)
+            else c for c in verdicts]
 
 
 def seed_noise(every_run: dict) -> dict | None:

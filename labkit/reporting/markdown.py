@@ -822,17 +822,23 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
 
 def control_line(run: dict, every_run: dict) -> list[str]:
     """For plain18, the control: its verdict against the first ResNet-18 run, as the discussion judges it."""
-    if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
+    pair = control_pair(run, every_run)
+    if pair is None:
         return []
-    c = shortcuts_explain_the_gap({"resnet18": every_run["resnet18"], "plain18": run}, {})
-    seeds = seed_noise(every_run)
-    c = beyond_seed_noise(c, seeds["gap"]) if seeds else c
+    [c] = beyond_seed_noise([shortcuts_explain_the_gap(pair, {})], every_run)
     return [f"- against `resnet18`, the same network with its shortcuts: {c['verdict']}; {c['evidence']}"]
+
+
+def control_pair(run: dict, every_run: dict) -> dict | None:
+    """{"resnet18": the first ResNet-18 run, "plain18": `run`} when `run` is the control and its pair ran."""
+    if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
+        return None
+    return {"resnet18": every_run["resnet18"], "plain18": run}
 
 
 def control_figure(name: str, run: dict, every_run: dict, figures: Path, link) -> list[str]:
     """For plain18, its curves beside the first ResNet-18 run's, the pair its control line judges."""
-    if run["metrics"]["model"] != "plain18" or every_run.get("resnet18") is None:
+    if control_pair(run, every_run) is None:
         return []
     pair = {"resnet18": every_run["resnet18"]["history"], name: run["history"]}
     path = figures / f"{name}_vs_resnet18.png"

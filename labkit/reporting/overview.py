@@ -71,10 +71,10 @@ def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[st
         else:
             text += f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points)."
         history = groups[model][0][1].get("history")
-        if gap < -noise and history is not None and history.val_acc.notna().any() \
-                and history.val_acc.idxmax() == history.val_acc.last_valid_index():
-            text += (f" Its val accuracy was still rising at its last epoch ({history.val_acc.max():.2%} at epoch "
-                     f"{int(history.epoch[history.val_acc.idxmax()])}), so a longer budget may close part of the gap.")
+        best = history.val_acc.idxmax() if history is not None and history.val_acc.notna().any() else None
+        if gap < -noise and best is not None and best == history.val_acc.last_valid_index():
+            text += (f" Its val accuracy was still rising at its last epoch ({history.val_acc[best]:.2%} at epoch "
+                     f"{int(history.epoch[best])}), so a longer budget may close part of the gap.")
         if gap < -noise and jpeg:
             text += (" Our data are a lossy JPEG copy, while the lab report presumably used the canonical lossless "
                      "set; we cannot measure what the compression costs (no lossless copy here, no published figure "
