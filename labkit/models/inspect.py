@@ -229,8 +229,8 @@ def gate_reading(table: pd.DataFrame) -> str:
         parts[0] += (f"; single gates there still reach {table.loc[widest, 'min']:.3f} to "
                      f"{table.loc[widest, 'max']:.3f} ({widest}; the extremes over every image and channel)")
     if fixed:
-        parts.append(count(fixed, "scales", "scale") + " each channel by its own amount, nearly the same for every "
-                     "image (the gates vary over channels, not over images)")
+        parts.append(count(fixed, "scales", "scale") + " each channel by its own amount, which changes little from image "
+                     f"to image (sd over images under {GATE_SPREAD})")
     if per_image:
         parts.append(count(per_image, "gates", "gate") + " channels differently per image")
     return ". ".join(parts) + "."

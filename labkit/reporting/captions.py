@@ -6,6 +6,7 @@ import pandas as pd
 
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor
 from labkit.reporting.select import is_final_fit, present, runs_by_model
+from labkit.reporting.stats import lead_over_next
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -79,8 +80,10 @@ def comparison_curves_caption(runs: dict) -> str:
     text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
             "seen (right), which does not depend on the machine.")
     if shown:
-        best = max(shown, key=lambda n: shown[n]["history"].val_acc.iloc[-1])
-        text += f" Highest final val accuracy: {best} ({shown[best]['history'].val_acc.iloc[-1]:.2%})."
+        final_val = {n: float(r["history"].val_acc.iloc[-1]) for n, r in shown.items()}
+        best = max(final_val, key=final_val.get)
+        text += (f" Highest final val accuracy: {best}, {final_val[best]:.2%}"
+                 + within_noise(final_val, min(r["metrics"]["val_images"] for r in shown.values()), "val") + ".")
     if left_out:
         text += f" Not drawn: {', '.join(left_out)} (final fits, no val split)."
     return text
@@ -103,9 +106,20 @@ def scatter_caption(runs: dict) -> str:
     best = max(found, key=lambda n: found[n]["metrics"]["test_accuracy"])
     smallest = min(found, key=lambda n: found[n]["metrics"]["params"])
     m, s = found[best]["metrics"], found[smallest]["metrics"]
+    accuracies = {n: r["metrics"]["test_accuracy"] for n, r in found.items()}
     return (f"Final test accuracy against parameters (left) and training compute (right), both log scale. Highest: "
-            f"{best}, {m['test_accuracy']:.2%} with {m['params'] / 1e6:.1f} M parameters; smallest: {smallest}, "
+            f"{best}, {m['test_accuracy']:.2%} with {m['params'] / 1e6:.1f} M parameters"
+            f"{within_noise(accuracies, m['test_images'], 'test')}; smallest: {smallest}, "
             f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
+
+
+def within_noise(accuracies: dict[str, float], images: int, split: str) -> str:
+    """', not ahead of <next> beyond the <split> noise (2 SE = x points)' when the best of `accuracies` does
+    not lead the runner-up by more than two standard errors of the difference, else ''."""
+    _, second, gap, noise = lead_over_next(accuracies, images)
+    if second is None or gap > noise:
+        return ""
+    return f", not ahead of {second} beyond the {split} noise (2 SE = {noise * 100:.1f} points)"
 
 
 def budget_caption(runs: dict) -> str:
@@ -117,7 +131,8 @@ def budget_caption(runs: dict) -> str:
             "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "
             "schedule with the recipe; "
             + ("open markers are final fits on all 50,000 training images; " if final_fits else "")
-            + "dotted lines are the lab report's numbers.")
+            + "a small triangle below a marker is the same run without TTA, the figure to hold against the lab report's numbers, "
+              "the dotted lines.")
 
 
 def reliability_caption(summaries: dict[str, dict]) -> str:
@@ -143,16 +158,18 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
 def after_scaling_reading(calibrations: dict[str, dict]) -> str:
     """Where the scaled runs are over-confident (middle confidences), and how much of the test split
     the top bin holds, its weight in the ECE after scaling."""
-    over, top = [], []
+    over, top, top_before = [], [], []
     for name, c in calibrations.items():
         middle = [b for b in c["bins_after"] if b["count"] >= MIN_BIN_IMAGES and 0.5 <= b["low"] and b["high"] <= 0.9 + 1e-9]
         weight = sum(b["count"] for b in middle)
         if weight and sum(b["count"] for b in middle if b["accuracy"] < b["confidence"]) > weight / 2:
             over.append(name)
         top.append(c["bins_after"][-1]["count"] / sum(b["count"] for b in c["bins_after"]))
+        top_before.append(c["bins_before"][-1]["count"] / sum(b["count"] for b in c["bins_before"]))
     return (f" After scaling, the bars at confidences 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
-            f"{len(over)} of {len(calibrations)} scaled runs; the top bin holds {min(top):.0%} to {max(top):.0%} of the "
-            "images and weighs that much in the ECE after scaling.")
+            f"{len(over)} of {len(calibrations)} scaled runs; the top bin then holds {min(top):.0%} to {max(top):.0%} "
+            f"of the images (before scaling {min(top_before):.0%} to {max(top_before):.0%}, the counts printed) and "
+            "weighs that much in the ECE after scaling.")
 
 
 def corruption_caption(summaries: dict[str, dict]) -> str:

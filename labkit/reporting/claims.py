@@ -52,9 +52,18 @@ def beyond_seed_noise(verdicts: list[dict], every_run: dict) -> list[dict]:
     if seeds is None:
         return verdicts
     judged = ("supported", "contradicted", "not supported")
-    return [{**c, "verdict": f"{c['verdict']}, not beyond seed noise ({seeds['gap'] * 100:.1f} points)"}
+    limit = f"{seeds['gap'] * 100:.1f} points"
+    return [{**c, "verdict": qualified(c["verdict"], limit)}
             if c.get("test_gap") is not None and abs(c["test_gap"]) < seeds["gap"] and c["verdict"].startswith(judged)
             else c for c in verdicts]
+
+
+def qualified(verdict: str, limit: str) -> str:
+    """A verdict on a test gap under the seed noise `limit`: 'not conclusive' where the val gap was within
+    its noise too, so only the test noise is beaten; else the verdict with the qualification."""
+    if " on test only" in verdict:
+        return f"not conclusive (a test gap beyond the test noise, but within the val noise and the seed noise, {limit})"
+    return f"{verdict}, not beyond seed noise ({limit})"
 
 
 def seed_noise(every_run: dict) -> dict | None:
@@ -173,7 +182,9 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     parts = {"fewer parameters": d["params"] < r["params"], "slower": all(s[0] < s[1] for s, _ in measured),
              "more activation memory per image": memory[0] > memory[1]}
     held = [k for k, v in parts.items() if v]
-    verdict = "supported" if len(held) == len(parts) else f"partly ({', '.join(held)})" if held else "not supported"
+    failed = [k.replace("slower", "slower on every machine measured") for k, v in parts.items() if not v]
+    verdict = ("supported" if not failed else f"partly ({', '.join(held)}; not {', '.join(failed)})" if held
+               else "not supported")
     return {"claim": claim, "verdict": verdict,
             "evidence": f"params {d['params']:,} vs {r['params']:,}; {speed}; activations {memory[0]:.1f} vs "
                         f"{memory[1]:.1f} MB/img; MFLOPs/img {d['flops_per_image'] / 1e6:,.1f} vs "

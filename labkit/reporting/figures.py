@@ -374,8 +374,8 @@ def budget_figure(runs: dict):
     """Test accuracy against the epoch budget, one line per model across its runs (the mean, with
     the seeds' standard deviation as an error bar, where several seeds ran at one budget). The marker
     says the recipe: circles the base recipe, squares with an EMA of the weights (and cutout where the
-    legend says), open markers final fits on all training images; models are offset a little sideways
-    so none hides another."""
+    legend says), open markers final fits on all training images; a small triangle below each marker is
+    the same run without TTA; models are offset a little sideways so none hides another."""
     fig, ax = plt.subplots(figsize=(9, 5.6))
     grouped = runs_by_model(runs)
     for i, (model, entries) in enumerate(grouped.items()):
@@ -387,6 +387,10 @@ def budget_figure(runs: dict):
         ax.plot(xs, means, "-", color=colour, lw=1, label=model)
         for x, (epochs, group), mean in zip(xs, groups, means):
             sd = seed_summary(group)[1]
+            no_tta = seed_summary(group, "test_accuracy_no_tta")[0]
+            if no_tta is not None:   # the lab report's figures are probably without TTA: its lines compare with these
+                ax.plot([x, x], [no_tta, mean], color=colour, lw=0.8, alpha=0.6)
+                ax.plot([x], [no_tta], "v", color=colour, ms=4.5)   # not a dash: errorbar caps are dashes
             config = group[0][1]["metrics"].get("config", {})
             marker = "s" if config.get("ema_decay") else "o"
             face = "white" if is_final_fit(group[0][1]) else colour
@@ -398,6 +402,7 @@ def budget_figure(runs: dict):
                         va="bottom", fontsize=8, color=colour)   # at the left: the longest runs crowd the right
     ax.plot([], [], "ko", label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)")
     ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
+    ax.plot([], [], "kv", ms=4.5, label="the same run without TTA (compare these with the dotted lines)")
     if any(is_final_fit(run) for run in present(runs).values()):
         ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 training images")
     ax.set(xlabel="training epochs (the whole schedule; models side by side)", ylabel="final test accuracy",

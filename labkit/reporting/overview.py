@@ -40,7 +40,7 @@ REFERENCES = [
     "Shafahi, Ghiasi, Huang, Goldstein (2019). Label smoothing and logit squeezing: a replacement for "
     "adversarial training? arXiv:1910.11585.",
     "Public CIFAR-10 speed-run recipes (batch 500, flip, 4-pixel translation, cutout 12), the recipe of one "
-    "calibration point in `../shared/calibration.md`.",
+    "calibration point in `../shared/calibration.md` (beside the course's checkout, not in it).",
 ]
 
 
@@ -152,7 +152,7 @@ def recipe_row(name: str, run: dict) -> dict:
     return {"run": name, "epochs": m["epochs"], "train images": f"{m['train_images']:,}",
             "batch": config["batch_size"], "peak lr": f"{config['lr']:g}",
             "warmup": f"{config['warmup_epochs']:g} epoch{'' if config['warmup_epochs'] == 1 else 's'} from "
-                      f"{config['warmup_start_factor']:g}× the peak",
+                      + (f"{config['warmup_start_factor']:g}× the peak" if config["warmup_start_factor"] else "zero"),
             "weight decay": f"{config['weight_decay']:g}", "label smoothing": f"{config['label_smoothing']:g}",
             "cutout": config["cutout"] or "—", "EMA": f"{config['ema_decay']:g}" if config["ema_decay"] else "—",
             "TTA": int(m["test_tta"]),     # the first runs recorded flip TTA as True: level 1
@@ -165,11 +165,12 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     trials = [t for log in tune.load_logs(root).values() for t in log["trials"]]
     tuning = sum(t["training_wall_time_s"] for t in trials) / 3600
     final_fits = [name for name, run in found.items() if is_final_fit(run)]
+    levels = sum("test_accuracy_by_tta" in run["metrics"] for run in present(every_run).values())
     shown = [entry for entries in runs_by_model(every_run).values() for entry in entries]   # by model, then budget
     recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown]).set_index("run"))
     lines = ["## Set-up", "",
              "**Data.** CIFAR-10 as individual JPEG files (quality about 75, chroma subsampled, as "
-             "`../shared/datasets/README.md` describes the archive): 50,000 training and "
+             "the archive's README, `../shared/datasets/README.md` beside the course's checkout, describes it): 50,000 training and "
              "10,000 test images. The compression loses detail that the canonical lossless set keeps, so accuracies "
              "may run below published figures, which are on that set; we have no lossless copy to measure by how much, "
              "and found no published measurement for this copy. Unless a run says otherwise, 5,000 training images "
@@ -191,7 +192,10 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "the image and its mirror, level 2 also two copies shifted one pixel diagonally, each with its "
              "mirror. The first runs (the shortest of each model) report level 1, the setting when they trained; "
              "level 2 was chosen on the validation split before the longer runs started, and so before their "
-             "test split was read. Every run records all three levels.", "",
+             "test split was read. Every run records its accuracy without TTA"
+             + (f"; {levels} of {len(present(every_run))} also record each level (the first runs only their own)"
+                if 0 < levels < len(present(every_run)) else "; every run records each level" if levels else "")
+             + ".", "",
              f"**Compute.** {training:.0f} h of training for the {len(present(every_run))} runs in `results/`, plus "
              f"{tuning:.0f} h for {len(trials)} recipe trials, on shared 2-core CPUs whose speed varied between "
              f"sessions (see the machine column); no GPU was available.", ""]
@@ -227,11 +231,17 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     return lines + [""]
 
 
+# Trial labels as the conclusions say them; a label not listed is shown as the appendix names it.
+LABELS_IN_WORDS = {"exempt_excitation_decay True": "the excitation weights exempt from weight decay",
+                   "exempt_excitation_decay False": "the excitation weights decayed"}
+
+
 def gate_findings(root: Path) -> list[str]:
     """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast."""
     sentences = []
     for log in tune.load_logs(root).values():
-        for c in tune.gate_contrasts(log):
+        for contrast in tune.gate_contrasts(log):
+            c = {**contrast, **{key: LABELS_IN_WORDS.get(contrast[key], contrast[key]) for key in ("label", "base_label")}}
             within, spread = c["within"], c["spread_ratio"].median()
             sentences.append(
                 f"SE's gates ({log['epochs']}-epoch {log['model']} trials, appendix): with {c['label']} the gates "
@@ -314,4 +324,8 @@ def limitations_section(found: dict, analysis_sizes: dict | None, every_run: dic
 
 
 def references_section() -> list[str]:
-    return ["## References", "", *[f"{i}. {ref}" for i, ref in enumerate(REFERENCES, 1)], ""]
+    said = ", ".join(f"{MODEL_TITLES.get(model, model)} {accuracy:.0%}" for model, accuracy in LAB_REPORT_ACCURACY.items())
+    lab_report = ("The lab report checked here: a student's report for the course 'Deep Learning and Applications', "
+                  f"assignment 2 (unpublished, not in this repository). Its test accuracies ({said}) are entered in "
+                  "`labkit/reporting/claims.py` (`LAB_REPORT_ACCURACY`); its claims are the ones the discussion checks.")
+    return ["## References", "", *[f"{i}. {ref}" for i, ref in enumerate([lab_report, *REFERENCES], 1)], ""]

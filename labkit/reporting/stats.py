@@ -59,7 +59,8 @@ def race_to(threshold: float, first: pd.DataFrame, second: pd.DataFrame, val_ima
     two standard errors of the difference; a one-epoch lead of a few tenths of a point is val noise.
     Returns the outcome and the evidence in words, naming the curves by `names`."""
     epochs = first_epoch_reaching(first, threshold), first_epoch_reaching(second, threshold)
-    words = f"val {threshold:.0%}: epoch {epochs[0] or 'never'} vs {epochs[1] or 'never'}"
+    words = (f"val {threshold:.0%}: reached by neither" if epochs == (None, None) else
+             f"val {threshold:.0%}: epoch {epochs[0] or 'never'} vs {epochs[1] or 'never'}")
     if epochs[0] == epochs[1]:
         return 0, words
     lead = 0 if epochs[1] is None or (epochs[0] is not None and epochs[0] < epochs[1]) else 1
