@@ -631,3 +631,36 @@ def test_the_pair_caption_counts_the_epochs_each_run_leads_on_the_epochs_both_ra
     assert pair_caption({"resnet18": with_shortcuts, "plain18": without}) == (
         "`resnet18` has the lower train loss in 1 of 2 epochs and the higher val accuracy in 1. At the last epoch: "
         "train loss 1.000 against 0.900, val accuracy 70.00% against 72.00% (one seed each).")
+
+
+def test_the_comparison_captions_qualify_a_lead_within_the_noise_and_say_which_weights_each_curve_shows():
+    import pandas as pd
+
+    from labkit.reporting.captions import comparison_curves_caption, scatter_caption
+
+    def run(val, test, ema_decay):
+        history = pd.DataFrame({"epoch": [1, 2], "val_acc": [val - 0.05, val]})
+        return {"history": history, "metrics": {"val_images": 5000, "test_images": 10_000, "test_accuracy": test,
+                                                "params": 1e6, "config": {"ema_decay": ema_decay}}}
+    runs = {"a": run(0.915, 0.918, 0.997), "b": run(0.913, 0.880, 0.0)}
+    text = comparison_curves_caption(runs)
+    assert "Highest final val accuracy: a, 91.50%, not ahead of b beyond the val noise (2 SE = 1.1 points)." in text
+    assert "the EMA average for 1 of the 2 runs, the trained weights themselves for b." in text
+    assert "not ahead" not in scatter_caption(runs)             # 3.8 test points: beyond 2 SE = 1.4
+    runs["b"]["metrics"]["test_accuracy"] = 0.915
+    assert "Highest: a, 91.80% with 1.0 M parameters, not ahead of b beyond the test noise (2 SE = 0.8 points)" \
+        in scatter_caption(runs)
+    assert "Each curve evaluates" not in comparison_curves_caption({"a": runs["a"]})
+
+
+def test_the_summary_names_the_headline_runs_whose_tta_level_differs_from_the_rest():
+    from labkit.reporting.overview import tta_levels_note
+
+    def group(name, level):
+        return [(name, {"metrics": {"test_tta": level}})]
+    groups = {"cnn": group("cnn-60ep", 2), "resnet18": group("resnet18-40ep", 2), "plain18": group("plain18", 1)}
+    assert tta_levels_note(groups) == (" Test acc (TTA) is at each run's own level, chosen with its recipe: 2, except "
+                                       "plain18 at 1 (each model's section gives every level its run measured).")
+    groups["plain18"] = group("plain18", True)           # the first runs recorded flip TTA as True: level 1
+    assert "except plain18 at 1 " in tta_levels_note(groups)
+    assert tta_levels_note({"cnn": group("cnn-60ep", 2)}) == ""

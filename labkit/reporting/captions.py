@@ -22,7 +22,7 @@ LOOK_CAPTIONS = {
     "excitation": "Mean SE gate per channel (x) for the test images of each class (rows) at the last block of each "
                   "stage, on a 0–1 scale: a panel of one even colour means gates stuck at one value; vertical "
                   "stripes that run unchanged through every row mean gates that vary by channel but not by class; "
-                  "only differences between rows are recalibration by class.",
+                  "only differences between rows show gates that recalibrate by class.",
 }
 
 
@@ -79,6 +79,11 @@ def comparison_curves_caption(runs: dict) -> str:
     left_out = [n for n in present(runs) if n not in shown]
     text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
             "seen (right), which does not depend on the machine.")
+    averaged = [n for n, r in shown.items() if r["metrics"].get("config", {}).get("ema_decay")]
+    if averaged and len(averaged) < len(shown):   # the weights each run's test uses: its EMA where it keeps one
+        text += (f" Each curve evaluates the weights its test used: the EMA average for {len(averaged)} of the "
+                 f"{len(shown)} runs, the trained weights themselves for "
+                 f"{', '.join(n for n in shown if n not in averaged)}.")
     if shown:
         final_val = {n: float(r["history"].val_acc.iloc[-1]) for n, r in shown.items()}
         best = max(final_val, key=final_val.get)

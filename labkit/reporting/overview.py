@@ -102,6 +102,20 @@ def slowest_epoch(groups: dict) -> str:
             f"{duration(slowest)} against a median of {duration(median)})")
 
 
+def tta_levels_note(groups: dict) -> str:
+    """' Test acc (TTA) is at level N except <runs> at M', where the headline runs' TTA levels differ; else ''."""
+    levels: dict[int, list[str]] = {}
+    for group in groups.values():
+        name, run = group[0]
+        levels.setdefault(int(run["metrics"]["test_tta"]), []).append(name)
+    if len(levels) < 2:
+        return ""
+    usual = max(levels, key=lambda level: len(levels[level]))
+    others = "; ".join(f"{', '.join(names)} at {level}" for level, names in sorted(levels.items()) if level != usual)
+    return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} (each "
+            "model's section gives every level its run measured).")
+
+
 CONTROL_PHRASE = (" and, as the control for the lab report's residual claim, the same network with its shortcuts "
                   "removed (plain18, trained with the first ResNet-18 run's recipe and budget),")
 
@@ -129,7 +143,7 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
              "Times are as run, on the machine named: these shared CPUs differed about twofold in speed between "
              "sessions, even under one name, so compare times only within one benchmark run (the appendix's "
              f"benchmark measures the models side by side). Time/epoch is the median epoch, training and validation; train time sums "
-             f"every epoch{slowest_epoch(groups)}.", "", "Findings:", ""]
+             f"every epoch{slowest_epoch(groups)}.{tta_levels_note(groups)}", "", "Findings:", ""]
     jpeg = any("jpeg" in run["metrics"].get("data_location", "") for group in groups.values() for _, run in group)
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups, seed_noise(every_run), jpeg)]
     judged = [c["verdict"] for c in verdicts if c["verdict"] != "missing"]
