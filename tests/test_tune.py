@@ -135,10 +135,10 @@ def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp
     assert "With exempt_excitation_decay True: No SE block has flat gates" in lines
     assert "×6.0 to ×6.0 as much as with exempt_excitation_decay False" in lines and "+0.50 points, within" in lines
     [finding] = gate_findings(tmp_path)
-    assert "with the excitation weights exempt from weight decay the gates vary ×6.0 as much between images as " \
-           "with the excitation weights decayed" in finding
-    assert "8 of 8 blocks are flat, scaling their residual by about one half whatever the image, with the " \
-           "excitation weights decayed and 0 with the excitation weights exempt from weight decay" in finding
+    assert "with exempt_excitation_decay True (no weight decay on the SE excitation layers' weights) the gates vary " \
+           "×6.0 as much between images as with exempt_excitation_decay False" in finding
+    assert "8 of 8 blocks are flat, scaling their residual by about one half whatever the image, with " \
+           "exempt_excitation_decay False and 0 with exempt_excitation_decay True" in finding
     assert finding.endswith("no measurable gain at this horizon.")
     (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.85)))
     [finding] = gate_findings(tmp_path)

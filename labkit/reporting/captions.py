@@ -81,8 +81,8 @@ def comparison_curves_caption(runs: dict) -> str:
             "seen (right), which does not depend on the machine.")
     averaged = [n for n, r in shown.items() if r["metrics"].get("config", {}).get("ema_decay")]
     if averaged and len(averaged) < len(shown):   # the weights each run's test uses: its EMA where it keeps one
-        text += (f" Each curve evaluates the weights its test used: the EMA average for {len(averaged)} of the "
-                 f"{len(shown)} runs, the trained weights themselves for "
+        text += (f" Each curve is measured on the weights its test used: the EMA of the weights for {len(averaged)} "
+                 f"of the {len(shown)} runs, the trained weights themselves for "
                  f"{', '.join(n for n in shown if n not in averaged)}.")
     if shown:
         final_val = {n: float(r["history"].val_acc.iloc[-1]) for n, r in shown.items()}
@@ -118,13 +118,14 @@ def scatter_caption(runs: dict) -> str:
             f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
 
 
-def within_noise(accuracies: dict[str, float], images: int, split: str) -> str:
-    """', not ahead of <next> beyond the <split> noise (2 SE = x points)' when the best of `accuracies` does
-    not lead the runner-up by more than two standard errors of the difference, else ''."""
+def within_noise(accuracies: dict[str, float], images: int, split: str = "") -> str:
+    """', not ahead of <next> beyond the [<split>] noise (2 SE = x points)' when the best of `accuracies`
+    (each on `images` images) does not lead the runner-up by more than two standard errors of the
+    difference, else ''."""
     _, second, gap, noise = lead_over_next(accuracies, images)
     if second is None or gap > noise:
         return ""
-    return f", not ahead of {second} beyond the {split} noise (2 SE = {noise * 100:.1f} points)"
+    return f", not ahead of {second} beyond the {split + ' ' if split else ''}noise (2 SE = {noise * 100:.1f} points)"
 
 
 def budget_caption(runs: dict) -> str:
@@ -136,8 +137,8 @@ def budget_caption(runs: dict) -> str:
             "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "
             "schedule with the recipe; "
             + ("open markers are final fits on all 50,000 training images; " if final_fits else "")
-            + "a small triangle below a marker is the same run without TTA, the figure to hold against the lab report's numbers, "
-              "the dotted lines.")
+            + "a small triangle joined to a marker is the same run's accuracy without TTA (the seeds' mean where there "
+              "are several), to compare with the lab report's numbers, the dotted lines.")
 
 
 def reliability_caption(summaries: dict[str, dict]) -> str:
@@ -173,7 +174,7 @@ def after_scaling_reading(calibrations: dict[str, dict]) -> str:
         top_before.append(c["bins_before"][-1]["count"] / sum(b["count"] for b in c["bins_before"]))
     return (f" After scaling, the bars at confidences 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
             f"{len(over)} of {len(calibrations)} scaled runs; the top bin then holds {min(top):.0%} to {max(top):.0%} "
-            f"of the images (before scaling {min(top_before):.0%} to {max(top_before):.0%}, the counts printed) and "
+            f"of the images ({min(top_before):.0%} to {max(top_before):.0%} before scaling, as the printed counts show) and "
             "weighs that much in the ECE after scaling.")
 
 

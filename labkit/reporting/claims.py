@@ -52,18 +52,19 @@ def beyond_seed_noise(verdicts: list[dict], every_run: dict) -> list[dict]:
     if seeds is None:
         return verdicts
     judged = ("supported", "contradicted", "not supported")
-    limit = f"{seeds['gap'] * 100:.1f} points"
-    return [{**c, "verdict": qualified(c["verdict"], limit)}
+    return [{**c, "verdict": under_seed_noise(c, seeds["gap"])}
             if c.get("test_gap") is not None and abs(c["test_gap"]) < seeds["gap"] and c["verdict"].startswith(judged)
             else c for c in verdicts]
 
 
-def qualified(verdict: str, limit: str) -> str:
-    """A verdict on a test gap under the seed noise `limit`: 'not conclusive' where the val gap was within
-    its noise too, so only the test noise is beaten; else the verdict with the qualification."""
-    if " on test only" in verdict:
-        return f"not conclusive (a test gap beyond the test noise, but within the val noise and the seed noise, {limit})"
-    return f"{verdict}, not beyond seed noise ({limit})"
+def under_seed_noise(claim: dict, seed_gap: float) -> str:
+    """The verdict of a claim whose test gap is under `seed_gap`: 'not conclusive' where its val gap was
+    within the val noise too (`val_noise`, set by the claim), so only the test noise is beaten; else the
+    verdict, qualified."""
+    if claim.get("val_noise") is not None:
+        return (f"not conclusive: beyond the test noise only, within the val noise (2 SE = {claim['val_noise'] * 100:.1f} "
+                f"points) and the seed noise ({seed_gap * 100:.1f} points)")
+    return f"{claim['verdict']}, not beyond seed noise ({seed_gap * 100:.1f} points)"
 
 
 def seed_noise(every_run: dict) -> dict | None:
@@ -151,10 +152,12 @@ def shortcuts_explain_the_gap(runs: dict, benchmarks: dict) -> dict:
     gap, noise = test_gap(runs, "resnet18", "plain18")
     verdict = "supported" if gap > noise else "contradicted" if gap < -noise else "no difference beyond test noise"
     val = val_gap(runs, "resnet18", "plain18")
+    val_noise = None          # set where only the test noise is beaten: `under_seed_noise` reads it
     if val is not None and verdict != "no difference beyond test noise" and abs(val[0]) <= val[1]:
         verdict += " on test only (val within its noise)"
+        val_noise = val[1]
     differ = recipe_difference([("plain18", runs["plain18"])], [("resnet18", runs["resnet18"])])
-    return {"claim": claim, "verdict": verdict, "test_gap": gap,
+    return {"claim": claim, "verdict": verdict, "test_gap": gap, "val_noise": val_noise,
             "evidence": f"test {runs['resnet18']['metrics']['test_accuracy']:.2%} with shortcuts vs "
                         f"{runs['plain18']['metrics']['test_accuracy']:.2%} without ({gap * 100:+.1f} points, "
                         f"2 SE = {noise * 100:.1f})"
@@ -182,7 +185,8 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     parts = {"fewer parameters": d["params"] < r["params"], "slower": all(s[0] < s[1] for s, _ in measured),
              "more activation memory per image": memory[0] > memory[1]}
     held = [k for k, v in parts.items() if v]
-    failed = [k.replace("slower", "slower on every machine measured") for k, v in parts.items() if not v]
+    where = {"slower": "slower on every machine measured" if len(measured) > 1 else "slower"}
+    failed = [where.get(k, k) for k, v in parts.items() if not v]
     verdict = ("supported" if not failed else f"partly ({', '.join(held)}; not {', '.join(failed)})" if held
                else "not supported")
     return {"claim": claim, "verdict": verdict,

@@ -3,16 +3,17 @@ findings), the set-up (data, recipes, machines, compute), the conclusions, the l
 references. Every number comes from results/; the sentences only arrange them."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from labkit import tune
 from labkit.models.inspect import GATE_SPREAD
-from labkit.reporting.captions import strongest_common_budget
+from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, lead_over_next, machine_name, seed_summary
+from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary
 from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
 from labkit.robustness.suite import load_analysis
 from labkit.runs.store import RunDataError
@@ -103,15 +104,17 @@ def slowest_epoch(groups: dict) -> str:
 
 
 def tta_levels_note(groups: dict) -> str:
-    """' Test acc (TTA) is at level N except <runs> at M', where the headline runs' TTA levels differ; else ''."""
+    """Under the headline table, where its runs differ in TTA level: ' Test acc (TTA) is at each run's own
+    level, …: 2, except the <model title> row at 1.' The level most rows share (on a tie, the higher) is
+    the rule; '' where all rows share one."""
     levels: dict[int, list[str]] = {}
-    for group in groups.values():
-        name, run = group[0]
-        levels.setdefault(int(run["metrics"]["test_tta"]), []).append(name)
+    for model, group in groups.items():
+        levels.setdefault(int(group[0][1]["metrics"]["test_tta"]), []).append(MODEL_TITLES.get(model, model))
     if len(levels) < 2:
         return ""
-    usual = max(levels, key=lambda level: len(levels[level]))
-    others = "; ".join(f"{', '.join(names)} at {level}" for level, names in sorted(levels.items()) if level != usual)
+    usual = max(levels, key=lambda level: (len(levels[level]), level))
+    others = "; ".join(" and ".join(f"the {title} row" for title in titles) + f" at {level}"
+                       for level, titles in sorted(levels.items()) if level != usual)
     return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} (each "
             "model's section gives every level its run measured).")
 
@@ -173,13 +176,25 @@ def recipe_row(name: str, run: dict) -> dict:
             "precision": m["precision"], "machine": machine_name(m["device"]).removeprefix("CPU ")}
 
 
+def tta_records(every_run: dict) -> str:
+    """Which TTA levels the runs recorded: all record none and their own; the runs before the per-level
+    record existed only those two."""
+    runs = present(every_run)
+    own_level_only = [name for name, run in runs.items() if "test_accuracy_by_tta" not in run["metrics"]]
+    if not own_level_only:
+        return "Every run records its test accuracy at each level."
+    if len(own_level_only) == len(runs):
+        return "Every run records its test accuracy without TTA and at its own level."
+    return (f"Every run records its test accuracy at each level, except {', '.join(own_level_only)}: without TTA "
+            "and at its own level only.")
+
+
 def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
     """The data, every shown run's recipe in one table, the machines and the compute spent."""
     training = sum(run["metrics"]["training_wall_time_s"] for run in present(every_run).values()) / 3600
     trials = [t for log in tune.load_logs(root).values() for t in log["trials"]]
     tuning = sum(t["training_wall_time_s"] for t in trials) / 3600
     final_fits = [name for name, run in found.items() if is_final_fit(run)]
-    levels = sum("test_accuracy_by_tta" in run["metrics"] for run in present(every_run).values())
     shown = [entry for entries in runs_by_model(every_run).values() for entry in entries]   # by model, then budget
     recipes, shared = constant_columns(pd.DataFrame([recipe_row(n, r) for n, r in shown]).set_index("run"))
     lines = ["## Set-up", "",
@@ -206,10 +221,7 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "the image and its mirror, level 2 also two copies shifted one pixel diagonally, each with its "
              "mirror. The first runs (the shortest of each model) report level 1, the setting when they trained; "
              "level 2 was chosen on the validation split before the longer runs started, and so before their "
-             "test split was read. Every run records its accuracy without TTA"
-             + (f"; {levels} of {len(present(every_run))} also record each level (the first runs only their own)"
-                if 0 < levels < len(present(every_run)) else "; every run records each level" if levels else "")
-             + ".", "",
+             "test split was read. " + tta_records(every_run), "",
              f"**Compute.** {training:.0f} h of training for the {len(present(every_run))} runs in `results/`, plus "
              f"{tuning:.0f} h for {len(trials)} recipe trials, on shared 2-core CPUs whose speed varied between "
              f"sessions (see the machine column); no GPU was available.", ""]
@@ -245,20 +257,21 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     return lines + [""]
 
 
-# Trial labels as the conclusions say them; a label not listed is shown as the appendix names it.
-LABELS_IN_WORDS = {"exempt_excitation_decay True": "the excitation weights exempt from weight decay",
-                   "exempt_excitation_decay False": "the excitation weights decayed"}
+def explained(label: str) -> str:
+    """A trial label ('exempt_excitation_decay True') with what its setting does, from the setting's own
+    help text in TrainConfig ('… (no weight decay on the SE excitation layers' weights)')."""
+    meaning = {f.name: f.metadata["help"] for f in fields(TrainConfig)}.get(label.split(" ")[0])
+    return f"{label} ({meaning})" if meaning else label
 
 
 def gate_findings(root: Path) -> list[str]:
     """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast."""
     sentences = []
     for log in tune.load_logs(root).values():
-        for contrast in tune.gate_contrasts(log):
-            c = {**contrast, **{key: LABELS_IN_WORDS.get(contrast[key], contrast[key]) for key in ("label", "base_label")}}
+        for c in tune.gate_contrasts(log):
             within, spread = c["within"], c["spread_ratio"].median()
             sentences.append(
-                f"SE's gates ({log['epochs']}-epoch {log['model']} trials, appendix): with {c['label']} the gates "
+                f"SE's gates ({log['epochs']}-epoch {log['model']} trials, appendix): with {explained(c['label'])} the gates "
                 f"vary ×{spread:.1f} as much between images as with {c['base_label']} (median over blocks); by the "
                 f"appendix's cut (sd under {GATE_SPREAD}), {c['base_flat']} of {c['blocks']} blocks are flat, scaling "
                 f"their residual by about one half whatever the image, with {c['base_label']} and {c['flat']} with "
@@ -296,24 +309,24 @@ def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
     same_order = sorted(means, key=means.get) == sorted(clean, key=clean.get)
     images = next(iter(summaries.values()))["settings"]["corruption_size"]
     text.append(f"Under the 15 generated corruptions the mean accuracy ranges from {min(means.values()):.1%} to "
-                f"{max(means.values()):.1%} ({leader(means, images)})"
-                + (", in the same order as clean accuracy." if same_order else "."))
+                f"{max(means.values()):.1%}; {leader(means, images)}"
+                + ("; in the same order as clean accuracy." if same_order else "."))
     strongest = strongest_common_budget(summaries)
     if strongest is not None:
         pgd = {n: s["attacks"]["pgd"][strongest] for n, s in summaries.items()}
         attacked = next(iter(summaries.values()))["settings"]["attack_size"]
         text.append(f"PGD-10 at ε = {strongest}/255 leaves {min(pgd.values()):.1%} to {max(pgd.values()):.1%} "
-                    f"({leader(pgd, attacked)}); none of these models was trained against attacks.")
+                    f"of the attacked images correct; {leader(pgd, attacked)}. None of these models was trained "
+                    "against attacks.")
     return text
 
 
 def leader(accuracies: dict[str, float], images: int) -> str:
     """'highest: <run>' when the best leads the next beyond two standard errors of the difference on
-    `images` images (`stats.lead_over_next`), else 'the best, <run>, not ahead of <next> beyond the noise'."""
-    first, second, gap, noise = lead_over_next(accuracies, images)
-    if second is None or gap > noise:
-        return f"highest: {first}"
-    return f"the best, {first}, not ahead of {second} beyond the noise"
+    `images` images, else '<run> is the best, not ahead of <next> beyond the noise (2 SE = …)'."""
+    best = max(accuracies, key=accuracies.get)
+    tie = within_noise(accuracies, images)
+    return f"{best} is the best{tie}" if tie else f"highest: {best}"
 
 
 def limitations_section(found: dict, analysis_sizes: dict | None, every_run: dict) -> list[str]:
