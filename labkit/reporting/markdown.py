@@ -857,7 +857,9 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
              "Cost, on the machine each run used (speeds differed about twofold between sessions, even under "
              "one machine name, so compare wall-clock only within one benchmark run, as the appendix's benchmark "
              "measures the models side by side): training time as it ran, the median epoch's throughput, activation memory per "
-             "image kept for backward (a property of the architecture) and the process's peak memory:", "",
+             "image kept for backward (a property of the architecture, measured in fp32 when the report is built; the first "
+             "runs' own metrics.json hold an earlier measure that also counted the weights autograd saves) and the "
+             "process's peak memory:", "",
              markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
     for key, fig, caption in (
             ("curves", curves_figure(runs), captions.comparison_curves_caption(runs)),
