@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from labkit.notebook.params import NOTEBOOK_MODELS
 from labkit.reporting.markdown import replace_generated
 from labkit.robustness.suite import AnalysisSettings
-from labkit.training.config import TrainConfig, defaults_for, notebook_settings
+from labkit.training.config import HEADLINE_RECIPES, TrainConfig, defaults_for, notebook_settings
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -373,12 +373,15 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
           "language_info": {"name": "python"}}
 
 def settings_table() -> str:
-    """The README's settings table, from TrainConfig's declarations."""
-    rows = ["| setting | default | what it does | notebooks |", "|---|---|---|---|"]
+    """The README's settings table, from TrainConfig's declarations: the base default, and where it differs
+    ResNet-18's headline recipe (DenseNet's and SE's too), which the command line and notebooks start from."""
+    headline = HEADLINE_RECIPES["resnet18"]
+    rows = ["| setting | base default | headline | what it does | notebooks |", "|---|---|---|---|---|"]
     for f in fields(TrainConfig):
         where = ("every model" if f.metadata["models"] is None else ", ".join(f.metadata["models"])) \
             if f.metadata["notebook"] else "command line only"
-        rows.append(f"| `{f.name}` | `{f.default!r}` | {f.metadata['help']} | {where} |")
+        changed = f"`{headline[f.name]!r}`" if f.name in headline else ""
+        rows.append(f"| `{f.name}` | `{f.default!r}` | {changed} | {f.metadata['help']} | {where} |")
     return "\n".join(rows)
 
 

@@ -663,8 +663,8 @@ def test_the_summary_names_the_headline_runs_whose_tta_level_differs_from_the_re
         return [(name, {"metrics": {"test_tta": level}})]
     groups = {"cnn": group("cnn-60ep", 2), "resnet18": group("resnet18-40ep", 2), "plain18": group("plain18", 1)}
     assert tta_levels_note(groups) == (" Test acc (TTA) is at each run's own level, chosen with its recipe: 2, except "
-                                       "the ResNet-18, no shortcuts row at 1 (each model's section gives every level "
-                                       "its run measured).")
+                                       "the ResNet-18, no shortcuts row at 1 (report.md's model sections give every "
+                                       "level each run measured).")
     groups["plain18"] = group("plain18", True)           # the first runs recorded flip TTA as True: level 1
     assert "except the ResNet-18, no shortcuts row at 1 " in tta_levels_note(groups)
     assert "2, except the CNN (tutorial) row at 1 " in tta_levels_note({"cnn": group("cnn", 1), "resnet18": group("r", 2)})

@@ -46,10 +46,12 @@ from labkit.reporting.figures import (
 )
 from labkit.reporting.overview import (
     conclusions_section,
+    headline_groups,
     limitations_section,
     references_section,
     setup_section,
     summary_section,
+    tta_levels_note,
 )
 from labkit.reporting.select import (
     DEFAULT_RUNS,
@@ -941,9 +943,10 @@ def readme_results(every_run: dict) -> str:
     table = headline_table(every_run).drop(columns=["run", "time/epoch"])
     return (markdown_table(table) + "\n\nTest accuracy at the final epoch, read once after training, on the "
             "lossy JPEG copy of CIFAR-10 (published figures, probably the lab report's too, use the lossless "
-            "set); TTA is flip and two 1-px shifts, "
-            "chosen on val. The lab report's numbers are probably without TTA. Details, runs and provenance: "
-            "[report.md](report.md).")
+            "set). TTA (test-time augmentation) averages the predictions over flipped and 1-px-shifted copies of "
+            "each test image, at the level chosen on val (2: flip and two shifts)."
+            + tta_levels_note(headline_groups(every_run)) + " The lab report's numbers are probably without "
+            "TTA. Details, runs and provenance: [report.md](report.md).")
 
 
 def readme_times(every_run: dict, root: Path) -> str:
@@ -959,5 +962,7 @@ def readme_times(every_run: dict, root: Path) -> str:
            if gpus else "On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` "
                         "measures it).")
     return (markdown_table(table.rename(columns={"time/epoch": "time per epoch (median, as trained)"})) + "\n\n"
-            f"{gpu} Reproducing every committed run took {training:.0f} h of training on these 2-core CPUs, plus "
-            f"{tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")
+            "A time per epoch covers training and validation, on shared CPUs whose speed differed about twofold "
+            "between sessions; a run's train time sums its epochs, slowed ones included, so it is not epochs × "
+            f"this time. {gpu} Reproducing every committed run took {training:.0f} h of training on these 2-core "
+            f"CPUs, plus {tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")

@@ -115,8 +115,8 @@ def tta_levels_note(groups: dict) -> str:
     usual = max(levels, key=lambda level: (len(levels[level]), level))
     others = "; ".join(" and ".join(f"the {title} row" for title in titles) + f" at {level}"
                        for level, titles in sorted(levels.items()) if level != usual)
-    return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} (each "
-            "model's section gives every level its run measured).")
+    return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} (report.md's "
+            "model sections give every level each run measured).")
 
 
 CONTROL_PHRASE = (" and, as the control for the lab report's residual claim, the same network with its shortcuts "
