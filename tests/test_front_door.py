@@ -97,7 +97,7 @@ def test_the_command_line_starts_from_the_models_headline_recipe(monkeypatch):
     from labkit.train import config_from_args
     args.pop("download"), args.pop("stop_after")
     config = config_from_args(args)
-    assert (config.epochs, config.cutout, config.ema_decay, config.tta) == (40, 12, 0.997, 2)
+    assert (config.epochs, config.cutout, config.ema_decay, config.tta, config.val_size) == (80, 12, 0.997, 2, 0)
 
 
 def notebook_parameters(name: str) -> dict:
