@@ -654,6 +654,11 @@ def test_the_comparison_captions_qualify_a_lead_within_the_noise_and_say_which_w
     assert "Highest: a, 91.80% with 1.0 M parameters, not ahead of b beyond the test noise (2 SE = 0.8 points)" \
         in scatter_caption(runs)
     assert "Each curve is measured" not in comparison_curves_caption({"a": runs["a"]})
+    final = run(0.0, 0.92, 0.997)
+    final["history"]["val_acc"] = float("nan")                  # a final fit: no val split
+    assert comparison_curves_caption({**runs, "f": final}).endswith(
+        " Not drawn: f (a final fit on all training images, so no val curve).")
+    assert "(final fits on all training images" in comparison_curves_caption({**runs, "f": final, "g": final})
 
 
 def test_the_summary_names_the_headline_runs_whose_tta_level_differs_from_the_rest():

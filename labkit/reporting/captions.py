@@ -90,7 +90,8 @@ def comparison_curves_caption(runs: dict) -> str:
         text += (f" Highest final val accuracy: {best}, {final_val[best]:.2%}"
                  + within_noise(final_val, min(r["metrics"]["val_images"] for r in shown.values()), "val") + ".")
     if left_out:
-        text += f" Not drawn: {', '.join(left_out)} (final fits, no val split)."
+        what = "a final fit" if len(left_out) == 1 else "final fits"
+        text += f" Not drawn: {', '.join(left_out)} ({what} on all training images, so no val curve)."
     return text
 
 

@@ -79,7 +79,8 @@ class TrainConfig:
     device: str = setting("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
     precision: str = setting("auto", "auto (bf16 or fp16 by device), bf16, fp16 (with loss scaling) or fp32")
     channels_last: bool = setting(True, "NHWC memory layout for convolutions")
-    compile: bool = setting(False, "torch.compile the model (slower on these CPUs: see results/benchmarks)")
+    compile: bool = setting(False, "torch.compile the model (on these CPUs faster for DenseNet, mixed for the "
+                                         "others: see results/benchmarks)")
     sync_batchnorm: bool = setting(False, "under torchrun: batch-norm statistics over all ranks' images",
                                    notebook=False)
     memory_efficient: bool = setting(False, "recompute concat, BN, ReLU and the 1×1 convolution in backward "
