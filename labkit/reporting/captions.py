@@ -115,6 +115,8 @@ def scatter_caption(runs: dict) -> str:
     accuracies = {n: r["metrics"]["test_accuracy"] for n, r in found.items()}
     return (f"Final test accuracy against parameters (left) and training compute (right), both log scale. Highest: "
             f"{best}, {m['test_accuracy']:.2%} with {m['params'] / 1e6:.1f} M parameters"
+            + (f" (a final fit: {m['epochs']} epochs on all {m['train_images']:,} training images)"
+               if is_final_fit(found[best]) else "") +
             f"{within_noise(accuracies, m['test_images'], 'test')}; smallest: {smallest}, "
             f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
 
@@ -137,7 +139,8 @@ def budget_caption(runs: dict) -> str:
             "model hides another; the marker says "
             "the recipe and TTA level, which changed with the budget, so a step along a line mixes the longer "
             "schedule with the recipe; "
-            + ("open markers are final fits on all 50,000 training images; " if final_fits else "")
+            + ("open markers are final fits on all 50,000 training images, so a step to one also adds the 5,000 "
+               "val images to the training set; " if final_fits else "")
             + "a small triangle joined to a marker is the same run's accuracy without TTA (the seeds' mean where there "
               "are several), to compare with the lab report's numbers, the dotted lines.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import PercentFormatter
+from matplotlib.lines import Line2D
 import numpy as np
 import pandas as pd
 import torch
@@ -376,7 +377,7 @@ def budget_figure(runs: dict):
     says the recipe: circles the base recipe, squares with an EMA of the weights (and cutout where the
     legend says), open markers final fits on all training images; a small triangle below each marker is
     the same run without TTA; models are offset a little sideways so none hides another."""
-    fig, ax = plt.subplots(figsize=(9, 5.6))
+    fig, ax = plt.subplots(figsize=(9, 6.4))
     grouped = runs_by_model(runs)
     for i, (model, entries) in enumerate(grouped.items()):
         groups = budget_groups(entries)
@@ -398,19 +399,24 @@ def budget_figure(runs: dict):
         if model in LAB_REPORT_ACCURACY:
             said = LAB_REPORT_ACCURACY[model]
             ax.axhline(said, color=colour, ls=":", lw=1)
-            ax.annotate(f"lab report: {model} {said:.0%}", (0.01, said), xycoords=("axes fraction", "data"),
-                        va="bottom", fontsize=8, color=colour)   # at the left: the longest runs crowd the right
-    ax.plot([], [], "ko", label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)")
-    ax.plot([], [], "ks", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)")
-    ax.plot([], [], "kv", ms=4.5, label="the same run without TTA (compare these with the dotted lines)")
+            ax.annotate(f"lab report:\n{model} {said:.0%}", (1.01, said), xycoords=("axes fraction", "data"),
+                        va="center", fontsize=8, color=colour)   # beside the axes: no line crosses it there
+    models = ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(grouped), 4))
+    ax.add_artist(models)   # colours in one legend, marker meanings in another below it
+    markers = [Line2D([], [], color="k", marker="o", ls="",
+                      label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)"),
+               Line2D([], [], color="k", marker="s", ls="", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)"),
+               Line2D([], [], color="k", marker="v", ms=4.5, ls="",
+                      label="the same run without TTA (compare these with the dotted lines)")]
     if any(is_final_fit(run) for run in present(runs).values()):
-        ax.plot([], [], "ks", mfc="white", label="final fit on all 50,000 training images")
+        markers.append(Line2D([], [], color="k", marker="s", mfc="white", ls="",
+                              label="final fit on all 50,000 training images"))
+    ax.legend(handles=markers, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.27), ncol=2)
     ax.set(xlabel="training epochs (the whole schedule; models side by side)", ylabel="final test accuracy",
            title="test accuracy against training budget (dotted: the lab report's numbers)")
     ax.yaxis.set_major_locator(plt.MultipleLocator(0.02))
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)   # below: points span the plot
     fig.tight_layout()
     return fig
 
@@ -509,6 +515,6 @@ def scatter_figure(runs: dict):
         ax.margins(0.15)
         label_points(ax, points)
     fig.suptitle(f"final test accuracy of each model's headline run ({len(present(runs))} runs)")
-    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)   # 3 columns: no run alone on a row of 6
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig

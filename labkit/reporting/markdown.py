@@ -751,7 +751,7 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
                          if r["metrics"]["model"] in DEEP_MODELS and not is_final_fit(r)]
     if without_final_fit:
         items.append(f"the final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of "
-                     f"{', '.join(without_final_fit)} are not in `results/` yet: their headline numbers below are "
+                     f"{' and '.join(without_final_fit)} are not in `results/` yet: their headline numbers below are "
                      f"from the longest run on 45,000 images")
     coarse = []
     for name in found:
@@ -786,11 +786,12 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
     val = (f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images"
            if m.get("final_val_accuracy") is not None else
            f"- trained on all {m['train_images']:,} training images (no validation split)")
+    compiled = " (compiled with torch.compile)" if m.get("config", {}).get("compile") else ""
     lines = [f"## {title}", "", description, "", f"Run `{name}`:", "",
              f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}", val,
              f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
              f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min with evaluation on "
-             f"{machine_name(m['device'])}; the training steps alone: {m['images_per_s']:,.0f} img/s overall, "
+             f"{machine_name(m['device'])}{compiled}; the training steps alone: {m['images_per_s']:,.0f} img/s overall, "
              f"{typical_images_per_s(run):,.0f} in the median epoch"]
     lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + control_line(run, every_run) + [""]
     curves = figures / f"{name}_curves.png"

@@ -45,6 +45,13 @@ REFERENCES = [
 ]
 
 
+def budget(run: dict) -> str:
+    """'40 epochs', or for a final fit '80 epochs on all 50,000 training images': what a ranking must say
+    when runs trained on different amounts of data."""
+    m = run["metrics"]
+    return f"{m['epochs']} epochs" + (f" on all {m['train_images']:,} training images" if is_final_fit(run) else "")
+
+
 def headline_groups(every_run: dict) -> dict[str, list[tuple[str, dict]]]:
     """{model: its headline runs (the longest budget, recipe chosen on val; several seeds possible)}."""
     return {model: budget_groups(entries)[-1][1] for model, entries in runs_by_model(every_run).items()}
@@ -61,16 +68,16 @@ def lab_report_findings(groups: dict, seeds: dict | None, jpeg: bool) -> list[st
         noise = 2 * accuracy_standard_error(m["test_accuracy_no_tta"], m["test_images"])
         gap = m["test_accuracy_no_tta"] - said
         verdict = "above" if gap > noise else "below" if gap < -noise else "level with"
-        text = (f"{MODEL_TITLES[model]} reaches {m['test_accuracy']:.2%} after {m['epochs']} epochs, "
+        text = (f"{MODEL_TITLES[model]} reaches {m['test_accuracy']:.2%} after {budget(groups[model][0][1])}, "
                 f"{m['test_accuracy_no_tta']:.2%} without TTA: {gap * 100:+.2f} points, {verdict} the lab report's "
                 f"{said:.0%} (compared without TTA, as the lab report's figure probably was).")
         if abs(gap) <= noise:
-            text += f" That is within the test noise (2 SE on {m['test_images']:,} images ≈ {noise * 100:.1f} points)."
+            text += f" That is within the test noise (2 SE on {m['test_images']:,} images = {noise * 100:.2f} points)."
         elif seeds and abs(gap) < seeds["gap"]:
-            text += (f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points) but within the "
+            text += (f" That is beyond the test noise (2 SE = {noise * 100:.2f} points) but within the "
                      f"{seeds['gap'] * 100:.1f} points by which two single-seed runs can differ (see the discussion).")
         else:
-            text += f" That is beyond the test noise (2 SE ≈ {noise * 100:.1f} points)."
+            text += f" That is beyond the test noise (2 SE = {noise * 100:.2f} points)."
         history = groups[model][0][1].get("history")
         best = history.val_acc.idxmax() if history is not None and history.val_acc.notna().any() else None
         if gap < -noise and best is not None and best == history.val_acc.last_valid_index():
@@ -99,7 +106,8 @@ def slowest_epoch(groups: dict) -> str:
     if worst is None:
         return ""
     _, name, epoch, slowest, median = worst
-    return (f", including epochs slowed by other work on the shared machine (the most: {name}'s epoch {epoch}, "
+    return (f", including epochs slowed by other work on the shared machine (the most, against its run's median: "
+            f"{name}'s epoch {epoch}, "
             f"{duration(slowest)} against a median of {duration(median)})")
 
 
@@ -205,8 +213,9 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "and found no published measurement for this copy. Unless a run says otherwise, 5,000 training images "
              "(500 per class, seeded) are held out as the validation split that curves and every recipe choice use, "
              "and the model trains on the other 45,000"
-             + (f"; the final fits ({', '.join(final_fits)}) train on all 50,000 with a recipe and budget fixed "
-                f"beforehand on val." if final_fits else "."), "",
+             + (f"; {'the final fits' if len(final_fits) > 1 else 'the final fit'} ({', '.join(final_fits)}) "
+                f"{'train' if len(final_fits) > 1 else 'trains'} on all 50,000, with the recipe chosen on val and "
+                f"the budget fixed before {'they' if len(final_fits) > 1 else 'it'} started." if final_fits else "."), "",
              "**Recipe.** SGD with Nesterov momentum 0.9, weight decay on conv and linear weights only, a linear "
              "warmup then linear decay of the learning rate to zero, stepped every batch; bf16 autocast and "
              "channels-last on CPUs with native bf16; random crops with 4-pixel reflection padding and horizontal "
@@ -236,7 +245,7 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     lines = ["## Conclusions", ""]
     if ranked:
         order = ", ".join(f"{MODEL_TITLES.get(model, model)} {seed_summary(group)[0]:.2%} "
-                          f"({group[0][1]['metrics']['epochs']} epochs"
+                          f"({budget(group[0][1])}"
                           f"{f', mean of {len(group)} seeds' if len(group) > 1 else ''})" for model, group in ranked)
         seeds = seed_noise(every_run)
         lines += [f"- Ranked by headline test accuracy: {order}; "
