@@ -211,6 +211,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
                       "if root is not None and not root.is_dir():\n"
                       "    raise ValueError(f\"results_dir {results_dir!r} is not a folder\")\n"
                       "loaded = select.select_runs(runs, root)\n"
+                      "every_run = select.load_every_run(root)   # a final fit's val curve, the budget figure\n"
                       "print({name: \"found\" if run else \"missing\" for name, run in loaded.items()})"),
         new_markdown_cell("## The table\nParameters, forward FLOPs per image, final test and validation accuracy, "
                           "epochs, training time, training throughput, activation memory per image and peak "
@@ -218,8 +219,10 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_code_cell("table = tables.format_table(tables.comparison_table(loaded))\n"
                       "display(table.reindex(columns=[\"status\", *tables.ACCURACY_COLUMNS]))\n"
                       "table.reindex(columns=[\"status\", *tables.COST_COLUMNS])"),
-        new_markdown_cell("## Validation curves, against epochs and against training compute"),
-        new_code_cell("if select.present(loaded):\n    figures.curves_figure(loaded);"),
+        new_markdown_cell("## Validation curves, against epochs and against training compute\nA final fit on all "
+                          "training images has no val split; its model's longest run with one, where its recipe "
+                          "was judged, is drawn in its place."),
+        new_code_cell("if select.present(loaded):\n    figures.curves_figure(loaded, every_run);"),
         new_markdown_cell("## Per-class accuracy\nWhich classes each model finds hard (cat and dog, usually)."),
         new_code_cell("if select.present(loaded):\n    figures.per_class_heatmap(loaded);"),
         new_markdown_cell("## Accuracy against size and against training compute"),
@@ -227,8 +230,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_markdown_cell("## Accuracy against the training budget\nEvery run in `results/`, grouped by model and "
                           "epoch budget; runs at one budget are seeds (mean ± sd). The table sets each model's longest "
                           "budget against what the lab report said."),
-        new_code_cell("every_run = select.load_every_run(root)\n"
-                      "if select.present(every_run):\n"
+        new_code_cell("if select.present(every_run):\n"
                       "    display(tables.format_table(tables.lab_report_table(every_run)))\n"
                       "    figures.budget_figure(every_run);"),
         new_markdown_cell("## The lab report's claims, checked\nEach verdict is computed from the numbers above, "

@@ -690,3 +690,42 @@ def test_the_set_up_names_the_runs_that_recorded_only_their_own_tta_level():
                                  "TTA and at its own level only.")
     assert tta_records({"plain18": every_level}) == "Every run records its test accuracy at each level."
     assert tta_records({"cnn": {"metrics": {}}}) == "Every run records its test accuracy without TTA and at its own level."
+
+
+def test_a_final_fit_s_val_curve_is_its_model_s_longest_run_with_a_val_split():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from labkit.reporting.captions import comparison_curves_caption
+    from labkit.reporting.figures import curves_figure
+    from labkit.reporting.select import val_stand_ins
+
+    def run(model, epochs, val_acc, cutout, val_images=5000):
+        history = pd.DataFrame({"epoch": range(1, epochs + 1), "val_acc": val_acc, "val_loss": 1 - val_acc,
+                                "images_seen": 45_000})
+        metrics = fake_run(model, epochs, 0.9)["metrics"]
+        metrics.update(val_images=val_images, train_images=50_000 - val_images, config={"cutout": cutout},
+                       flops_per_image=1e8)
+        return {"history": history, "metrics": metrics}
+    final = run("densenet_cifar", 80, float("nan"), 12, val_images=0)
+    every_run = {"densenet_cifar": run("densenet_cifar", 15, 0.85, 0),
+                 "densenet_cifar-40ep": run("densenet_cifar", 40, 0.90, 12),
+                 "densenet_cifar-80ep-final": final, "cnn": run("cnn", 30, 0.70, 0)}
+    headline = {"cnn": every_run["cnn"], "densenet_cifar-80ep-final": final}
+    assert val_stand_ins(headline, every_run) == {"densenet_cifar-80ep-final": "densenet_cifar-40ep"}
+    assert val_stand_ins({"cnn": every_run["cnn"]}, every_run) == {}
+    text = comparison_curves_caption(headline, every_run)
+    assert ("The final fit densenet_cifar-80ep-final trained on all training images and has no val curve; drawn in its "
+            "place: densenet_cifar-40ep, its model's longest run with a val split (40 epochs on 45,000 images, the same "
+            "recipe).") in text
+    assert "Not drawn" not in text
+    every_run["densenet_cifar-40ep"]["metrics"]["config"]["cutout"] = 8
+    assert "(40 epochs on 45,000 images, recipe: cutout 8)" in comparison_curves_caption(headline, every_run)
+    fig = curves_figure(headline, every_run)
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels == ["cnn", "densenet_cifar-40ep (for densenet_cifar-80ep-final)"]
+    assert [line.get_label() for line in curves_figure(headline).axes[0].lines] == ["cnn"]   # without every_run
+    plt.close("all")
+    del every_run["densenet_cifar-40ep"], every_run["densenet_cifar"]      # no run with val: not drawn, said so
+    assert comparison_curves_caption(headline, every_run).endswith(
+        " Not drawn: densenet_cifar-80ep-final (a final fit on all training images, so no val curve).")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor
-from labkit.reporting.select import is_final_fit, present, runs_by_model
+from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
+from labkit.reporting.select import (is_final_fit, present, recipe, recipe_difference, runs_by_model,
+                                     val_stand_ins)
 from labkit.reporting.stats import lead_over_next
 
 LOOK_CAPTIONS = {
@@ -74,11 +75,20 @@ def confusion_caption(confusion: pd.DataFrame) -> str:
             f"({n1} of {int(confusion.loc[t1].sum()):,}), then {t2} for {p2} ({n2}).")
 
 
-def comparison_curves_caption(runs: dict) -> str:
-    shown = {n: r for n, r in present(runs).items() if r["history"].val_acc.notna().any()}
-    left_out = [n for n in present(runs) if n not in shown]
+def comparison_curves_caption(runs: dict, every_run: dict | None = None) -> str:
+    stand_ins = val_stand_ins(runs, every_run) if every_run is not None else {}
+    shown = curve_runs(runs, every_run)
+    left_out = [n for n in present(runs) if n not in shown and n not in stand_ins]
     text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
             "seen (right), which does not depend on the machine.")
+    for final, stand_in in stand_ins.items():
+        run, recipe_run = every_run[stand_in], runs[final]
+        same = recipe(run) == recipe(recipe_run)
+        text += (f" The final fit {final} trained on all training images and has no val curve; drawn in its place: {stand_in}, "
+                 f"its model's longest run with a val split ({run['metrics']['epochs']} epochs on "
+                 f"{run['metrics']['train_images']:,} images, "
+                 + ("the same recipe" if same else "recipe: " + recipe_difference([(stand_in, run)], [(final, recipe_run)]))
+                 + ").")
     averaged = [n for n, r in shown.items() if r["metrics"].get("config", {}).get("ema_decay")]
     if averaged and len(averaged) < len(shown):   # the weights each run's test uses: its EMA where it keeps one
         text += (f" Each curve is measured on the weights its test used: the EMA of the weights for {len(averaged)} "

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
-from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
+from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model, val_stand_ins
 from labkit.reporting.stats import seed_summary
 from labkit.reporting.tables import MODEL_TITLES
 from labkit.robustness.gradcam import upsample
@@ -421,29 +421,48 @@ def budget_figure(runs: dict):
     return fig
 
 
-def curves_figure(runs: dict):
+def curve_runs(runs: dict, every_run: dict | None = None) -> dict:
+    """The runs whose val curves a comparison draws: each run with a val split and, given `every_run`,
+    in place of a final fit (no val split) the run that stands for it (`select.val_stand_ins`)."""
+    stand_ins = val_stand_ins(runs, every_run) if every_run is not None else {}
+    drawn = {}
+    for name, run in present(runs).items():
+        if name in stand_ins:
+            drawn[stand_ins[name]] = every_run[stand_ins[name]]
+        elif not run["history"].val_acc.isna().all():
+            drawn[name] = run
+    return drawn
+
+
+def curves_figure(runs: dict, every_run: dict | None = None):
     """Val accuracy and loss, against epoch and against training compute (PFLOP: 3 × forward FLOPs ×
-    images seen), which unlike wall-clock does not depend on the machine that ran each epoch."""
+    images seen), which unlike wall-clock does not depend on the machine that ran each epoch. A final
+    fit has no val curve: given `every_run`, its model's longest run with a val split is drawn instead."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     styles = ["-", "--", "-.", ":"]    # with the colour, so a curve under another still shows
-    for i, (name, run) in enumerate(present(runs).items()):
+    stand_ins = {stand_in: final for final, stand_in in
+                 (val_stand_ins(runs, every_run) if every_run is not None else {}).items()}
+    drawn = curve_runs(runs, every_run)
+    for i, (name, run) in enumerate(drawn.items()):
         h = run["history"]
-        if h.val_acc.isna().all():
-            continue
+        label = f"{name} (for {stand_ins[name]})" if name in stand_ins else name
         style = dict(color=model_colour(name), ls=styles[i % len(styles)], lw=1.6)
         for row, column in enumerate(("val_acc", "val_loss")):
-            axes[row, 0].plot(h.epoch, h[column], label=name if row == 0 else None, **style)
+            axes[row, 0].plot(h.epoch, h[column], label=label if row == 0 else None, **style)
             axes[row, 1].plot(training_pflop(run, h.epoch), h[column], **style)
     for row, label in enumerate(("val accuracy", "val loss")):
         axes[row, 0].set(xlabel="epoch", ylabel=label)
         axes[row, 1].set(xlabel="training compute (PFLOP, log)", ylabel=label, xscale="log")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    drawn = [n for n, r in present(runs).items() if not r["history"].val_acc.isna().all()]
-    fig.suptitle(f"validation curves of the headline runs with a val split ({len(drawn)} of {len(present(runs))})")
+    title = f"validation curves of the headline runs ({len(drawn)} of {len(present(runs))})"
+    if stand_ins:
+        title = ("validation curves of the headline runs; for a final fit, its model's longest run with a val split "
+                 f"({len(drawn)} of {len(present(runs))})")
+    fig.suptitle(title)
     if drawn:
-        fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.legend(loc="lower center", ncol=3 if stand_ins else 5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if stand_ins else 0.05, 1, 1))
     return fig
 
 

@@ -865,7 +865,7 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
              "process's peak memory:", "",
              markdown_table(table.reindex(columns=["status", *COST_COLUMNS])), ""]
     for key, fig, caption in (
-            ("curves", curves_figure(runs), captions.comparison_curves_caption(runs)),
+            ("curves", curves_figure(runs, every_run), captions.comparison_curves_caption(runs, every_run)),
             ("per_class", per_class_heatmap(runs), captions.per_class_heatmap_caption(runs)),
             ("scatter", scatter_figure(runs), captions.scatter_caption(runs))):
         path = figures / f"comparison_{key}.png"

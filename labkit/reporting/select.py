@@ -162,6 +162,20 @@ def is_final_fit(run: dict) -> bool:
     return not run["metrics"].get("val_images", 1)
 
 
+def val_stand_ins(runs: dict, every_run: dict) -> dict[str, str]:
+    """{final fit: the run whose val curve stands for it}: for each final fit among `runs`, its model's
+    longest run with a val split (of the recipe chosen on val, `budget_groups`), the run on which the
+    final fit's recipe was judged. A final fit whose model has no run with val is left out."""
+    with_val = {name: run for name, run in present(every_run).items() if not is_final_fit(run)}
+    grouped = runs_by_model(with_val)
+    stand_ins = {}
+    for name, run in present(runs).items():
+        model = run["metrics"]["model"]
+        if is_final_fit(run) and model in grouped:
+            stand_ins[name] = representative(budget_groups(grouped[model])[-1][1])[0]
+    return stand_ins
+
+
 def one_per_model(runs: dict) -> dict[str, dict]:
     """{model: run} for the present runs; two runs of one model are an error, not a silent pick."""
     names: dict[str, str] = {}
