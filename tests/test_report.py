@@ -729,3 +729,25 @@ def test_a_final_fit_s_val_curve_is_its_model_s_longest_run_with_a_val_split():
     del every_run["densenet_cifar-40ep"], every_run["densenet_cifar"]      # no run with val: not drawn, said so
     assert comparison_curves_caption(headline, every_run).endswith(
         " Not drawn: densenet_cifar-80ep-final (a final fit on all training images, so no val curve).")
+
+
+def test_the_reliability_caption_names_middle_over_confidence_before_scaling_and_the_run_without_a_temperature():
+    from labkit.reporting.captions import reliability_caption
+
+    def bins(gaps):       # ten bins of 100 images, accuracy = confidence + gap
+        return [{"low": i / 10, "high": (i + 1) / 10, "confidence": i / 10 + 0.05, "accuracy": i / 10 + 0.05 + gap,
+                 "count": 100} for i, gap in enumerate(gaps)]
+    under = bins([0.05] * 10)
+    middle_over = bins([0.05] * 5 + [-0.03] * 3 + [0.2] * 2)    # above overall, below at 0.5–0.8
+    summaries = {"a": {"calibration": {"bins_before": under, "bins_after": bins([-0.02] * 10), "temperature": 0.8}},
+                 "f": {"calibration": {"bins_before": middle_over, "bins_after": [], "temperature": None}}}
+    text = reliability_caption(summaries)
+    assert text.startswith("Before scaling (filled bars) every run is under-confident overall (weighted by images, its "
+                           "bars lie above the diagonal), though f's bars at confidences 0.5–0.9 sit mostly below it "
+                           "(over-confident there);")
+    assert " No temperature was fitted for f: it held out no val split." in text
+    assert "for 1 of 1 scaled runs" in text
+    summaries["f"]["calibration"]["bins_before"] = under
+    assert "though" not in reliability_caption(summaries)
+    del summaries["f"]
+    assert "No temperature" not in reliability_caption(summaries)

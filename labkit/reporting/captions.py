@@ -156,7 +156,8 @@ def budget_caption(runs: dict) -> str:
 
 
 def reliability_caption(summaries: dict[str, dict]) -> str:
-    """Whether each run is over- or under-confident before scaling, from its bins' weighted gap."""
+    """Whether each run is over- or under-confident before scaling, from its bins' weighted gap, and
+    which runs are over-confident at middle confidences all the same."""
     under = []
     for name, s in summaries.items():
         bins = [b for b in s["calibration"]["bins_before"] if b["count"]]
@@ -167,25 +168,35 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
             if len(under) == len(summaries) else
             f"{len(under)} of {len(summaries)} runs are under-confident ({', '.join(under) or 'none'}), the others "
             "over-confident")
+    middle_over = [name for name in under if over_confident_in_middle(summaries[name]["calibration"]["bins_before"])]
+    if middle_over:
+        kind += (f", though {' and '.join(middle_over)}'s bars at confidences 0.5–0.9 sit mostly below it "
+                 "(over-confident there)")
     scaled = {name: s["calibration"] for name, s in summaries.items() if s["calibration"]["temperature"]}
+    unscaled = [name for name in summaries if name not in scaled]
     return (f"Before scaling (filled bars) {kind}"
             + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
                "a bin holds other images than the filled bar at the same place" if scaled else "")
             + ". The numbers at the foot of the bars are the images in each bin before scaling."
+            + (f" No temperature was fitted for {' and '.join(unscaled)}: "
+               + ("it held" if len(unscaled) == 1 else "they held") + " out no val split." if scaled and unscaled else "")
             + (after_scaling_reading(scaled) if scaled else ""))
+
+
+def over_confident_in_middle(bins: list[dict]) -> bool:
+    """Whether most images in the drawn bins at confidences 0.5–0.9 lie in bins below the diagonal."""
+    middle = [b for b in bins if b["count"] >= MIN_BIN_IMAGES and 0.5 <= b["low"] and b["high"] <= 0.9 + 1e-9]
+    weight = sum(b["count"] for b in middle)
+    return bool(weight) and sum(b["count"] for b in middle if b["accuracy"] < b["confidence"]) > weight / 2
 
 
 def after_scaling_reading(calibrations: dict[str, dict]) -> str:
     """Where the scaled runs are over-confident (middle confidences), and how much of the test split
     the top bin holds, its weight in the ECE after scaling."""
-    over, top, top_before = [], [], []
-    for name, c in calibrations.items():
-        middle = [b for b in c["bins_after"] if b["count"] >= MIN_BIN_IMAGES and 0.5 <= b["low"] and b["high"] <= 0.9 + 1e-9]
-        weight = sum(b["count"] for b in middle)
-        if weight and sum(b["count"] for b in middle if b["accuracy"] < b["confidence"]) > weight / 2:
-            over.append(name)
-        top.append(c["bins_after"][-1]["count"] / sum(b["count"] for b in c["bins_after"]))
-        top_before.append(c["bins_before"][-1]["count"] / sum(b["count"] for b in c["bins_before"]))
+    over = [name for name, c in calibrations.items() if over_confident_in_middle(c["bins_after"])]
+    top = [c["bins_after"][-1]["count"] / sum(b["count"] for b in c["bins_after"]) for c in calibrations.values()]
+    top_before = [c["bins_before"][-1]["count"] / sum(b["count"] for b in c["bins_before"])
+                  for c in calibrations.values()]
     return (f" After scaling, the bars at confidences 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
             f"{len(over)} of {len(calibrations)} scaled runs; the top bin then holds {min(top):.0%} to {max(top):.0%} "
             f"of the images ({min(top_before):.0%} to {max(top_before):.0%} before scaling, as the printed counts show) and "
