@@ -260,7 +260,8 @@ def test_activation_memory_per_image_does_not_depend_on_the_batch_size():
 
 def fake_run(model: str, epochs: int, accuracy: float, seed: int = 0) -> dict:
     return {"metrics": {"model": model, "epochs": epochs, "test_accuracy": accuracy, "test_accuracy_no_tta": accuracy - 0.01,
-                        "final_val_accuracy": accuracy - 0.005, "test_images": 10_000, "config": {"seed": seed}}}
+                        "final_val_accuracy": accuracy - 0.005, "test_images": 10_000, "train_images": 45_000,
+                        "config": {"seed": seed}}}
 
 
 def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_seeds():
@@ -272,6 +273,7 @@ def test_the_lab_report_table_takes_the_longest_budget_and_the_mean_over_its_see
     table = lab_report_table(runs)
     assert list(table.index) == ["cnn", "resnet18"]             # the report's model order, not the runs' order
     assert table.loc["resnet18", "run"] == "resnet18-40ep" and table.loc["resnet18", "seeds"] == 1
+    assert table.loc["resnet18", "train images"] == "45,000"
     assert table.loc["resnet18", "verdict"] == "beaten by 2.00 points without TTA"   # 0.92 without TTA against 0.90
     assert table.loc["cnn", "our test acc"] == pytest.approx(0.76) and table.loc["cnn", "seeds"] == 3
     assert table.loc["cnn", "test acc sd over seeds"] == pytest.approx(0.01)
@@ -716,9 +718,15 @@ def test_a_final_fit_s_val_curve_is_its_model_s_longest_run_with_a_val_split():
     assert val_stand_ins({"cnn": every_run["cnn"]}, every_run) == {}
     text = comparison_curves_caption(headline, every_run)
     assert ("The final fit densenet_cifar-80ep-final trained on all training images and has no val curve; drawn in its "
-            "place: densenet_cifar-40ep, its model's longest run with a val split (40 epochs on 45,000 images, the same "
-            "recipe).") in text
+            "place: densenet_cifar-40ep (40 epochs on 45,000 images, the same recipe), its model's longest run with a val "
+            "split.") in text
     assert "Not drawn" not in text
+    two = {**headline, "resnet18-80ep-final": run("resnet18", 80, float("nan"), 12, val_images=0)}
+    every_run.update({"resnet18-80ep-final": two["resnet18-80ep-final"], "resnet18-40ep": run("resnet18", 40, 0.9, 12)})
+    assert ("The final fits densenet_cifar-80ep-final and resnet18-80ep-final trained on all training images and have "
+            "no val curve; drawn in their places, each model's longest run with a val split: densenet_cifar-40ep (40 "
+            "epochs on 45,000 images, the same recipe) and resnet18-40ep (40 epochs on 45,000 images, the same "
+            "recipe).") in comparison_curves_caption(two, every_run)
     every_run["densenet_cifar-40ep"]["metrics"]["config"]["cutout"] = 8
     assert "(40 epochs on 45,000 images, recipe: cutout 8)" in comparison_curves_caption(headline, every_run)
     fig = curves_figure(headline, every_run)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
-from labkit.reporting.select import (is_final_fit, present, recipe, recipe_difference, runs_by_model,
-                                     val_stand_ins)
+from labkit.reporting.select import is_final_fit, present, recipe_difference, runs_by_model, val_stand_ins
 from labkit.reporting.stats import lead_over_next
 
 LOOK_CAPTIONS = {
@@ -75,20 +74,29 @@ def confusion_caption(confusion: pd.DataFrame) -> str:
             f"({n1} of {int(confusion.loc[t1].sum()):,}), then {t2} for {p2} ({n2}).")
 
 
+def and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
+
+
 def comparison_curves_caption(runs: dict, every_run: dict | None = None) -> str:
     stand_ins = val_stand_ins(runs, every_run) if every_run is not None else {}
     shown = curve_runs(runs, every_run)
     left_out = [n for n in present(runs) if n not in shown and n not in stand_ins]
     text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
             "seen (right), which does not depend on the machine.")
+    described = []
     for final, stand_in in stand_ins.items():
-        run, recipe_run = every_run[stand_in], runs[final]
-        same = recipe(run) == recipe(recipe_run)
-        text += (f" The final fit {final} trained on all training images and has no val curve; drawn in its place: {stand_in}, "
-                 f"its model's longest run with a val split ({run['metrics']['epochs']} epochs on "
-                 f"{run['metrics']['train_images']:,} images, "
-                 + ("the same recipe" if same else "recipe: " + recipe_difference([(stand_in, run)], [(final, recipe_run)]))
-                 + ").")
+        run, final_run = every_run[stand_in], runs[final]
+        differs = recipe_difference([(stand_in, run)], [(final, final_run)])
+        described.append(f"{stand_in} ({run['metrics']['epochs']} epochs on {run['metrics']['train_images']:,} images, "
+                         + (f"recipe: {differs}" if differs else "the same recipe") + ")")
+    if len(described) == 1:
+        text += (f" The final fit {next(iter(stand_ins))} trained on all training images and has no val curve; drawn "
+                 f"in its place: {described[0]}, its model's longest run with a val split.")
+    elif described:
+        text += (f" The final fits {and_list(list(stand_ins))} trained on all training images and have no val curve; "
+                 f"drawn in their places, each model's longest run with a val split: {and_list(described)}.")
     averaged = [n for n, r in shown.items() if r["metrics"].get("config", {}).get("ema_decay")]
     if averaged and len(averaged) < len(shown):   # the weights each run's test uses: its EMA where it keeps one
         text += (f" Each curve is measured on the weights its test used: the EMA of the weights for {len(averaged)} "

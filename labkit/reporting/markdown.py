@@ -873,7 +873,8 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
         lines += [f"![comparison {key}]({link(path)})", "", caption, ""]
     lines += ["## The lab report said, we measure", "",
               "For each model, its longest run in `results/`; a gap counts only beyond two standard errors of "
-              "the test accuracy.", "",
+              "the test accuracy. The train images column tells the final fits, on all 50,000 training images, "
+              "from the runs that held out the val split.", "",
               markdown_table(format_table(lab_report_table(every_run))), ""]
     path = figures / "accuracy_vs_budget.png"
     save(budget_figure(every_run), path)

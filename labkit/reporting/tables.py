@@ -17,7 +17,8 @@ from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_s
 
 def lab_report_table(runs: dict) -> pd.DataFrame:
     """Per model: what the lab report said, and what its longest budget measures (test accuracy at
-    its TTA level and without TTA; the mean ± sd when several seeds ran at that budget), with the gap
+    its TTA level and without TTA; the mean ± sd when several seeds ran at that budget) on how many
+    training images (50,000 for a final fit), with the gap
     judged without TTA (the lab report's figures probably are) against two standard errors: the test
     set's binomial one and, over seeds, the seeds' spread."""
     rows = []
@@ -30,7 +31,7 @@ def lab_report_table(runs: dict) -> pd.DataFrame:
         row = {"model": model, "lab report's test acc": said, "our test acc": mean,
                "our test acc (no TTA)": plain,
                "seeds": len(group), "test acc sd over seeds": sd, "run": ", ".join(name for name, _ in group),
-               "epochs": epochs, "verdict": "no claim to check"}
+               "epochs": epochs, "train images": f"{m['train_images']:,}", "verdict": "no claim to check"}
         if said is not None:
             variance = (accuracy_standard_error(plain, m["test_images"]) ** 2
                         + (plain_sd ** 2 / len(group) if plain_sd else 0.0))
