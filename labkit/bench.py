@@ -162,9 +162,9 @@ PIPELINE_LABELS = {"reference": "reference: fp32 NCHW, PIL transforms + DataLoad
 PIPELINE_COLOURS = {"reference": "tab:gray", "fast": "tab:blue", "compiled": "tab:purple"}
 
 
-def panel_title(name: str, entry: dict) -> str:
+def model_panel_title(name: str, entry: dict) -> str:
     """A model's panel title: its name and, where the reference ran, how many times faster the fast path is."""
-    return name + (f"\nfast path ×{entry['speedup']:.1f} the reference" if entry.get("speedup") else "")
+    return name + (f"\nfast path: {entry['speedup']:.1f}× reference speed" if entry.get("speedup") else "")
 
 
 def figure(report: dict, path) -> None:
@@ -175,7 +175,7 @@ def figure(report: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(report["models"])
-    fig, axes = plt.subplots(1, len(names), figsize=(max(7.0, 2.3 * len(names) + 1), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(7.0, 2.5 * len(names) + 1), 3.8), squeeze=False)
     for ax, name in zip(axes.flat, names):
         entry = report["models"][name]
         pipelines = [p for p in PIPELINE_LABELS if p in entry]
@@ -185,7 +185,7 @@ def figure(report: dict, path) -> None:
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in speeds], fontsize=8)
         ax.set_xticks([])
         ax.set_ylim(0, max(speeds) * 1.2)
-        ax.set_title(panel_title(name, entry), fontsize=9)
+        ax.set_title(model_panel_title(name, entry), fontsize=9)
     axes.flat[0].set_ylabel("training images/s")
     handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(2, len(handles)), fontsize=8,

@@ -16,8 +16,8 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
     assert set(report["matmul_peak_gflops"]) == {"fp32", "bf16"}
     assert 0 < entry["fast"]["peak_share"] < 1.5
     assert out.with_suffix(".png").is_file()
-    assert bench.panel_title("cnn", entry) == f"cnn\nfast path ×{entry['speedup']:.1f} the reference"
-    assert bench.panel_title("cnn", {"fast": entry["fast"]}) == "cnn"     # no reference measured: no ratio
+    assert bench.model_panel_title("cnn", {"speedup": 2.44}) == "cnn\nfast path: 2.4× reference speed"
+    assert bench.model_panel_title("cnn", {"fast": entry["fast"]}) == "cnn"     # no reference measured: no ratio
 
 
 def test_doctor_reports_the_machine_and_times_a_short_training(isolated_roots, capsys):

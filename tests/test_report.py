@@ -716,6 +716,9 @@ def test_a_final_fit_s_val_curve_is_its_model_s_longest_run_with_a_val_split():
     headline = {"cnn": every_run["cnn"], "densenet_cifar-80ep-final": final}
     assert val_stand_ins(headline, every_run) == {"densenet_cifar-80ep-final": "densenet_cifar-40ep"}
     assert val_stand_ins({"cnn": every_run["cnn"]}, every_run) == {}
+    both = {**headline, "densenet_cifar-40ep": every_run["densenet_cifar-40ep"]}   # the stand-in drawn as itself
+    assert val_stand_ins(both, every_run) == {}
+    assert "drawn in its place" not in comparison_curves_caption(both, every_run)
     text = comparison_curves_caption(headline, every_run)
     assert ("The final fit densenet_cifar-80ep-final trained on all training images and has no val curve; drawn in its "
             "place: densenet_cifar-40ep (40 epochs on 45,000 images, the same recipe), its model's longest run with a val "
@@ -751,11 +754,36 @@ def test_the_reliability_caption_names_middle_over_confidence_before_scaling_and
                  "f": {"calibration": {"bins_before": middle_over, "bins_after": [], "temperature": None}}}
     text = reliability_caption(summaries)
     assert text.startswith("Before scaling (filled bars) every run is under-confident overall (weighted by images, its "
-                           "bars lie above the diagonal), though f's bars at confidences 0.5–0.9 sit mostly below it "
-                           "(over-confident there);")
+                           "bars lie above the diagonal), though f's bars at confidences of about 0.5–0.9 sit mostly "
+                           "below the diagonal (over-confident there);")
     assert " No temperature was fitted for f: it held out no val split." in text
     assert "for 1 of 1 scaled runs" in text
     summaries["f"]["calibration"]["bins_before"] = under
     assert "though" not in reliability_caption(summaries)
     del summaries["f"]
     assert "No temperature" not in reliability_caption(summaries)
+
+
+def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ranking_and_the_data_paragraph():
+    import pandas as pd
+
+    from labkit.reporting.captions import budget_caption, scatter_caption
+    from labkit.reporting.overview import budget, final_fits_clause
+
+    def run(test, final=False):
+        metrics = {"model": "densenet_cifar", "val_images": 0 if final else 5000, "test_images": 10_000,
+                   "test_accuracy": test, "params": 1e6, "epochs": 80 if final else 40,
+                   "train_images": 50_000 if final else 45_000, "final_val_accuracy": None if final else 0.9}
+        return {"metrics": metrics, "history": pd.DataFrame({"epoch": [1], "val_acc": [float("nan") if final else 0.9]})}
+    runs = {"d-40ep": run(0.906), "d-80ep-final": run(0.9237, final=True)}
+    assert ("Highest: d-80ep-final, 92.37% with 1.0 M parameters (a final fit: 80 epochs on all 50,000 training "
+            "images)") in scatter_caption(runs)
+    assert "(a final fit" not in scatter_caption({"d-40ep": runs["d-40ep"]})
+    assert "so a step to one also adds the 5,000 val images" in budget_caption(runs)
+    assert "open markers" not in budget_caption({"d-40ep": runs["d-40ep"]})
+    assert budget(runs["d-80ep-final"]) == "80 epochs on all 50,000 training images"
+    assert budget(runs["d-40ep"]) == "40 epochs"
+    assert final_fits_clause([]) == "."
+    assert final_fits_clause(["a"]) == ("; the final fit (a) trains on all 50,000, with the recipe chosen on val and "
+                                        "the budget fixed before it started.")
+    assert final_fits_clause(["a", "b", "c"]).startswith("; the final fits (a, b and c) train on all 50,000")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
-from labkit.reporting.select import is_final_fit, present, recipe_difference, runs_by_model, val_stand_ins
+from labkit.reporting.select import is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
+from labkit.reporting.tables import and_list
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -74,14 +75,10 @@ def confusion_caption(confusion: pd.DataFrame) -> str:
             f"({n1} of {int(confusion.loc[t1].sum()):,}), then {t2} for {p2} ({n2}).")
 
 
-def and_list(items: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
-
-
 def comparison_curves_caption(runs: dict, every_run: dict | None = None) -> str:
-    stand_ins = val_stand_ins(runs, every_run) if every_run is not None else {}
-    shown = curve_runs(runs, every_run)
+    drawn = curve_runs(runs, every_run)
+    shown = {name: run for name, (run, _) in drawn.items()}
+    stand_ins = {final: name for name, (_, final) in drawn.items() if final}
     left_out = [n for n in present(runs) if n not in shown and n not in stand_ins]
     text = ("Val accuracy and loss per epoch (left) and against training compute, 3 × forward FLOPs × images "
             "seen (right), which does not depend on the machine.")
@@ -178,7 +175,8 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
             "over-confident")
     middle_over = [name for name in under if over_confident_in_middle(summaries[name]["calibration"]["bins_before"])]
     if middle_over:
-        kind += (f", though {' and '.join(middle_over)}'s bars at confidences 0.5–0.9 sit mostly below it "
+        owners = and_list(middle_over) + ("'s" if len(middle_over) == 1 else "'")
+        kind += (f", though {owners} bars at confidences of about 0.5–0.9 sit mostly below the diagonal "
                  "(over-confident there)")
     scaled = {name: s["calibration"] for name, s in summaries.items() if s["calibration"]["temperature"]}
     unscaled = [name for name in summaries if name not in scaled]
@@ -186,13 +184,13 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
             + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
                "a bin holds other images than the filled bar at the same place" if scaled else "")
             + ". The numbers at the foot of the bars are the images in each bin before scaling."
-            + (f" No temperature was fitted for {' and '.join(unscaled)}: "
+            + (f" No temperature was fitted for {and_list(unscaled)}: "
                + ("it held" if len(unscaled) == 1 else "they held") + " out no val split." if scaled and unscaled else "")
             + (after_scaling_reading(scaled) if scaled else ""))
 
 
 def over_confident_in_middle(bins: list[dict]) -> bool:
-    """Whether most images in the drawn bins at confidences 0.5–0.9 lie in bins below the diagonal."""
+    """Whether most images in the drawn bins within confidences 0.5–0.9 lie in bins below the diagonal."""
     middle = [b for b in bins if b["count"] >= MIN_BIN_IMAGES and 0.5 <= b["low"] and b["high"] <= 0.9 + 1e-9]
     weight = sum(b["count"] for b in middle)
     return bool(weight) and sum(b["count"] for b in middle if b["accuracy"] < b["confidence"]) > weight / 2
@@ -205,7 +203,7 @@ def after_scaling_reading(calibrations: dict[str, dict]) -> str:
     top = [c["bins_after"][-1]["count"] / sum(b["count"] for b in c["bins_after"]) for c in calibrations.values()]
     top_before = [c["bins_before"][-1]["count"] / sum(b["count"] for b in c["bins_before"])
                   for c in calibrations.values()]
-    return (f" After scaling, the bars at confidences 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
+    return (f" After scaling, the bars at confidences of about 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
             f"{len(over)} of {len(calibrations)} scaled runs; the top bin then holds {min(top):.0%} to {max(top):.0%} "
             f"of the images ({min(top_before):.0%} to {max(top_before):.0%} before scaling, as the printed counts show) and "
             "weighs that much in the ECE after scaling.")

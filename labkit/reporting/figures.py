@@ -402,7 +402,7 @@ def budget_figure(runs: dict):
             ax.annotate(f"lab report:\n{model} {said:.0%}", (1.01, said), xycoords=("axes fraction", "data"),
                         va="center", fontsize=8, color=colour)   # beside the axes: no line crosses it there
     models = ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(grouped), 4))
-    ax.add_artist(models)   # colours in one legend, marker meanings in another below it
+    ax.add_artist(models)   # kept: the markers' legend below would replace it otherwise
     markers = [Line2D([], [], color="k", marker="o", ls="",
                       label="base recipe, TTA 1 (the first runs: 15 epochs, the CNN 30)"),
                Line2D([], [], color="k", marker="s", ls="", label="EMA 0.997, TTA 2 (+ cutout 12 where chosen)"),
@@ -421,16 +421,17 @@ def budget_figure(runs: dict):
     return fig
 
 
-def curve_runs(runs: dict, every_run: dict | None = None) -> dict:
-    """The runs whose val curves a comparison draws: each run with a val split and, given `every_run`,
-    in place of a final fit (no val split) the run that stands for it (`select.val_stand_ins`)."""
+def curve_runs(runs: dict, every_run: dict | None = None) -> dict[str, tuple[dict, str | None]]:
+    """The runs whose val curves a comparison draws, {name: (run, the final fit it stands for, or None)}:
+    each run with a val split and, given `every_run`, in place of a final fit (no val split) the run that
+    stands for it (`select.val_stand_ins`)."""
     stand_ins = val_stand_ins(runs, every_run) if every_run is not None else {}
     drawn = {}
     for name, run in present(runs).items():
         if name in stand_ins:
-            drawn[stand_ins[name]] = every_run[stand_ins[name]]
+            drawn[stand_ins[name]] = (every_run[stand_ins[name]], name)
         elif not run["history"].val_acc.isna().all():
-            drawn[name] = run
+            drawn[name] = (run, None)
     return drawn
 
 
@@ -440,12 +441,11 @@ def curves_figure(runs: dict, every_run: dict | None = None):
     fit has no val curve: given `every_run`, its model's longest run with a val split is drawn instead."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     styles = ["-", "--", "-.", ":"]    # with the colour, so a curve under another still shows
-    stand_ins = {stand_in: final for final, stand_in in
-                 (val_stand_ins(runs, every_run) if every_run is not None else {}).items()}
     drawn = curve_runs(runs, every_run)
-    for i, (name, run) in enumerate(drawn.items()):
+    stands_in = any(final for _, final in drawn.values())
+    for i, (name, (run, final)) in enumerate(drawn.items()):
         h = run["history"]
-        label = f"{name} (for {stand_ins[name]})" if name in stand_ins else name
+        label = f"{name} (for {final})" if final else name
         style = dict(color=model_colour(name), ls=styles[i % len(styles)], lw=1.6)
         for row, column in enumerate(("val_acc", "val_loss")):
             axes[row, 0].plot(h.epoch, h[column], label=label if row == 0 else None, **style)
@@ -456,13 +456,13 @@ def curves_figure(runs: dict, every_run: dict | None = None):
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     title = f"validation curves of the headline runs ({len(drawn)} of {len(present(runs))})"
-    if stand_ins:
+    if stands_in:
         title = ("validation curves of the headline runs; for a final fit, its model's longest run with a val split "
                  f"({len(drawn)} of {len(present(runs))})")
     fig.suptitle(title)
     if drawn:
-        fig.legend(loc="lower center", ncol=3 if stand_ins else 5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.07 if stand_ins else 0.05, 1, 1))
+        fig.legend(loc="lower center", ncol=3 if stands_in else 5, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 if stands_in else 0.05, 1, 1))
     return fig
 
 

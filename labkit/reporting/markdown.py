@@ -73,6 +73,7 @@ from labkit.reporting.stats import (accuracy_standard_error, difference_noise, l
 from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
+    and_list,
     comparison_table,
     constant_columns,
     format_table,
@@ -751,7 +752,7 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
                          if r["metrics"]["model"] in DEEP_MODELS and not is_final_fit(r)]
     if without_final_fit:
         items.append(f"the final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of "
-                     f"{' and '.join(without_final_fit)} are not in `results/` yet: their headline numbers below are "
+                     f"{and_list(without_final_fit)} are not in `results/` yet: their headline numbers below are "
                      f"from the longest run on 45,000 images")
     coarse = []
     for name in found:
@@ -786,7 +787,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
     val = (f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images"
            if m.get("final_val_accuracy") is not None else
            f"- trained on all {m['train_images']:,} training images (no validation split)")
-    compiled = " (compiled with torch.compile)" if m.get("config", {}).get("compile") else ""
+    compiled = ", compiled with torch.compile" if m.get("config", {}).get("compile") else ""
     lines = [f"## {title}", "", description, "", f"Run `{name}`:", "",
              f"- final test accuracy: **{m['test_accuracy']:.2%}** {tta_note(m)}", val,
              f"- {m['params']:,} parameters, {m['flops_per_image'] / 1e6:,.1f} MFLOPs per image, "
@@ -873,8 +874,8 @@ def comparison_section(runs: dict, every_run: dict, figures: Path, link) -> list
         lines += [f"![comparison {key}]({link(path)})", "", caption, ""]
     lines += ["## The lab report said, we measure", "",
               "For each model, its longest run in `results/`; a gap counts only beyond two standard errors of "
-              "the test accuracy. The train images column tells the final fits, on all 50,000 training images, "
-              "from the runs that held out the val split.", "",
+              "the test accuracy. The train images column shows which runs are final fits (all 50,000 training "
+              "images) and which held out the val split.", "",
               markdown_table(format_table(lab_report_table(every_run))), ""]
     path = figures / "accuracy_vs_budget.png"
     save(budget_figure(every_run), path)

@@ -14,7 +14,7 @@ from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary
-from labkit.reporting.tables import MODEL_TITLES, constant_columns, duration, headline_table, markdown_table
+from labkit.reporting.tables import MODEL_TITLES, and_list, constant_columns, duration, headline_table, markdown_table
 from labkit.robustness.suite import load_analysis
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
@@ -50,6 +50,16 @@ def budget(run: dict) -> str:
     when runs trained on different amounts of data."""
     m = run["metrics"]
     return f"{m['epochs']} epochs" + (f" on all {m['train_images']:,} training images" if is_final_fit(run) else "")
+
+
+def final_fits_clause(final_fits: list[str]) -> str:
+    """The end of the data paragraph's sentence on the val split: which runs trained on all the images."""
+    if not final_fits:
+        return "."
+    several = len(final_fits) > 1
+    return (f"; {'the final fits' if several else 'the final fit'} ({and_list(final_fits)}) "
+            f"{'train' if several else 'trains'} on all 50,000, with the recipe chosen on val and the budget fixed "
+            f"before {'they' if several else 'it'} started.")
 
 
 def headline_groups(every_run: dict) -> dict[str, list[tuple[str, dict]]]:
@@ -213,9 +223,7 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              "and found no published measurement for this copy. Unless a run says otherwise, 5,000 training images "
              "(500 per class, seeded) are held out as the validation split that curves and every recipe choice use, "
              "and the model trains on the other 45,000"
-             + (f"; {'the final fits' if len(final_fits) > 1 else 'the final fit'} ({', '.join(final_fits)}) "
-                f"{'train' if len(final_fits) > 1 else 'trains'} on all 50,000, with the recipe chosen on val and "
-                f"the budget fixed before {'they' if len(final_fits) > 1 else 'it'} started." if final_fits else "."), "",
+             + final_fits_clause(final_fits), "",
              "**Recipe.** SGD with Nesterov momentum 0.9, weight decay on conv and linear weights only, a linear "
              "warmup then linear decay of the learning rate to zero, stepped every batch; bf16 autocast and "
              "channels-last on CPUs with native bf16; random crops with 4-pixel reflection padding and horizontal "

@@ -165,14 +165,17 @@ def is_final_fit(run: dict) -> bool:
 def val_stand_ins(runs: dict, every_run: dict) -> dict[str, str]:
     """{final fit: the run whose val curve stands for it}: for each final fit among `runs`, its model's
     longest run with a val split (of the recipe chosen on val, `budget_groups`), the run on which the
-    final fit's recipe was judged. A final fit whose model has no run with val is left out."""
+    final fit's recipe was judged. A final fit whose model has no run with val is left out, and so is one
+    whose stand-in is among `runs` already, drawn there as itself."""
     with_val = {name: run for name, run in present(every_run).items() if not is_final_fit(run)}
     grouped = runs_by_model(with_val)
     stand_ins = {}
     for name, run in present(runs).items():
         model = run["metrics"]["model"]
         if is_final_fit(run) and model in grouped:
-            stand_ins[name] = representative(budget_groups(grouped[model])[-1][1])[0]
+            stand_in = representative(budget_groups(grouped[model])[-1][1])[0]
+            if stand_in not in runs:
+                stand_ins[name] = stand_in
     return stand_ins
 
 

@@ -49,6 +49,11 @@ MODEL_TITLES = {"cnn": "CNN (tutorial)", "resnet18": "ResNet-18", "plain18": "Re
                 "se_resnet18_imagenet_stem": "SE-ResNet-18, ImageNet stem"}
 
 
+def and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
+
+
 def percent(value: float | None, sd: float | None = None) -> str:
     if value is None:
         return "—"
