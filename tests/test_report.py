@@ -768,7 +768,8 @@ def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ran
     import pandas as pd
 
     from labkit.reporting.captions import budget_caption, scatter_caption
-    from labkit.reporting.overview import budget, final_fits_clause
+    from labkit.reporting.overview import final_fits_clause
+    from labkit.reporting.tables import budget
 
     def run(test, final=False):
         metrics = {"model": "densenet_cifar", "val_images": 0 if final else 5000, "test_images": 10_000,

@@ -7,7 +7,7 @@ import pandas as pd
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
 from labkit.reporting.select import is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
-from labkit.reporting.tables import and_list
+from labkit.reporting.tables import and_list, budget
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -130,8 +130,7 @@ def scatter_caption(runs: dict) -> str:
     accuracies = {n: r["metrics"]["test_accuracy"] for n, r in found.items()}
     return (f"Final test accuracy against parameters (left) and training compute (right), both log scale. Highest: "
             f"{best}, {m['test_accuracy']:.2%} with {m['params'] / 1e6:.1f} M parameters"
-            + (f" (a final fit: {m['epochs']} epochs on all {m['train_images']:,} training images)"
-               if is_final_fit(found[best]) else "") +
+            + (f" (a final fit: {budget(found[best])})" if is_final_fit(found[best]) else "") +
             f"{within_noise(accuracies, m['test_images'], 'test')}; smallest: {smallest}, "
             f"{s['test_accuracy']:.2%} with {s['params'] / 1e6:.2f} M.")
 

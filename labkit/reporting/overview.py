@@ -14,7 +14,8 @@ from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary
-from labkit.reporting.tables import MODEL_TITLES, and_list, constant_columns, duration, headline_table, markdown_table
+from labkit.reporting.tables import (MODEL_TITLES, and_list, budget, constant_columns, duration, headline_table,
+                                    markdown_table)
 from labkit.robustness.suite import load_analysis
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
@@ -43,13 +44,6 @@ REFERENCES = [
     "Public CIFAR-10 speed-run recipes (batch 500, flip, 4-pixel translation, cutout 12), the recipe of one "
     "calibration point in `../shared/calibration.md` (beside the course's checkout, not in it).",
 ]
-
-
-def budget(run: dict) -> str:
-    """'40 epochs', or for a final fit '80 epochs on all 50,000 training images': what a ranking must say
-    when runs trained on different amounts of data."""
-    m = run["metrics"]
-    return f"{m['epochs']} epochs" + (f" on all {m['train_images']:,} training images" if is_final_fit(run) else "")
 
 
 def final_fits_clause(final_fits: list[str]) -> str:

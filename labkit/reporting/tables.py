@@ -11,16 +11,16 @@ import pandas as pd
 
 from labkit.models.inspect import architecture_activation_mb
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
-from labkit.reporting.select import budget_groups, runs_by_model
+from labkit.reporting.select import budget_groups, is_final_fit, runs_by_model
 from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary, typical_images_per_s
 
 
 def lab_report_table(runs: dict) -> pd.DataFrame:
     """Per model: what the lab report said, and what its longest budget measures (test accuracy at
     its TTA level and without TTA; the mean ± sd when several seeds ran at that budget) on how many
-    training images (50,000 for a final fit), with the gap
-    judged without TTA (the lab report's figures probably are) against two standard errors: the test
-    set's binomial one and, over seeds, the seeds' spread."""
+    training images (50,000 for a final fit), with the gap judged without TTA (the lab report's figures
+    probably are) against two standard errors: the test set's binomial one and, over seeds, the seeds'
+    spread."""
     rows = []
     for model, entries in runs_by_model(runs).items():
         epochs, group = budget_groups(entries)[-1]
@@ -52,6 +52,13 @@ MODEL_TITLES = {"cnn": "CNN (tutorial)", "resnet18": "ResNet-18", "plain18": "Re
 def and_list(items: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
+
+
+def budget(run: dict) -> str:
+    """'40 epochs', or for a final fit '80 epochs on all 50,000 training images': what a ranking must say
+    when runs trained on different amounts of data."""
+    m = run["metrics"]
+    return f"{m['epochs']} epochs" + (f" on all {m['train_images']:,} training images" if is_final_fit(run) else "")
 
 
 def percent(value: float | None, sd: float | None = None) -> str:
