@@ -72,7 +72,7 @@ average pool and a linear head: 11,173,962 parameters.
 
 The control is the same network with every shortcut removed, `plain18` (11,000,138 parameters): it
 isolates what the shortcuts contribute. It is judged against the 15-epoch `resnet18` run, so train it
-with that run's recipe: `-p model plain18 -p epochs 15 -p cutout 0 -p ema_decay 0.0 -p tta 1`.""",
+with that run's recipe: `-p model plain18 -p epochs 15 -p cutout 0 -p ema_decay 0.0 -p tta 1 -p val_size 5000`.""",
         look_md="""## A look inside: gradients at initialisation, with and without the shortcuts
 For one batch and a freshly initialised network, the norm of the loss gradient reaching each block's
 convolution weights, once with the shortcuts and once with every shortcut removed (the same weights).
@@ -376,7 +376,8 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
 
 def settings_table() -> str:
     """The README's settings table, from TrainConfig's declarations: the base default, and where it differs
-    ResNet-18's headline recipe (DenseNet's and SE's too), which the command line and notebooks start from."""
+    ResNet-18's headline recipe (DenseNet's too; SE's but for its budget), which the command line and
+    notebooks start from."""
     headline = HEADLINE_RECIPES["resnet18"]
     rows = ["| setting | base default | headline | what it does | notebooks |", "|---|---|---|---|---|"]
     for f in fields(TrainConfig):

@@ -36,7 +36,8 @@ def test_report_is_built_from_results_and_reproducible(results_root, tmp_path):
     assert first == second
     assert figures == {p.name: p.read_bytes() for p in (results_root / "figures").glob("*.png")}
     assert "- Runs not in `results/` yet, so not reported: plain18, densenet_cifar, se_resnet18, se_resnet18_imagenet_stem." in first
-    assert "final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of resnet18 are not" in first
+    assert ("final fit on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of resnet18 is not in "
+            "`results/` yet: its headline number below is from the longest run on 45,000 images") in first
     assert "## Provenance" in first and "synthetic" in first
     assert "missing run(s): se_resnet18" in first          # claims needing absent runs say so
     for name in ("cnn_curves.png", "cnn_confusion.png", "comparison_scatter.png"):
@@ -788,3 +789,27 @@ def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ran
     assert final_fits_clause(["a"]) == ("; the final fit (a) trains on all 50,000, with the recipe chosen on val and "
                                         "the budget fixed before it started.")
     assert final_fits_clause(["a", "b", "c"]).startswith("; the final fits (a, b and c) train on all 50,000")
+
+
+def test_the_pending_list_names_each_model_without_its_final_fit_in_number(tmp_path):
+    def run(model, val_images):
+        return {"metrics": {"model": model, "val_images": val_images}}
+    def pending(found):
+        return "\n".join(markdown.pending_lines({}, found, tmp_path))
+    two = pending({"a": run("resnet18", 5000), "b": run("se_resnet18", 5000)})
+    one = pending({"a": run("resnet18", 0), "b": run("se_resnet18", 5000)})
+    assert "final fits on all 50,000 training images" in two
+    assert "of resnet18 and se_resnet18 are not in `results/` yet: their headline numbers below are" in two
+    assert "final fit on all 50,000 training images" in one
+    assert "of se_resnet18 is not in `results/` yet: its headline number below is" in one
+    assert pending({"a": run("resnet18", 0), "b": run("cnn", 5000)}) == ""
+
+
+def test_a_corruption_lead_too_small_for_one_decimal_is_printed_with_two():
+    def summary(mean):
+        return {"settings": {"corruption_size": 1000},
+                "corruptions": {"mean_accuracy": mean, "clean_accuracy": 0.9, "accuracy": {"contrast": {"1": mean}}}}
+    close = markdown.robustness_ranking({"a": 0.78355, "b": 0.78332}, {"a": summary(0.78355), "b": summary(0.78332)})
+    clear = markdown.robustness_ranking({"a": 0.80, "b": 0.78}, {"a": summary(0.80), "b": summary(0.78)})
+    assert "The lead over b (+0.02 points) is within" in close and "not ranked" in close
+    assert "The lead over b (+2.0 points)" in clear

@@ -393,9 +393,9 @@ def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
               "confidence down: a fitted T below 1 sharpens probabilities that were too cautious.", "",
               markdown_table(format_percent(table, ["ECE", "ECE (T)", "test acc (no TTA)"])), "",
               f"Temperature scaling lowers the test ECE for {len(improved)} of {len(scaled)} runs"
-              f"{' (' + ', '.join(improved) + ')' if improved else ''}"
+              f"{' (' + and_list(improved) + ')' if improved else ''}"
               + (f"; the fitted T is {temperatures}" if scaled else "") + "."
-              + (f" {', '.join(unscaled)} trained on all training images, so no T can be fitted without "
+              + (f" {and_list(unscaled)} trained on all training images, so no T can be fitted without "
                  "looking at the test split: the (T) columns stay empty." if unscaled else ""), ""]
     path = figures / "analysis_reliability.png"
     save(reliability_diagrams(summaries), path)
@@ -464,7 +464,7 @@ def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
     lowest = min(means, key=means.get)
     text = f"Highest mean corruption accuracy: {first} ({means[first]:.1%}); lowest: {lowest} ({means[lowest]:.1%})."
     if second is not None:
-        text += (f" The lead over {second} ({gap * 100:+.1f} points) is "
+        text += (f" The lead over {second} ({gap * 100:+.{1 if gap >= 0.0005 else 2}f} points) is "
                  f"{'beyond' if gap > noise else 'within'} 2 SE = {noise * 100:.1f} on {images:,} images"
                  f"{'' if gap > noise else ', so the two are not ranked'}.")
     kept = {n: s["corruptions"]["mean_accuracy"] / s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
@@ -580,7 +580,7 @@ def analysis_time_section(summaries: dict) -> list[str]:
                      if s.get("corrupted_sets_made_in_s")})
     return ["### Analysis time", "", "Wall time in seconds per analysis and run, as recorded when each ran"
               + (f"; making the corrupted images, once per analysis session for the runs it analysed, took "
-                 f"{' and '.join(f'{m} s' for m in making)} more" if making else "")
+                 f"{and_list([f'{m} s' for m in making])} more" if making else "")
               + ":", "", markdown_table(wall_time_table(summaries)), ""]
 
 
@@ -751,8 +751,11 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
     without_final_fit = [r["metrics"]["model"] for r in found.values()
                          if r["metrics"]["model"] in DEEP_MODELS and not is_final_fit(r)]
     if without_final_fit:
-        items.append(f"the final fits on all 50,000 training images (80 epochs, `scripts/real_runs.sh`) of "
-                     f"{and_list(without_final_fit)} are not in `results/` yet: their headline numbers below are "
+        one = len(without_final_fit) == 1
+        items.append(f"the final fit{'' if one else 's'} on all 50,000 training images (80 epochs, "
+                     f"`scripts/real_runs.sh`) of {and_list(without_final_fit)} "
+                     f"{'is' if one else 'are'} not in `results/` yet: "
+                     f"{'its headline number below is' if one else 'their headline numbers below are'} "
                      f"from the longest run on 45,000 images")
     coarse = []
     for name in found:
@@ -965,7 +968,7 @@ def readme_times(every_run: dict, root: Path) -> str:
            if gpus else "On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` "
                         "measures it).")
     return (markdown_table(table.rename(columns={"time/epoch": "time per epoch (median, as trained)"})) + "\n\n"
-            "A time per epoch covers training and validation, on shared CPUs whose speed differed about twofold "
+            "A time per epoch covers training and validation (a final fit has none), on shared CPUs whose speed differed about twofold "
             "between sessions; a run's train time sums its epochs, slowed ones included, so it is not epochs × "
             f"this time. {gpu} Reproducing every committed run took {training:.0f} h of training on these 2-core "
             f"CPUs, plus {tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")
