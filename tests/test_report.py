@@ -621,10 +621,12 @@ def test_labels_of_points_that_coincide_are_moved_apart_and_joined_to_their_poin
 
     from labkit.reporting.figures import label_points
 
-    for top, where in ((1.5, "above"), (0.92, "below")):   # room above the pair, or the pair at the top
+    # room on both sides of the pair (below is preferred: its line then crosses no label), the pair at the
+    # bottom of the axes, the pair at the top
+    for cnn, others, where in ((0.5, [1.5], "below"), (1.5, [], "above"), (0.5, [], "below")):
         fig, ax = plt.subplots()
-        ax.scatter([1, 1.01, 5, 5], [0.918, 0.9183, 0.5, top])
-        label_points(ax, [(1, 0.918, "resnet", "tab:blue"), (1.01, 0.9183, "se", "tab:orange"), (5, 0.5, "cnn", "k")])
+        ax.scatter([1, 1.01, 5] + [8] * len(others), [0.918, 0.9183, cnn] + others)
+        label_points(ax, [(1, 0.918, "resnet", "tab:blue"), (1.01, 0.9183, "se", "tab:orange"), (5, cnn, "cnn", "k")])
         texts = {t.get_text(): t for t in ax.texts}
         (_, y_se), (_, y_resnet) = texts["se"].get_position(), texts["resnet"].get_position()
         moved = y_resnet - y_se if where == "above" else y_se - y_resnet

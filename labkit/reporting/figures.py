@@ -490,8 +490,9 @@ def training_pflop(run: dict, epochs):
 def label_points(ax, points: list[tuple[float, float, str, str]], gap: float = 0.075):
     """Writes each label beside its point (x, y, label, colour) in data coordinates: left of points in the
     right half of the axes, right of the others. A label that would overprint one already placed on the
-    same side goes above the labels there, or below them where the axes end, and is joined to its point
-    by a line, so two runs at nearly the same point (ResNet-18 and SE) are both named."""
+    same side goes below the labels there (points come highest first, so its line crosses no label), or
+    above them where the axes end, and is joined to its point by a line, so two runs at nearly the same
+    point (ResNet-18 and SE) are both named."""
     ax.autoscale_view()
     to_axes = ax.transData + ax.transAxes.inverted()
     placed: list[tuple[bool, float, float]] = []   # (left side, x, label y) in axes fractions
@@ -501,8 +502,8 @@ def label_points(ax, points: list[tuple[float, float, str, str]], gap: float = 0
         near = [oy for side, ox, oy in placed if side == left and abs(ox - px) < 0.15]
         ty = py
         if any(abs(oy - py) < gap for oy in near):
-            above = max(near) + gap
-            ty = above if above < 0.97 else min(near) - gap
+            below = min(near) - gap
+            ty = below if below > 0.03 else max(near) + gap
         placed.append((left, px, ty))
         moved = abs(ty - py) > 1e-9
         ax.annotate(label, (x, y), xytext=(px + (-0.04 if left else 0.04), ty), textcoords="axes fraction",
