@@ -379,7 +379,8 @@ def settings_table() -> str:
     ResNet-18's headline recipe (DenseNet's too; SE's but for its budget), which the command line and
     notebooks start from."""
     headline = HEADLINE_RECIPES["resnet18"]
-    rows = ["| setting | base default | headline (ResNet-18, DenseNet) | what it does | notebooks |", "|---|---|---|---|---|"]
+    rows = ["| setting | base default | headline (ResNet-18, DenseNet) | what it does | notebooks |",
+            "|---|---|---|---|---|"]
     for f in fields(TrainConfig):
         where = ("every model" if f.metadata["models"] is None else ", ".join(f.metadata["models"])) \
             if f.metadata["notebook"] else "command line only"

@@ -968,7 +968,8 @@ def readme_times(every_run: dict, root: Path) -> str:
            if gpus else "On a GPU: not measured yet (no GPU was available to this project; `python -m labkit.doctor` "
                         "measures it).")
     return (markdown_table(table.rename(columns={"time/epoch": "time per epoch (median, as trained)"})) + "\n\n"
-            "A time per epoch covers training and validation (a final fit has none), on shared CPUs whose speed differed about twofold "
-            "between sessions; a run's train time sums its epochs, slowed ones included, so it is not epochs × "
-            f"this time. {gpu} Reproducing every committed run took {training:.0f} h of training on these 2-core "
-            f"CPUs, plus {tuning:.0f} h of recipe trials; one headline run is the train time in the table above.")
+            "A time per epoch covers training and validation (a final fit has none), on shared CPUs whose speed "
+            "differed about twofold between sessions; a run's train time sums its epochs, slowed ones included, so "
+            f"it is not epochs × this time. {gpu} Reproducing every committed run took {training:.0f} h of training "
+            f"on these 2-core CPUs, plus {tuning:.0f} h of recipe trials; one headline run is the train time in "
+            "the table above.")

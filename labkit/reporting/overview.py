@@ -157,9 +157,9 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
              markdown_table(table), "",
              "Times are as run, on the machine named: these shared CPUs differed about twofold in speed between "
              "sessions, even under one name, so compare times only within one benchmark run (the appendix's "
-             f"benchmark measures the models side by side). Time/epoch is the median epoch, training and validation (a final fit has no "
-             f"validation); train time sums "
-             f"every epoch{slowest_epoch(groups)}.{tta_levels_note(groups)}", "", "Findings:", ""]
+             "benchmark measures the models side by side). Time/epoch is the median epoch, training and validation "
+             f"(a final fit has no validation); train time sums every epoch{slowest_epoch(groups)}."
+             f"{tta_levels_note(groups)}", "", "Findings:", ""]
     jpeg = any("jpeg" in run["metrics"].get("data_location", "") for group in groups.values() for _, run in group)
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups, seed_noise(every_run), jpeg)]
     judged = [c["verdict"] for c in verdicts if c["verdict"] != "missing"]
@@ -313,8 +313,9 @@ def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
     if scaled:
         temperatures = [c["temperature"] for c in scaled]
         text[0] += (f" Temperature scaling fitted on val (T {min(temperatures):.2f} to {max(temperatures):.2f}"
-                    + ("; below 1 for every run with a val split: the label-smoothed models are under-confident" if max(temperatures) < 1
-                       else "") + f") brings it to {min(c['after']['ece'] for c in scaled):.1%} to "
+                    + ("; below 1 for every run with a val split: the label-smoothed models are under-confident"
+                       if max(temperatures) < 1 else "")
+                    + f") brings it to {min(c['after']['ece'] for c in scaled):.1%} to "
                     f"{max(c['after']['ece'] for c in scaled):.1%}.")
     means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
     clean = {n: s["corruptions"]["clean_accuracy"] for n, s in summaries.items()}
