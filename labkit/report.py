@@ -2,6 +2,9 @@
 
     python -m labkit.report [--results DIR] [--output report.md] [--pdf]
 
+Only the committed results/ rebuild the committed report.md and the README's tables; a report of other
+results (--results, env LABKIT_RESULTS, smoke mode) goes to report.md in their root unless --output says.
+
 `--pdf` also renders the report, with its figures, as a PDF beside it through headless Chromium
 (Debian's `chromium`, the browser the browser test drives); report.md stays the committed source.
 
@@ -19,7 +22,7 @@ from pathlib import Path
 import matplotlib
 import mistune
 
-from labkit.paths import REPO_ROOT, results_root, smoke_mode
+from labkit.paths import REPO_ROOT, results_root
 from labkit.reporting.markdown import build, readme_results, readme_times, replace_generated
 from labkit.reporting.select import load_every_run, on_common_data
 
@@ -63,13 +66,16 @@ def write_pdf(report: Path, pdf: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
-    parser.add_argument("--output", type=Path, default=REPORT, help="the report's path (default: report.md)")
+    parser.add_argument("--output", type=Path, default=REPORT,
+                        help="the report's path (default: report.md; for other results, report.md in their root)")
     parser.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside it (needs Chromium)")
     args = parser.parse_args(argv)
     matplotlib.use("Agg")   # files only: no window, whatever backend the machine would pick
 
     root = args.results or results_root()
-    output = root / "report.md" if smoke_mode() and args.output == REPORT else args.output   # never the real one
+    committed = root.resolve() == (REPO_ROOT / "results").resolve()
+    # other results (LABKIT_RESULTS, --results, smoke mode) never overwrite the committed report: theirs goes beside them
+    output = args.output if args.output != REPORT or committed else root / "report.md"
     build(root, output)
     print(f"wrote {output}")
     if args.pdf:
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"wrote {output.with_suffix('.pdf')}")
-    if output == REPORT and (args.results is None or root.resolve() == (REPO_ROOT / "results").resolve()):
+    if output == REPORT and committed:
         update_readme(root)
         print(f"updated the results and time tables of {README}")
     return 0

@@ -38,7 +38,7 @@ run 03_densenet densenet_cifar densenet_cifar 15 "${BASE[@]}"
 # The long runs (issue 11), with the recipe chosen on val in results/tuning/resnet18-10ep.json: today's
 # recipe with a weight EMA (decay 0.997), reported at TTA level 2 (flip + shifts), the best level on val.
 LONG=(-p cutout 0 -p ema_decay 0.997 -p tta 2)
-# The CNN first: its five 60-epoch seeds take about 30 min in all, the other runs hours each. Its own
+# The CNN first: its five 60-epoch seeds take about 25 min in all, the other runs hours each. Its own
 # trials (results/tuning/cnn-30ep.json) found no change to this recipe that beats it beyond the noise.
 run 01_cnn cnn-60ep cnn 60 "${LONG[@]}"
 for seed in 1 2 3 4; do   # the CNN's other seeds, by the command line (the notebook run is seed 0)

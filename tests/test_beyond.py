@@ -72,6 +72,20 @@ def test_monotone_corruptions_get_worse_with_severity(name):
     assert change == sorted(change)
 
 
+def test_pixelate_is_cifar10c_s_pil_box_resize_down_and_up():
+    """CIFAR-10-C pixelates with PIL's BOX filter, 32 → int(32·c) → 32 on 8-bit images; torch's "area"
+    mode blurs two pixels where PIL keeps one, so severity 1 cost as much as severity 3."""
+    import numpy as np
+    from PIL import Image
+
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for severity, kept in zip(SEVERITIES, CORRUPTIONS["pixelate"][1]):
+        side = int(32 * kept)
+        expected = [np.asarray(Image.fromarray(image.permute(1, 2, 0).numpy()).resize((side, side), Image.BOX)
+                               .resize((32, 32), Image.BOX)) for image in images]
+        assert torch.equal(corrupt(images, "pixelate", severity).permute(0, 2, 3, 1), torch.from_numpy(np.stack(expected)))
+
+
 def test_hsv_round_trip_and_bad_requests():
     x = torch.rand(4, 3, 8, 8)
     assert torch.allclose(hsv_to_rgb(rgb_to_hsv(x)), x, atol=1e-5)
@@ -360,6 +374,39 @@ def test_a_current_saved_analysis_is_read_not_redone_and_other_weights_or_settin
     (tmp_path / "cnn-b" / "model.pt").unlink()          # weights gone: skipped with a warning, not a crash
     with pytest.warns(UserWarning, match="run cnn-b skipped: .*model.pt"):
         assert list(analyse(["cnn", "cnn-b"])[0]) == ["cnn"]
+
+
+def test_an_analysis_from_an_older_corruption_generator_gets_only_its_corruption_figures_redone(tmp_path,
+                                                                                                monkeypatch):
+    from labkit.robustness.corruptions import GENERATOR_VERSION
+    from labkit.robustness.suite import analyses_current
+
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
+    monkeypatch.setenv("LABKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    data = synthetic_cifar10(train_per_class=10, test_per_class=6)
+    save_run(fit(TrainConfig(model="cnn", run_name="cnn", epochs=1, batch_size=16, val_size=20, data="synthetic",
+                             progress=False), data))
+    [made] = analyse_runs(["cnn"], data, AnalysisSettings(**SMALL), save=True).values()
+    assert made.summary["corruptions"]["generator"] == GENERATOR_VERSION and analyses_current(["cnn"])
+    path = tmp_path / "cnn" / ANALYSIS_FILE
+    older = json.loads(path.read_text())          # as an analysis made before the generator was recorded
+    del older["corruptions"]["generator"]
+    older["corruptions"]["accuracy"]["pixelate"] = {str(s): 0.0 for s in SEVERITIES}
+    path.write_text(json.dumps(older))
+    assert not analyses_current(["cnn"])
+    said = []
+    [redone] = analyse_runs(["cnn"], data, AnalysisSettings(**SMALL), log=said.append, save=True, reuse=True).values()
+    assert "[cnn] corruptions: made with generator 1, redone with 2" in said
+    assert not any("calibration" in line or "FGSM" in line for line in said)       # nothing else is redone
+    saved = json.loads(path.read_text())
+    assert saved["corruptions"] == made.summary["corruptions"]
+    assert {key: saved[key] for key in ("calibration", "attacks", "date", "git_commit")} == \
+        {key: older[key] for key in ("calibration", "attacks", "date", "git_commit")}
+    assert saved["corruptions_redone"]["from_generator"] == 1 and saved["corruptions_redone"]["date"]
+    assert analyses_current(["cnn"])
+    said.clear()
+    analyse_runs(["cnn"], data, AnalysisSettings(**SMALL), log=said.append, reuse=True)
+    assert not any("corruptions" in line for line in said)                         # current now: only read
 
 
 def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from labkit.data import synthetic_cifar10
 from labkit.notebook import params
 from labkit.runs.store import save_run
-from labkit.training.config import TrainConfig, defaults_for
+from labkit.training.config import TrainConfig, defaults_for, notebook_settings
 from labkit.training.loop import fit
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -88,6 +88,24 @@ def test_a_headless_run_leaves_no_progress_bars_and_a_resumed_run_shows_earlier_
     assert "steps (" not in shown and "%|" not in shown        # no stale bars
     assert sum(1 for o in training.outputs if o.output_type == "display_data") == 1   # one bar output, not one per epoch
     assert "resumed cnn-" in shown and "] epoch 1/2" in shown and "] epoch 2/2" in shown
+
+
+def test_a_notebook_resume_keeps_the_settings_the_run_started_with(monkeypatch, tiny_data):
+    """`-p resume True` alone continues a run started with other `-p` values, as the command line's
+    --resume does; a value given on purpose (injected, or edited in the parameters cell) still counts."""
+    monkeypatch.setattr(params, "SMOKE", False)
+    started = dict(epochs=2, batch_size=64, val_size=100, cutout=4, data="synthetic")
+    fit(TrainConfig(**{**defaults_for("cnn"), **started, "run_name": "cnn-started", "progress": False}), tiny_data,
+        stop_after=1)
+    cell = {f.name: defaults_for("cnn")[f.name] for f in notebook_settings("cnn")}    # the notebook's defaults
+    monkeypatch.setattr(params, "injected_parameters", lambda: {"resume"})
+    config = params.configure("01_cnn", **{**cell, "resume": True})      # the model's newest unfinished run
+    assert (config.run_name, config.epochs, config.batch_size, config.val_size, config.cutout, config.data) == \
+        ("cnn-started", 2, 64, 100, 4, "synthetic")
+    monkeypatch.setattr(params, "injected_parameters", lambda: {"resume", "epochs"})
+    assert params.configure("01_cnn", **{**cell, "resume": True, "epochs": cell["epochs"]}).epochs == cell["epochs"]
+    monkeypatch.setattr(params, "injected_parameters", set)              # JupyterLab: an edited cell counts
+    assert params.configure("01_cnn", **{**cell, "resume": True, "epochs": 3}).epochs == 3
 
 
 @pytest.mark.parametrize("parameters, message", [

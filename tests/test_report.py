@@ -50,6 +50,22 @@ def test_report_cli_writes_the_file(results_root, tmp_path, capsys):
     assert out.read_text().startswith("# CIFAR-10 with four architectures")
 
 
+def test_a_report_of_other_results_goes_beside_them_not_over_the_committed_one(results_root, monkeypatch):
+    """LABKIT_RESULTS (a scratch run's root) exported, then `python -m labkit.report`: the committed
+    report.md and README tables stay as they are."""
+    from labkit.paths import REPO_ROOT
+
+    monkeypatch.setenv("LABKIT_RESULTS", str(results_root))
+    committed = {path: path.read_bytes() for path in (REPO_ROOT / "report.md", REPO_ROOT / "README.md")}
+    try:
+        assert main([]) == 0
+        assert (results_root / "report.md").read_text().startswith("# CIFAR-10 with four architectures")
+        assert [path for path, content in committed.items() if path.read_bytes() != content] == []
+    finally:
+        for path, content in committed.items():
+            path.write_bytes(content)
+
+
 def test_speed_claims_use_the_newest_benchmark_that_measured_both_and_name_it():
     from labkit.reporting.stats import benchmark_speeds
 
@@ -440,14 +456,16 @@ def test_a_claim_the_longest_runs_cannot_settle_is_judged_at_the_longest_budget_
     def with_cnn_seeds(accuracies):
         return {**every_run, **{f"cnn-60ep-seed{i}": fake_run("cnn", 60, a, i) for i, a in enumerate(accuracies)}}
     spread = with_cnn_seeds((0.70, 0.72, 0.74))                   # sd 2 points: two single runs may differ by 5.8
-    assert verdict(spread)["verdict"] == "supported, not beyond seed noise (5.8 points)"
-    assert ": supported, not beyond seed noise (5.8 points); test 89.00%" in control_line(spread["plain18"], spread)[0]
+    qualified = "supported, not beyond the seed-and-test noise of two single-seed runs (5.8 points)"
+    assert verdict(spread)["verdict"] == qualified
+    assert f": {qualified}; test 89.00%" in control_line(spread["plain18"], spread)[0]
     assert verdict(with_cnn_seeds((0.750, 0.751, 0.752)))["verdict"] == "supported"    # 3.0 points beyond 1.2
     # beyond the test noise only, neither the val noise nor the seeds': not conclusive either way
     close_val = {"plain18": {"metrics": {**with_val["plain18"]["metrics"], "final_val_accuracy": 0.882}}}
     spread_val = {**with_val, **close_val, **{n: r for n, r in spread.items() if n.startswith("cnn-60ep-seed")}}
     assert verdict(spread_val)["verdict"] == ("not conclusive: beyond the test noise only, within the val noise "
-                                              "(2 SE = 1.3 points) and the seed noise (5.8 points)")
+                                              "(2 SE = 1.3 points) and the seed-and-test noise of two single-seed "
+                                              "runs (5.8 points)")
 
 
 def test_the_report_shows_each_models_longest_run_its_seeds_and_the_claims_at_both_budgets(results_root, tmp_path):
@@ -548,7 +566,7 @@ def test_a_leader_is_named_only_beyond_the_noise_and_findings_say_which_noise_a_
 
     from labkit.reporting.overview import lab_report_findings, leader
 
-    assert leader({"a": 0.80, "b": 0.70}, 1000) == "highest: a"                    # 10 points, 2 SE ≈ 3.8
+    assert leader({"a": 0.80, "b": 0.70}, 1000) == "highest: a, 10.0 points ahead of b (2 SE = 3.8)"
     assert leader({"a": 0.775, "b": 0.768}, 1000) == "a is the best, not ahead of b beyond the noise (2 SE = 3.8 points)"
     assert leader({"a": 0.5}, 1000) == "highest: a"
 
@@ -598,6 +616,7 @@ def test_trials_that_ended_after_a_run_started_check_its_recipe_rather_than_choo
     assert "not adopted" not in text
     text = tuning_conclusion(log, adopted, set())
     assert "The best trial (2 settings changed) was not adopted" in text and "did not choose" not in text
+    assert "a recipe in use changes only for a gain beyond the noise" in text
 
 
 def test_the_tuning_reading_keeps_a_simpler_recipe_only_when_it_is_simpler_and_says_when_a_gap_is_beyond_noise():
@@ -753,8 +772,10 @@ def test_the_reliability_caption_names_middle_over_confidence_before_scaling_and
                  "count": 100} for i, gap in enumerate(gaps)]
     under = bins([0.05] * 10)
     middle_over = bins([0.05] * 5 + [-0.03] * 3 + [0.2] * 2)    # above overall, below at 0.5–0.8
-    summaries = {"a": {"calibration": {"bins_before": under, "bins_after": bins([-0.02] * 10), "temperature": 0.8}},
-                 "f": {"calibration": {"bins_before": middle_over, "bins_after": [], "temperature": None}}}
+    summaries = {"a": {"calibration": {"bins_before": under, "bins_after": bins([-0.02] * 10), "temperature": 0.8,
+                                       "before": {"ece": 0.05}}},
+                 "f": {"calibration": {"bins_before": middle_over, "bins_after": [], "temperature": None,
+                                       "before": {"ece": 0.07}}}}
     text = reliability_caption(summaries)
     assert text.startswith("Before scaling (filled bars) every run is under-confident overall (weighted by images, its "
                            "bars lie above the diagonal), though f's bars at confidences of about 0.5–0.9 sit mostly "
@@ -765,6 +786,27 @@ def test_the_reliability_caption_names_middle_over_confidence_before_scaling_and
     assert "though" not in reliability_caption(summaries)
     del summaries["f"]
     assert "No temperature" not in reliability_caption(summaries)
+
+
+def test_the_reliability_caption_says_where_the_under_confidence_sits_and_what_label_smoothing_has_to_do_with_it():
+    from labkit.reporting.captions import reliability_caption
+
+    def bins(heavy, gap):     # 15 bins; `heavy` images in the 0.867–0.933 bin, `gap` more accurate than confident
+        return [{"low": i / 15, "high": (i + 1) / 15, "confidence": (i + 0.5) / 15,
+                 "accuracy": (i + 0.5) / 15 + (gap if i == 13 else 0.0), "count": heavy if i == 13 else 10}
+                for i in range(15)]
+    summaries = {name: {"calibration": {"bins_before": bins(heavy, 0.07), "bins_after": [], "temperature": None,
+                                        "before": {"ece": ece}}}
+                 for name, heavy, ece in (("a", 860, 0.07), ("b", 1140, 0.1))}   # 86% and 89% of the images
+    text = reliability_caption(summaries, {"a": 0.1, "b": 0.1})
+    assert text.endswith(" Every run's most populated bin is the one at confidences 0.87–0.93: it holds 86% to 89% "
+                         "of the images, is 7.0 points more accurate than confident, and makes 62% to 86% of "
+                         "each run's ECE. Label smoothing 0.1 trains the true class's probability toward 0.91, inside "
+                         "that bin: a network that fits its targets stops there even on images it gets right nearly "
+                         "every time.")
+    assert reliability_caption(summaries, {"a": 0.1, "b": 0.0}).endswith("of each run's ECE.")   # no shared smoothing
+    summaries["b"]["calibration"]["bins_before"] = bins(1140, -0.07)      # over-confident there: no such reading
+    assert "most populated" not in reliability_caption(summaries, {"a": 0.1, "b": 0.1})
 
 
 def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ranking_and_the_data_paragraph():
@@ -815,3 +857,37 @@ def test_a_corruption_lead_too_small_for_one_decimal_is_printed_with_two():
     clear = markdown.robustness_ranking({"a": 0.80, "b": 0.78}, {"a": summary(0.80), "b": summary(0.78)})
     assert "The lead over b (+0.02 points) is within" in close and "not ranked" in close
     assert "The lead over b (+2.0 points)" in clear
+
+
+def test_a_curve_best_at_its_last_epoch_is_read_against_the_schedule_not_as_still_rising():
+    import pandas as pd
+
+    from labkit.reporting.captions import curves_caption
+
+    history = pd.DataFrame({"epoch": range(1, 11), "train_acc": [0.5 + 0.04 * e for e in range(1, 11)],
+                            "val_acc": [0.5 + 0.03 * e for e in range(1, 11)]})
+    text = curves_caption(history)
+    assert text.startswith("Val accuracy was highest at the last epoch (80.00% at epoch 10), as a learning rate "
+                           "decaying to zero tends to make it; it gained 6.0 points over the last 2 epochs;")
+    history.loc[9, "val_acc"] = 0.7
+    assert curves_caption(history).startswith("Val accuracy peaked at epoch 9 (77.00%) and ended at 70.00%")
+
+
+def test_the_conclusions_rank_the_models_again_where_they_share_a_budget():
+    from labkit.reporting.overview import matched_budget_ranking
+
+    def run(model, epochs, accuracy, images=45_000):
+        return {"metrics": {"model": model, "epochs": epochs, "train_images": images, "test_accuracy": accuracy,
+                            "final_val_accuracy": accuracy, "config": {"model": model, "cutout": 12}}}
+    every_run = {"resnet18-80ep-final": run("resnet18", 80, 0.93, 50_000), "resnet18-40ep": run("resnet18", 40, 0.918),
+                 "se_resnet18-40ep": run("se_resnet18", 40, 0.919), "densenet_cifar-40ep": run("densenet_cifar", 40, 0.906)}
+    ranked = [("resnet18", [("resnet18-80ep-final", every_run["resnet18-80ep-final"])]),
+              ("se_resnet18", [("se_resnet18-40ep", every_run["se_resnet18-40ep"])]),
+              ("densenet_cifar", [("densenet_cifar-40ep", every_run["densenet_cifar-40ep"])])]
+    assert matched_budget_ranking(every_run, ranked) == (
+        "The headline ranking mixes budgets; where three or more models share one (epochs, images and recipe), they "
+        "rank: 40 epochs on 45,000 images, SE-ResNet-18 91.90%, ResNet-18 91.80%, DenseNet (k=12) 90.60%.")
+    del every_run["densenet_cifar-40ep"]                  # two models at one budget are no ranking
+    assert matched_budget_ranking(every_run, ranked[:2]) == ""
+    same = {name: r for name, r in every_run.items() if name != "resnet18-80ep-final"}
+    assert matched_budget_ranking(same, ranked[1:2] + [("resnet18", [("resnet18-40ep", same["resnet18-40ep"])])]) == ""

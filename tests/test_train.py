@@ -58,7 +58,8 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_data):
 def test_resume_refuses_another_config(tiny_data):
     fit(TrainConfig(run_name="r", epochs=2, **FAST), tiny_data, stop_after=1)
     changed = dict(FAST, lr=0.2)
-    with pytest.raises(CheckpointError, match=r"another model, config.*lr: checkpoint 0.02 vs now 0.2"):
+    with pytest.raises(CheckpointError, match=r"another model, config.*lr: checkpoint 0.02 vs now 0.2\. To continue "
+                                              r"it, resume without those settings \(a resume takes the checkpoint's\)"):
         fit(TrainConfig(run_name="r", epochs=2, resume=True, **changed), tiny_data)
     with pytest.raises(CheckpointError, match=r"model: checkpoint 'cnn' vs now 'resnet18'"):
         fit(TrainConfig(run_name="r", epochs=2, resume=True, **dict(FAST, model="resnet18")), tiny_data)
@@ -67,7 +68,7 @@ def test_resume_refuses_another_config(tiny_data):
 def test_resume_refuses_other_data(tiny_data):
     fit(TrainConfig(run_name="d", epochs=2, **FAST), tiny_data, stop_after=1)
     other = synthetic_cifar10(train_per_class=30, test_per_class=10, seed=1)
-    with pytest.raises(CheckpointError, match="data checksum"):
+    with pytest.raises(CheckpointError, match="data checksum.*To continue it, resume on the data it trained on;"):
         fit(TrainConfig(run_name="d", epochs=2, resume=True, **FAST), other)
 
 

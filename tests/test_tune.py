@@ -45,6 +45,10 @@ def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, m
     table = tune.trials_table(tune.load_logs(tmp_path)["cnn-2ep"])
     assert set(table.index) == {"base recipe", "lr 0.05"}
     assert list(table["final val acc"]) == sorted((r["final_val_accuracy"] for r in records), reverse=True)
+    assert list(table.columns[:2]) == ["val acc at epoch 1", "final val acc"]     # 2 epochs: the curve's marks
+    six = {"trials": [dict(records[0], val_accuracy_by_epoch=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], final_val_accuracy=0.6)]}
+    assert list(tune.trials_table(six).iloc[0, :4]) == [0.2, 0.3, 0.4, 0.6]    # epochs 2, 3, 4 of 6, and the last
+    assert list(tune.trials_table(six).columns[:3]) == [f"val acc at epoch {e}" for e in (2, 3, 4)]
     section = "\n".join(tuning_section(tmp_path))
     assert "## Recipe tuning: cnn, 2-epoch trials" in section and "2 trials" in section
     assert "| lr 0.05 |" in section and "validation images; the test split is never evaluated" in section

@@ -16,7 +16,9 @@ from labkit.paths import results_root, smoke_mode
 from labkit.reporting.select import load_every_run, longest_runs
 from labkit.robustness.suite import AnalysisSettings
 from labkit.runs.store import check_destinations, list_runs, run_dir, save_run
-from labkit.training.config import RUN_NAME, SYNTHETIC_VAL_SIZE, TrainConfig, smoke_config
+from labkit.training.checkpoint import saved_settings
+from labkit.training.config import (RUN_NAME, SYNTHETIC_VAL_SIZE, TrainConfig, defaults_for, smoke_config,
+                                    unfinished_run)
 from labkit.training.loop import fit, refuse_to_replace
 
 SMOKE = smoke_mode()
@@ -60,6 +62,8 @@ def configure(notebook: str, **parameters) -> TrainConfig:
     naming the bad value, an unknown parameter name, a model another notebook trains, or a run name
     that would replace a finished run. Smoke mode overrides the size."""
     reject_unknown_parameters(parameters)
+    if parameters.get("resume") and not SMOKE:
+        parameters = resumed_parameters(notebook, parameters)
     data = str(parameters.get("data", "auto"))
     check_data_spec(data)
     if data == "synthetic" and "val_size" not in injected_parameters() and parameters.get("val_size", 0) > SYNTHETIC_VAL_SIZE:
@@ -79,6 +83,22 @@ def configure(notebook: str, **parameters) -> TrainConfig:
     print(f"run {config.run_name}: {config.model}, {config.epochs} epochs{', resuming' if config.resume else ''}; "
           f"results will go to {run_dir(config.run_name)}")
     return config
+
+
+def resumed_parameters(notebook: str, parameters: dict) -> dict:
+    """The parameters of a resumed run: the settings its checkpoint was written with, as on the command
+    line, except those the notebook was told, by papermill (`-p name value`) or by a value in the
+    parameters cell other than its default. So `-p resume True` alone continues a run that started with
+    other `-p` values, and a value given on purpose still reaches the checkpoint's check."""
+    run = parameters.get("run_name") or unfinished_run(parameters.get("model", NOTEBOOK_MODELS[notebook][0]))
+    defaults = defaults_for(NOTEBOOK_MODELS[notebook][0])
+    told = injected_parameters() | {name for name, value in parameters.items() if value != defaults[name]}
+    kept = {name: value for name, value in saved_settings(run).items() if name not in told}
+    changed = [f"{name} {value!r} (parameters cell: {parameters[name]!r})" for name, value in kept.items()
+               if name in parameters and parameters[name] != value]
+    if changed:
+        print(f"resuming {run} with the settings it started with: {', '.join(changed)}")
+    return {**parameters, **kept, "run_name": run}
 
 
 def load_data(config: TrainConfig) -> Cifar10:

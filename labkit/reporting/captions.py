@@ -34,9 +34,14 @@ def curves_caption(history: pd.DataFrame) -> str:
                 "has no validation split: its test accuracy, read once after the last epoch, is its held-out figure.")
     best = h.loc[h.val_acc.idxmax()]
     last = h.iloc[-1]
-    peak = (f"Val accuracy was still rising: its best, {best.val_acc:.2%}, is at the last epoch ({int(last.epoch)})"
-            if int(best.epoch) == int(last.epoch) else
-            f"Val accuracy peaked at epoch {int(best.epoch)} ({best.val_acc:.2%}) and ended at {last.val_acc:.2%}")
+    if int(best.epoch) == int(last.epoch):
+        earlier = h.iloc[max(0, round(len(h) * 0.8) - 1)]      # where the last fifth of the schedule starts
+        gain = (last.val_acc - earlier.val_acc) * 100
+        peak = (f"Val accuracy was highest at the last epoch ({last.val_acc:.2%} at epoch {int(last.epoch)}), as a "
+                f"learning rate decaying to zero tends to make it; it gained {gain:.1f} points over the last "
+                f"{int(last.epoch - earlier.epoch)} epochs")
+    else:
+        peak = f"Val accuracy peaked at epoch {int(best.epoch)} ({best.val_acc:.2%}) and ended at {last.val_acc:.2%}"
     text = f"{peak}; train accuracy ended at {last.train_acc:.2%}."
     if "val_acc_no_ema" in h and h.val_acc_no_ema.notna().any():
         text += (f" Val is measured on the weight average (EMA, solid) and on the live weights (dashed): "
@@ -159,9 +164,10 @@ def budget_caption(runs: dict) -> str:
               "are several), to compare with the lab report's numbers, the dotted lines.")
 
 
-def reliability_caption(summaries: dict[str, dict]) -> str:
-    """Whether each run is over- or under-confident before scaling, from its bins' weighted gap, and
-    which runs are over-confident at middle confidences all the same."""
+def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] | None = None) -> str:
+    """Whether each run is over- or under-confident before scaling, from its bins' weighted gap, which
+    runs are over-confident at middle confidences all the same, and where the under-confidence sits
+    (`heaviest_bin_reading`, with each run's label smoothing in `smoothing`)."""
     under = []
     for name, s in summaries.items():
         bins = [b for b in s["calibration"]["bins_before"] if b["count"]]
@@ -183,9 +189,46 @@ def reliability_caption(summaries: dict[str, dict]) -> str:
             + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
                "a bin holds other images than the filled bar at the same place" if scaled else "")
             + ". The numbers at the foot of the bars are the images in each bin before scaling."
+            + heaviest_bin_reading(summaries, smoothing or {})
             + (f" No temperature was fitted for {and_list(unscaled)}: "
                + ("it held" if len(unscaled) == 1 else "they held") + " out no val split." if scaled and unscaled else "")
             + (after_scaling_reading(scaled) if scaled else ""))
+
+
+def heaviest_bin_reading(summaries: dict[str, dict], smoothing: dict[str, float]) -> str:
+    """Where every run's most populated bin before scaling is the same and under-confident: its share of
+    the images and of the ECE, and, when all runs share one label smoothing whose target for the true
+    class lies in that bin, that the smoothing puts it there; else ''."""
+    heaviest = {}
+    for name, s in summaries.items():
+        bins = s["calibration"]["bins_before"]
+        top = max(bins, key=lambda b: b["count"])
+        heaviest[name] = (top, sum(b["count"] for b in bins), s["calibration"]["before"]["ece"])
+    if len({(top["low"], top["high"]) for top, _, _ in heaviest.values()}) != 1 or any(
+            top["accuracy"] <= top["confidence"] for top, _, _ in heaviest.values()):
+        return ""
+    low, high = next(iter(heaviest.values()))[0]["low"], next(iter(heaviest.values()))[0]["high"]
+    shares = [top["count"] / images for top, images, _ in heaviest.values()]
+    gaps = [(top["accuracy"] - top["confidence"]) * 100 for top, _, _ in heaviest.values()]
+    of_ece = [top["count"] / images * (top["accuracy"] - top["confidence"]) / ece
+              for top, images, ece in heaviest.values()]
+    text = (f" Every run's most populated bin is the one at confidences {low:.2f}–{high:.2f}: it holds "
+            f"{span(shares, '.0%')} of the images, is {span(gaps, '.1f')} points more accurate than confident, and "
+            f"makes {span(of_ece, '.0%')} of each run's ECE.")
+    values = {smoothing.get(name) for name in summaries}
+    if len(values) == 1 and (value := values.pop()):
+        target = 1 - value + value / 10        # the true class's share of the smoothed target, 10 classes
+        if low <= target <= high:
+            text += (f" Label smoothing {value:g} trains the true class's probability toward {target:.2f}, inside "
+                     "that bin: a network that fits its targets stops there even on images it gets right nearly "
+                     "every time.")
+    return text
+
+
+def span(values: list[float], spec: str) -> str:
+    """'62% to 86%', or one value where both ends print alike."""
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low} to {high}"
 
 
 def over_confident_in_middle(bins: list[dict]) -> bool:

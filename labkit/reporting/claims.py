@@ -32,8 +32,8 @@ def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None
     """`claims` on `runs` (each model's longest, say). A claim they cannot settle (budgets that differ,
     or a final fit without the val curves it needs) is judged instead on the longest budget at which its
     models all ran in `every_run`; that entry names the budget in "on" and keeps the first evidence in
-    "longest". Where some recipe ran with several seeds, a verdict on a test gap under their seed noise
-    says so (`beyond_seed_noise`)."""
+    "longest". Where some recipe ran with several seeds, a verdict on a test gap under their
+    seed-and-test noise says so (`beyond_seed_noise`)."""
     unsettled = (NOT_COMPARABLE, NOT_JUDGED)
     verdicts = claims(runs, benchmarks)
     for epochs, at_budget in runs_at_each_budget(every_run):
@@ -61,10 +61,11 @@ def under_seed_noise(claim: dict, seed_gap: float) -> str:
     """The verdict of a claim whose test gap is under `seed_gap`: 'not conclusive' where its val gap was
     within the val noise too (`val_noise`, set by the claim), so only the test noise is beaten; else the
     verdict, qualified."""
+    noise = f"the seed-and-test noise of two single-seed runs ({seed_gap * 100:.1f} points)"
     if claim.get("val_noise") is not None:
-        return (f"not conclusive: beyond the test noise only, within the val noise (2 SE = {claim['val_noise'] * 100:.1f} "
-                f"points) and the seed noise ({seed_gap * 100:.1f} points)")
-    return f"{claim['verdict']}, not beyond seed noise ({seed_gap * 100:.1f} points)"
+        return (f"not conclusive: beyond the test noise only, within the val noise (2 SE = "
+                f"{claim['val_noise'] * 100:.1f} points) and {noise}")
+    return f"{claim['verdict']}, not beyond {noise}"
 
 
 def seed_noise(every_run: dict) -> dict | None:

@@ -287,7 +287,7 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
         if tune.trial_label(best) not in labels and kept:
             names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
             text += (f" The best trial ({settings_changed(best)}) was not adopted: its lead over {names} is within "
-                     f"the noise, and the rule keeps the recipe that changes fewer settings.")
+                     f"the noise, and a recipe in use changes only for a gain beyond the noise.")
         for used in (r for r in trials if tune.trial_label(r) in labels):
             simpler = [r for r in trials if r["final_val_accuracy"] > used["final_val_accuracy"]
                        and len(r["overrides"]) < len(used["overrides"])]
@@ -374,13 +374,17 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
     if stale:
         lines += [f"**Stale:** {', '.join(stale)} have been retrained since their analysis (their weights changed); "
                   "rerun the analysis notebook.", ""]
-    return (lines + calibration_section(summaries, figures, link) + corruption_section(summaries, figures, link)
+    smoothing = {name: saved_config(found[name]["metrics"].get("config", {}), TrainConfig)["label_smoothing"]
+                 for name in summaries}
+    return (lines + calibration_section(summaries, smoothing, figures, link)
+            + corruption_section(summaries, figures, link)
             + attack_section(summaries, first, figures, link) + gradcam_section(summaries, root, figures, link, problems)
             + analysis_time_section(summaries))
 
 
-def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
-    """ECE, NLL and Brier before and after temperature scaling, with reliability diagrams."""
+def calibration_section(summaries: dict, smoothing: dict[str, float], figures: Path, link) -> list[str]:
+    """ECE, NLL and Brier before and after temperature scaling, with reliability diagrams; `smoothing`
+    is each run's label smoothing, which the caption reads the bins against."""
     table = calibration_table(summaries)
     scaled = {n: s["calibration"] for n, s in summaries.items() if s["calibration"]["temperature"]}
     improved = [n for n, c in scaled.items() if c["after"]["ece"] < c["before"]["ece"]]
@@ -399,7 +403,7 @@ def calibration_section(summaries: dict, figures: Path, link) -> list[str]:
                  "looking at the test split: the (T) columns stay empty." if unscaled else ""), ""]
     path = figures / "analysis_reliability.png"
     save(reliability_diagrams(summaries), path)
-    return lines + [f"![reliability diagrams]({link(path)})", "", captions.reliability_caption(summaries), ""]
+    return lines + [f"![reliability diagrams]({link(path)})", "", captions.reliability_caption(summaries, smoothing), ""]
 
 
 def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
@@ -413,9 +417,9 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
               "parameters, generated here from our JPEG copy by "
               "`labkit.robustness.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
               "different base image set, our own generation); they compare our models with each other on the same "
-              "corrupted images. For a loose scale only (another corruption set): a standard ResNet-18 has about "
-              "74% mean accuracy on CIFAR-10-C at 95% clean. Rows: each corruption's mean over its five "
-              "severities.", "",
+              "corrupted images. For a loose scale only (another corruption set, another network): RobustBench's "
+              "standardly trained WideResNet-28-10 keeps 73.5% mean accuracy on CIFAR-10-C at 94.8% clean (Croce et "
+              "al., 2021). Rows: each corruption's mean over its five severities." + redone_corruptions(summaries), "",
               markdown_table(format_percent(table, list(table.columns))), "",
               robustness_ranking(means, summaries), ""]
     reversals = severity_reversals(summaries)
@@ -424,6 +428,21 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
     path = figures / "analysis_corruptions.png"
     save(corruption_heatmaps(summaries), path)
     return lines + [f"![corruption heatmaps]({link(path)})", "", captions.corruption_caption(summaries), ""]
+
+
+def redone_corruptions(summaries: dict) -> str:
+    """' The corruption figures of <runs> were redone …' for analyses whose corruption part was remade with a
+    newer generator (`suite.refresh_corruptions`), with when and at which commit; '' where none was."""
+    redone = {name: s["corruptions_redone"] for name, s in summaries.items() if "corruptions_redone" in s}
+    if not redone:
+        return ""
+    commits = sorted({(r.get("git_commit") or "unknown")[:7] for r in redone.values()})
+    dates = sorted({r["date"][:10] for r in redone.values()})
+    when = " to ".join(dict.fromkeys([dates[0], dates[-1]]))
+    return (f" The corruption figures of {and_list(list(redone))} were redone ({when}, "
+            f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}) after pixelate was corrected to "
+            "CIFAR-10-C's resize (PIL's box filter: torch's area mode had blurred severity 1 about as much as "
+            "severity 5); their calibration and attacks are from the first analysis.")
 
 
 def severity_reversals(summaries: dict) -> str:
@@ -683,8 +702,8 @@ def seed_noise_sentence(every_run: dict) -> str:
             f"Between two runs of one seed each, a gap needs about {gap:.1f} points to count (twice the sd of "
             f"their difference, 2·√(2·({se:.2f}² + {sd:.2f}²)); an upper bound, since both runs are scored on the "
             f"same test images, and {noise['seeds']} seeds fix that sd only roughly). The large models ran one seed "
-            f"each, so their spread is unmeasured and {noise['model']}'s stands in for it: a verdict below on a gap under {gap:.1f} points is beyond the test noise, not "
-            "necessarily beyond the seed's.")
+            f"each, so their spread is unmeasured and {noise['model']}'s stands in for it: a verdict below on a gap "
+            f"under {gap:.1f} points is beyond the test noise, not necessarily beyond the seed-and-test noise.")
 
 
 def recipe_phrase(runs: dict) -> str:
@@ -775,7 +794,8 @@ def header_section(control: bool) -> list[str]:
     """The title (naming the control, plain18, where it ran), and how the report was made and how to read it."""
     lines = [f"# CIFAR-10 with four architectures, an ablation{' and a control' if control else ''}: results", "",
              "Generated by `python -m labkit.report` from `results/` alone; every number below comes from a run "
-             "whose provenance is listed in the appendix. The summary and the set-up come first, then one section "
+             "whose provenance is listed in the appendix, except the activation memory per image, a property of "
+             "each architecture that the report measures as it is built. The summary and the set-up come first, then one section "
              "per model, the comparison, the lab report's claims checked, what the lab report did not ask "
              "(calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe tuning, speed "
              "and provenance are in the appendix.", ""]

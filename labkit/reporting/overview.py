@@ -12,8 +12,8 @@ from labkit import tune
 from labkit.models.inspect import GATE_SPREAD
 from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
-from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary
+from labkit.reporting.select import budget_groups, is_final_fit, present, recipe, runs_by_model
+from labkit.reporting.stats import accuracy_standard_error, lead_over_next, machine_name, seed_summary
 from labkit.reporting.tables import (MODEL_TITLES, and_list, budget, constant_columns, duration, headline_table,
                                     markdown_table)
 from labkit.robustness.suite import load_analysis
@@ -28,6 +28,9 @@ REFERENCES = [
     "Guo, Pleiss, Sun, Weinberger (2017). On calibration of modern neural networks. ICML.",
     "Hendrycks, Dietterich (2019). Benchmarking neural network robustness to common corruptions and "
     "perturbations. ICLR.",
+    "Croce, Andriushchenko, Sehwag, Debenedetti, Flammarion, Chiang, Mittal, Hein (2021). RobustBench: a "
+    "standardized adversarial robustness benchmark. NeurIPS Datasets and Benchmarks (its standardly trained "
+    "WideResNet-28-10 on CIFAR-10-C).",
     "Madry, Makelov, Schmidt, Tsipras, Vladu (2018). Towards deep learning models resistant to adversarial "
     "attacks. ICLR.",
     "Selvaraju, Cogswell, Das, Vedantam, Parikh, Batra (2017). Grad-CAM: visual explanations from deep networks "
@@ -115,7 +118,7 @@ def slowest_epoch(groups: dict) -> str:
             f"{duration(slowest)} against a median of {duration(median)})")
 
 
-def tta_levels_note(groups: dict) -> str:
+def tta_levels_note(groups: dict, sections: str = "report.md's model sections") -> str:
     """Under the headline table, where its runs differ in TTA level: ' Test acc (TTA) is at each run's own
     level, …: 2, except the <model title> row at 1.' The level most rows share (on a tie, the higher) is
     the rule; '' where all rows share one."""
@@ -127,8 +130,8 @@ def tta_levels_note(groups: dict) -> str:
     usual = max(levels, key=lambda level: (len(levels[level]), level))
     others = "; ".join(" and ".join(f"the {title} row" for title in titles) + f" at {level}"
                        for level, titles in sorted(levels.items()) if level != usual)
-    return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} (report.md's "
-            "model sections give every level each run measured).")
+    return (f" Test acc (TTA) is at each run's own level, chosen with its recipe: {usual}, except {others} ({sections} "
+            "give every level each run measured).")
 
 
 CONTROL_PHRASE = (" and, as the control for the lab report's residual claim, the same network with its shortcuts "
@@ -151,15 +154,16 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
              f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
              f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
              f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
-             f"serves as the ablation of the stem. Recipes were chosen on validation splits (the long-run recipe "
-             f"on ResNet-18's, and carried over to the other deep models); the test split was read once per run, "
-             f"after its last epoch.", "",
+             f"serves as the ablation of the stem. Recipe choices were made on validation splits, most on "
+             f"ResNet-18's and carried over to the other deep models (the appendix gives every trial; several "
+             f"choices rest on gains within the val noise); the test split was read once per run, after its last "
+             f"epoch.", "",
              markdown_table(table), "",
              "Times are as run, on the machine named: these shared CPUs differed about twofold in speed between "
              "sessions, even under one name, so compare times only within one benchmark run (the appendix's "
              "benchmark measures the models side by side). Time/epoch is the median epoch, training and validation "
              f"(a final fit has no validation); train time sums every epoch{slowest_epoch(groups)}."
-             f"{tta_levels_note(groups)}", "", "Findings:", ""]
+             f"{tta_levels_note(groups, 'the model sections below')}", "", "Findings:", ""]
     jpeg = any("jpeg" in run["metrics"].get("data_location", "") for group in groups.values() for _, run in group)
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups, seed_noise(every_run), jpeg)]
     judged = [c["verdict"] for c in verdicts if c["verdict"] != "missing"]
@@ -255,6 +259,7 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
                   + (f"differences under about {seeds['gap'] * 100:.1f} points between single-seed runs may be seed and "
                      f"test noise ({seeds['model']}'s {seeds['seeds']} seeds; see the discussion)." if seeds else
                      "differences within two binomial standard errors of the test accuracy are not a ranking.")]
+        lines += [f"- {sentence}" for sentence in [matched_budget_ranking(every_run, ranked)] if sentence]
     judged = [c for c in verdicts if c["verdict"] != "missing"]
     if judged:
         lines += ["- The lab report's claims (evidence in the discussion): "
@@ -267,6 +272,28 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     lines += [f"- {sentence}" for sentence in analysis_findings(list(present(
         {name: group[0][1] for name, group in groups.items()})), groups, root)]
     return lines + [""]
+
+
+def matched_budget_ranking(every_run: dict, ranked: list[tuple[str, list]]) -> str:
+    """Where the headline runs differ in budget: the ranking at each budget (epochs, training images and
+    recipe all shared) at which three or more models ran, longest first; '' otherwise."""
+    if len({(group[0][1]["metrics"]["epochs"], group[0][1]["metrics"]["train_images"]) for _, group in ranked}) < 2:
+        return ""
+    shared: dict[tuple, dict[str, list]] = {}
+    for model, entries in runs_by_model(every_run).items():
+        for epochs, group in budget_groups(entries):
+            key = (epochs, group[0][1]["metrics"]["train_images"], tuple(recipe(group[0][1]).items()))
+            shared.setdefault(key, {})[model] = group
+    orders = []
+    for (epochs, images, _), groups in sorted(shared.items(), key=lambda item: item[0][:2], reverse=True):
+        if len(groups) >= 3:
+            order = sorted(groups, key=lambda model: -seed_summary(groups[model])[0])
+            orders.append(f"{epochs} epochs on {images:,} images, " + ", ".join(
+                f"{MODEL_TITLES.get(m, m)} {seed_summary(groups[m])[0]:.2%}" for m in order))
+    if not orders:
+        return ""
+    return ("The headline ranking mixes budgets; where three or more models share one (epochs, images and recipe), "
+            "they rank: " + "; ".join(orders) + ".")
 
 
 def explained(label: str) -> str:
@@ -335,11 +362,15 @@ def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
 
 
 def leader(accuracies: dict[str, float], images: int) -> str:
-    """'highest: <run>' when the best leads the next beyond two standard errors of the difference on
-    `images` images, else '<run> is the best, not ahead of <next> beyond the noise (2 SE = …)'."""
-    best = max(accuracies, key=accuracies.get)
+    """'highest: <run>, x points ahead of <next> (2 SE = y)' when the best leads the next beyond two
+    standard errors of the difference on `images` images, else '<run> is the best, not ahead of <next>
+    beyond the noise (2 SE = …)'."""
+    best, second, gap, noise = lead_over_next(accuracies, images)
     tie = within_noise(accuracies, images)
-    return f"{best} is the best{tie}" if tie else f"highest: {best}"
+    if tie:
+        return f"{best} is the best{tie}"
+    return f"highest: {best}" + (f", {gap * 100:.1f} points ahead of {second} (2 SE = {noise * 100:.1f})"
+                                 if second else "")
 
 
 def limitations_section(found: dict, analysis_sizes: dict | None, every_run: dict) -> list[str]:

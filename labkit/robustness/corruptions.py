@@ -38,6 +38,9 @@ CORRUPTIONS: dict[str, tuple[str, list]] = {
                                       (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]),   # × image size
 }
 SEVERITIES = (1, 2, 3, 4, 5)
+# Bumped when a corruption's images change; analyses record it, and one made with an older generator gets its
+# corruption figures redone (`suite.analyse_runs`). 1: pixelate resized with torch's "area" mode; 2: PIL's BOX.
+GENERATOR_VERSION = 2
 # What the severity parameters of the corruptions whose reading is not obvious set, for the report's sentences
 PARAMETER_MEANINGS = {
     "glass_blur": "blur sigma, shuffle distance, rounds",
@@ -202,10 +205,35 @@ def saturate(x, parameter, g):
     return hsv_to_rgb(hsv)
 
 
+def box_window(size_in: int, size_out: int) -> Tensor:
+    """size_out × size_in 0/1 window of a box-filter resize, as PIL's BOX (CIFAR-10-C's pixelate): each output
+    pixel is the plain mean of the input pixels whose centres fall in its box, max(scale, 1) input pixels
+    wide. (torch's "area" mode averages every pixel the box touches: a blur of two pixels where the sizes
+    differ by a pixel or two, the mild severities.)"""
+    scale = size_in / size_out
+    width = max(scale, 1.0)
+    centres = (torch.arange(size_out, dtype=torch.float64) + 0.5) * scale
+    offsets = (torch.arange(size_in, dtype=torch.float64) + 0.5)[None] - centres[:, None]
+    return ((offsets > -width / 2) & (offsets <= width / 2)).double()
+
+
+def box_resize(x: Tensor, size: int) -> Tensor:
+    """x (N×C×H×W, values in [0, 1]) resized to size × size through `box_window`, width then height, each
+    pass rounded half up to 8-bit levels, as PIL resizes an 8-bit image."""
+    def mean(levels: Tensor, window: Tensor) -> Tensor:      # exact sums of whole levels, then the division
+        return torch.floor(levels / window.sum(1) + 0.5)
+    levels = (x.double() * 255).round()
+    across = box_window(x.shape[-1], size)
+    levels = mean(levels @ across.T, across)
+    down = box_window(x.shape[-2], size)
+    levels = mean((down @ levels).transpose(-1, -2), down).transpose(-1, -2)
+    return (levels / 255).to(x.dtype)
+
+
 def pixelate(x, c, g):
     """Box-downsample to c × the size, then box-upsample back."""
     size = x.shape[-1]
-    return F.interpolate(F.interpolate(x, size=int(size * c), mode="area"), size=size, mode="area")
+    return box_resize(box_resize(x, int(size * c)), size)
 
 
 def sample(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:

@@ -13,7 +13,8 @@ Every analysis uses fixed, stratified, seeded test subsets (sizes in `AnalysisSe
 the temperature is fitted on the run's own validation split, the train images it held out.
 The analysis records the sha256 of the weights it read, so a report can tell when a run has
 been retrained since (the analysis is then stale: rerun the notebook). A change to what an analysis
-measures bumps ANALYSIS_VERSION, which makes every saved analysis out of date.
+measures bumps ANALYSIS_VERSION, which makes every saved analysis out of date; a change to the corrupted
+images bumps corruptions.GENERATOR_VERSION, which redoes only the corruption figures of a saved analysis.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from labkit.paths import results_root
 from labkit.provenance import git_commit, utc_timestamp
 from labkit.robustness.adversarial import EPSILONS, PGD_STEPS, attack_accuracy
 from labkit.robustness.calibration import calibrate
-from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from labkit.robustness.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, corrupt
 from labkit.robustness.gradcam import feature_map_stages, grad_cam
 from labkit.runs.store import RunDataError, load_model, read_metrics
 from labkit.storage import IntegrityError, load_verified, save_verified, write_atomic
@@ -111,7 +112,8 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
                  ) -> dict[str, RunAnalysis]:
     """`analyse_run` for each run, corrupting the images once for all of them. With `reuse`, a run whose
     saved analysis was made from its present weights, on `data`, with these settings is read instead
-    (`reusable_analysis`): adding a run to the comparison costs that run's analysis only. With `save`,
+    (`reusable_analysis`): adding a run to the comparison costs that run's analysis only; one whose
+    corruption figures come from an older generator gets those redone (`refresh_corruptions`). With `save`,
     each run's analysis.json is written as soon as it is done, so a later failure loses nothing; a run
     whose files are broken is skipped with a warning that names the file and what is wrong."""
     settings = settings or AnalysisSettings()
@@ -119,7 +121,7 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
     if any(saved.values()):
         log(f"read, not redone (saved from the present weights, data and settings): "
             f"{', '.join(name for name, analysis in saved.items() if analysis)}")
-    if all(saved.values()):
+    if all(analysis and corruptions_current(analysis.summary) for analysis in saved.values()):
         return saved
     started = time.perf_counter()
     shared = corrupted_sets(data, settings)
@@ -127,6 +129,10 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
     analyses = {}
     for name in run_names:
         if saved[name]:
+            if not corruptions_current(saved[name].summary):
+                refresh_corruptions(saved[name], shared, settings, log)
+                if save:
+                    log(f"[{name}] saved {save_analysis(saved[name], root)}")
             analyses[name] = saved[name]
             continue
         try:
@@ -150,6 +156,29 @@ def reusable_analysis(run_name: str, data: Cifar10, settings: AnalysisSettings, 
     except RunDataError:
         return None
     return analysis if analysis.summary["settings"] == recorded_settings(settings) else None
+
+
+def corruptions_current(summary: dict) -> bool:
+    """Whether an analysis's corruption figures come from today's corrupted images (GENERATOR_VERSION;
+    analyses that predate the record used generator 1)."""
+    return summary["corruptions"].get("generator", 1) == GENERATOR_VERSION
+
+
+def refresh_corruptions(analysis: RunAnalysis, sets: dict, settings: AnalysisSettings, log=print) -> None:
+    """Redo the corruption figures of a saved analysis made with an older generator, keeping its
+    calibration, attacks and Grad-CAM, which do not depend on it; "corruptions_redone" records the older
+    generator, when, where, at which commit and how long it took."""
+    device = resolve_device(settings.device)
+    older = analysis.summary["corruptions"].get("generator", 1)
+    log(f"[{analysis.run_name}] corruptions: made with generator {older}, redone with {GENERATOR_VERSION}")
+    started = time.perf_counter()
+    model = analysis.model.to(device, memory_format=torch.channels_last)
+    analysis.summary["corruptions"] = corruption_accuracy(
+        model, sets, dict(device=device, precision=resolve_precision(settings.precision, device)))
+    analysis.summary["corruptions_redone"] = {
+        "from_generator": older, "wall_time_s": time.perf_counter() - started, "device": device_name(device),
+        **git_commit(), "date": utc_timestamp()}
+    analysis.saved = False
 
 
 def recorded_settings(settings: AnalysisSettings) -> dict:
@@ -239,7 +268,7 @@ def corruption_accuracy(model: nn.Module, sets: dict, options: dict) -> dict:
     table = {name: {str(s): accuracy(sets[name, s]) for s in SEVERITIES} for name in CORRUPTIONS}
     every = [acc for row in table.values() for acc in row.values()]
     return {"images": len(sets["labels"]), "clean_accuracy": accuracy(sets["clean"]), "accuracy": table,
-            "mean_accuracy": sum(every) / len(every)}
+            "mean_accuracy": sum(every) / len(every), "generator": GENERATOR_VERSION}
 
 
 def library_versions() -> dict:
@@ -375,13 +404,14 @@ def load_analysis(run_name: str, root: Path | None = None) -> dict | None:
 
 
 def analyses_current(run_names: list[str], root: Path | None = None) -> bool:
-    """Whether every run has an analysis made from its present weights."""
+    """Whether every run has an analysis made from its present weights, its corruption figures from
+    today's corrupted images."""
     for name in run_names:
         try:
             summary = load_analysis(name, root)
         except RunDataError:
             return False
-        if summary is None or summary["stale"]:
+        if summary is None or summary["stale"] or not corruptions_current(summary):
             return False
     return True
 

@@ -91,12 +91,15 @@ def load_checkpoint(path: Path, config, data_checksum: str) -> dict:
         raise CheckpointError(f"checkpoint {path} was written by a newer labkit (format {state['version']}, "
                               f"this one reads up to {CHECKPOINT_VERSION}); update labkit to resume it")
     differences = config_differences(state["config"], config)
+    to_continue = ["without those settings (a resume takes the checkpoint's)"] if differences else []
     if state.get("data_checksum") != data_checksum:
         differences.append(f"data checksum: checkpoint {state.get('data_checksum')!r} vs now {data_checksum!r}")
+        to_continue.append("on the data it trained on")
     if differences:
         raise CheckpointError(f"checkpoint {path} belongs to another model, config or data set and was not "
-                              f"loaded: " + "; ".join(differences) +
-                              ". Use another run_name, or delete the checkpoint to start over")
+                              f"loaded: " + "; ".join(differences) + f". To continue it, resume "
+                              f"{' and '.join(to_continue)}; to train anew, use another run_name, or delete "
+                              "the checkpoint")
     state["model"] = plain_keys(state["model"])
     state.setdefault("ema", None)
     state.setdefault("scaler", None)
