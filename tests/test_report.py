@@ -567,6 +567,7 @@ def test_a_leader_is_named_only_beyond_the_noise_and_findings_say_which_noise_a_
     from labkit.reporting.overview import lab_report_findings, leader
 
     assert leader({"a": 0.80, "b": 0.70}, 1000) == "highest: a, 10.0 points ahead of b (2 SE = 3.8)"
+    assert leader({"a": 0.112, "b": 0.085}, 1000) == "highest: a, 2.70 points ahead of b (2 SE = 2.66)"
     assert leader({"a": 0.775, "b": 0.768}, 1000) == "a is the best, not ahead of b beyond the noise (2 SE = 3.8 points)"
     assert leader({"a": 0.5}, 1000) == "highest: a"
 

@@ -369,8 +369,10 @@ def leader(accuracies: dict[str, float], images: int) -> str:
     tie = within_noise(accuracies, images)
     if tie:
         return f"{best} is the best{tie}"
-    return f"highest: {best}" + (f", {gap * 100:.1f} points ahead of {second} (2 SE = {noise * 100:.1f})"
-                                 if second else "")
+    if second is None:
+        return f"highest: {best}"
+    digits = 2 if f"{gap * 100:.1f}" == f"{noise * 100:.1f}" else 1      # a lead that clears 2 SE reads so
+    return f"highest: {best}, {gap * 100:.{digits}f} points ahead of {second} (2 SE = {noise * 100:.{digits}f})"
 
 
 def limitations_section(found: dict, analysis_sizes: dict | None, every_run: dict) -> list[str]:
