@@ -828,6 +828,12 @@ def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ran
     assert "(a final fit" not in scatter_caption({"d-40ep": runs["d-40ep"]})
     assert "so a step to one also adds the 5,000 val images" in budget_caption(runs)
     assert "open markers" not in budget_caption({"d-40ep": runs["d-40ep"]})
+    other = run(0.915)                                # another recipe at 40 epochs, worse on val: left out, said so
+    other["metrics"].update(config={"cutout": 12}, final_val_accuracy=0.85)
+    assert budget_caption({**runs, "d-40ep-cutout": other}).endswith(
+        " Not drawn: d-40ep-cutout, another recipe at a budget where the drawn run had the better final val accuracy "
+        "(the set-up lists every run).")
+    assert "Not drawn" not in budget_caption(runs)
     assert budget(runs["d-80ep-final"]) == "80 epochs on all 50,000 training images"
     assert budget(runs["d-40ep"]) == "40 epochs"
     assert final_fits_clause([]) == "."

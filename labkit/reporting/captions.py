@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
-from labkit.reporting.select import is_final_fit, present, recipe_difference, runs_by_model
+from labkit.reporting.select import budget_groups, is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
 from labkit.reporting.tables import and_list, budget
 
@@ -161,7 +161,19 @@ def budget_caption(runs: dict) -> str:
             + ("open markers are final fits on all 50,000 training images, so a step to one also adds the 5,000 "
                "val images to the training set; " if final_fits else "")
             + "a small triangle joined to a marker is the same run's accuracy without TTA (the seeds' mean where there "
-              "are several), to compare with the lab report's numbers, the dotted lines.")
+              "are several), to compare with the lab report's numbers, the dotted lines." + undrawn_runs(runs))
+
+
+def undrawn_runs(runs: dict) -> str:
+    """' Not drawn: <runs> …' for the runs the budget figure leaves out, another recipe of their model at a
+    budget where the drawn one had the better final val accuracy (`budget_groups`); '' where none is."""
+    drawn = {name for entries in runs_by_model(runs).values() for _, group in budget_groups(entries)
+             for name, _ in group}
+    left = [name for name in present(runs) if name not in drawn]
+    if not left:
+        return ""
+    return (f" Not drawn: {and_list(left)}, another recipe at a budget where the drawn run had the better final val "
+            "accuracy (the set-up lists every run).")
 
 
 def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] | None = None) -> str:

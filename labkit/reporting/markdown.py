@@ -110,10 +110,11 @@ ARCHITECTURES = {
     "densenet_cifar": ("DenseNet (CIFAR, k = 12)",
                        "Four dense blocks of [6, 12, 24, 16] bottleneck layers; every layer reads the "
                        "concatenation of all earlier maps of its block and adds k = 12 channels. "
-                       "Transitions halve channels and resolution. About 1 M parameters."),
+                       "Transitions halve channels and resolution. About 1 M parameters (Huang et al., 2017)."),
     "se_resnet18": ("SE-ResNet-18",
                     "ResNet-18 whose blocks squeeze each channel to its mean, pass the vector through "
-                    "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add."),
+                    "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add (Hu et al., "
+                    "2018)."),
     "se_resnet18_imagenet_stem": ("SE-ResNet-18 with the ImageNet stem (ablation)",
                                   "The variant printed in the lab report: a 7×7 stride-2 stem and a "
                                   "stride-2 max-pool shrink 32×32 inputs to 8×8 before layer1."),
@@ -411,7 +412,7 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
     table = corruption_table(summaries)
     means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
     lines = ["### Corruption robustness", "",
-              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C ({', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
+              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (Hendrycks & Dietterich, 2019; {', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
               "CIFAR-10-C's fog, frost and snow need image files we do not have, so speckle noise, Gaussian blur "
               "and saturate, CIFAR-10-C's extra set, stand in for them), severities 1–5 with CIFAR-10-C's "
               "parameters, generated here from our JPEG copy by "
@@ -519,7 +520,7 @@ def attack_section(summaries: dict, first: dict, figures: Path, link) -> list[st
     """Accuracy under FGSM and PGD-10 against the budget ε."""
     sizes = first["settings"]
     lines = ["### Adversarial robustness", "",
-              f"Accuracy under FGSM and PGD-10 (L∞, step 2.5·ε/10, random start; torchattacks "
+              f"Accuracy under FGSM and PGD-10 (Madry et al., 2018; L∞, step 2.5·ε/10, random start; torchattacks "
               f"{first['libraries']['torchattacks']}) on {sizes['attack_size']:,} test images (a seeded subset other than "
               f"the corruptions', so the clean column differs from theirs); ε in grey levels of 255. "
               "None of these models was trained against attacks. An attack's accuracy is an upper bound on the "
@@ -542,7 +543,8 @@ def gradcam_section(summaries: dict, root: Path, figures: Path, link, problems: 
     lines = ["### Grad-CAM: what each model looks at", "",
              f"The same {len(next(iter(shown.values()))['test_indices'])} test images for every model: 4 that every "
              "analysed model gets right and the 4 that the most models get wrong (drawn, seeded, from the calibration "
-             "subset; how many models miss each is written under it). Each is overlaid with the Grad-CAM map of the "
+             "subset; how many models miss each is written under it). Each is overlaid with the Grad-CAM map (Selvaraju "
+             "et al., 2017) of the "
              "model's own prediction at its deepest stage with maps of at least 4×4; wrong predictions in red.", ""]
     notes = []
     for name, g in shown.items():
@@ -597,7 +599,9 @@ def analysis_time_section(summaries: dict) -> list[str]:
     """What each analysis cost, per run, as recorded when it ran."""
     making = sorted({round(s["corrupted_sets_made_in_s"]) for s in summaries.values()
                      if s.get("corrupted_sets_made_in_s")})
-    return ["### Analysis time", "", "Wall time in seconds per analysis and run, as recorded when each ran"
+    redone = " (the corruptions column from the first analysis, where its figures were redone since)" if any(
+        "corruptions_redone" in s for s in summaries.values()) else ""
+    return ["### Analysis time", "", f"Wall time in seconds per analysis and run, as recorded when each ran{redone}"
               + (f"; making the corrupted images, once per analysis session for the runs it analysed, took "
                  f"{and_list([f'{m} s' for m in making])} more" if making else "")
               + ":", "", markdown_table(wall_time_table(summaries)), ""]

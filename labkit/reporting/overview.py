@@ -229,8 +229,9 @@ def setup_section(found: dict, every_run: dict, root: Path) -> list[str]:
              f"flips.{' Every run in `results/`: ' + shared + '; by run:' if shared else ' The recipe of every run in `results/`:'}", "",
              markdown_table(recipes), "",
              "- *Label smoothing* 0.1 trains against a target of 0.91 on the true class and 0.01 on each of the "
-             "other nine, which keeps the network from becoming over-confident.",
-             "- *Cutout* blanks one square (here 12×12 pixels) at a random place in each training image.",
+             "other nine, which keeps the network from becoming over-confident (Szegedy et al., 2016).",
+             "- *Cutout* blanks one square (here 12×12 pixels) at a random place in each training image (DeVries & "
+             "Taylor, 2017).",
              "- *EMA* keeps an exponential moving average of the weights (decay 0.997 per step, about 330 steps); "
              "validation and test use the average.",
              "- *TTA* (test-time augmentation) averages predictions over several views of each test image: level 1 "
