@@ -898,3 +898,14 @@ def test_the_conclusions_rank_the_models_again_where_they_share_a_budget():
     assert matched_budget_ranking(every_run, ranked[:2]) == ""
     same = {name: r for name, r in every_run.items() if name != "resnet18-80ep-final"}
     assert matched_budget_ranking(same, ranked[1:2] + [("resnet18", [("resnet18-40ep", same["resnet18-40ep"])])]) == ""
+
+
+def test_the_gradcam_caption_says_how_much_of_each_map_lies_on_the_centre_of_the_image():
+    from labkit.reporting.captions import centre_share_reading
+
+    centre = [[0.0] * 4, [0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0] * 4]       # all weight on the middle cells
+    even = [[1.0] * 4 for _ in range(4)]
+    text = centre_share_reading({"a": {"maps": [centre, centre]}, "b": {"maps": [even, even]}})
+    shares = dict(part.rsplit(" ", 1) for part in text.split("mean over the 2 images: ")[1].split(";")[0].split(", "))
+    assert shares["b"] == "25%" and int(shares["a"].rstrip("%")) > 60     # bilinear resizing spreads a little
+    assert text.endswith("; 2 images are a glimpse of where each model looks, not a measurement of it.")

@@ -3,11 +3,13 @@ from the numbers the figure draws, so a caption cannot disagree with its figure.
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_scale_floor, curve_runs
 from labkit.reporting.select import budget_groups, is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
 from labkit.reporting.tables import and_list, budget
+from labkit.robustness.gradcam import upsample
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -314,4 +316,20 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
         leaders = [name for name, right in right_on_hard.items() if right == best]
         text += (f" On the {len(hard)} hard images, {', '.join(leaders)} get{'s' if len(leaders) == 1 else ''} "
                  f"{best} of {len(hard)} right.")
-    return text
+    return text + centre_share_reading(gradcams)
+
+
+def centre_share_reading(gradcams: dict[str, dict]) -> str:
+    """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
+    where CIFAR-10's photos mostly put their object: the mean over the explained images, maps resized to
+    32×32 as the figure draws them."""
+    shares = {}
+    for name, g in gradcams.items():
+        maps = upsample(torch.tensor(g["maps"], dtype=torch.float32)).clamp(min=0)
+        weight = maps.sum((1, 2))
+        shares[name] = float((maps[:, 8:24, 8:24].sum((1, 2)) / weight)[weight > 0].mean())
+    images = len(next(iter(gradcams.values()))["maps"])
+    return (f" The share of each map's weight on the central 16×16 pixels (a quarter of the image, where CIFAR-10's "
+            f"photos mostly put the object; an even map puts 25% there), mean over the {images} images: "
+            + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+            + f"; {images} images are a glimpse of where each model looks, not a measurement of it.")
