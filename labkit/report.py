@@ -66,7 +66,7 @@ def write_pdf(report: Path, pdf: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
-    parser.add_argument("--output", type=Path, default=REPORT,
+    parser.add_argument("--output", type=Path, default=None,
                         help="the report's path (default: report.md; for other results, report.md in their root)")
     parser.add_argument("--pdf", action="store_true", help="also write the report as a PDF beside it (needs Chromium)")
     args = parser.parse_args(argv)
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.results or results_root()
     committed = root.resolve() == (REPO_ROOT / "results").resolve()
-    # other results (LABKIT_RESULTS, --results, smoke mode) never overwrite the committed report: theirs goes beside them
-    output = args.output if args.output != REPORT or committed else root / "report.md"
+    # other results (LABKIT_RESULTS, --results, smoke mode) never overwrite the committed report unless told to
+    output = args.output or (REPORT if committed else root / "report.md")
     build(root, output)
     print(f"wrote {output}")
     if args.pdf:

@@ -207,12 +207,12 @@ def trials_table(log: dict) -> pd.DataFrame:
     half and three quarters of the schedule (named by epoch) and at its end, whether it is within two
     standard errors of the best (one seed each, so those are not told apart), and the cost in minutes."""
     best = max(r["final_val_accuracy"] for r in log["trials"])
-    epochs = len(log["trials"][0]["val_accuracy_by_epoch"])
+    epochs = log.get("epochs") or max(len(r["val_accuracy_by_epoch"]) for r in log["trials"])
     marks = sorted({max(1, round(epochs * q / 100)) for q in (25, 50, 75)} - {epochs})
     rows = []
     for r in log["trials"]:
         curve, images = r["val_accuracy_by_epoch"], r["config"]["val_size"]
-        at = {f"val acc at epoch {epoch}": curve[epoch - 1] for epoch in marks}
+        at = {f"val acc at epoch {epoch}": curve[epoch - 1] if epoch <= len(curve) else None for epoch in marks}
         close = best - r["final_val_accuracy"] <= difference_noise((best, images), (r["final_val_accuracy"], images))
         rows.append({"settings": trial_label(r), **at, "final val acc": r["final_val_accuracy"],
                      "within noise of the best": "yes" if close else "no",

@@ -320,7 +320,9 @@ Every analysis runs on fixed, stratified, seeded test subsets; sizes are paramet
         new_markdown_cell("## Running the analyses\nFor each run: calibration, then the corruptions, then the attacks. "
                           "The corrupted images are made once and shared by all runs. A run whose saved analysis was "
                           "made from its present weights, on the same data, with the same settings is read, not "
-                          "redone (delete its `analysis.json` to redo it). With `analyse = False` this only reads "
+                          "redone (delete its `analysis.json` to redo it); one whose corrupted images predate a "
+                          "change to the corruptions gets only its corruption figures redone. With `analyse = False` "
+                          "this only reads "
                           "each run's saved analysis (it must be from the run's present weights)."),
         new_code_cell("if analyse:\n"
                       "    analyses = suite.analyse_runs(names, data_set, settings, root, save=save, reuse=True)\n"

@@ -108,7 +108,7 @@ papermill -k python3 notebooks/05_comparison.ipynb results/comparison.ipynb
 python -m labkit.notebook.tidy results/comparison.ipynb
 if python -c "import sys; from labkit.reporting.select import select_runs; from labkit.robustness.suite import analyses_current
 sys.exit(not analyses_current([n for n, r in select_runs('longest').items() if r]))"; then
-  echo "every analysis in results/ is from the present weights; skipping notebooks/06_analysis"
+  echo "every analysis in results/ is from the present weights and corruption images; skipping notebooks/06_analysis"
 else
   papermill -k python3 --log-output notebooks/06_analysis.ipynb "$HOME/.cache/labkit/executed/analysis.ipynb" -p data "$data"
 fi

@@ -74,7 +74,7 @@ def test_monotone_corruptions_get_worse_with_severity(name):
 
 def test_pixelate_is_cifar10c_s_pil_box_resize_down_and_up():
     """CIFAR-10-C pixelates with PIL's BOX filter, 32 → int(32·c) → 32 on 8-bit images; torch's "area"
-    mode blurs two pixels where PIL keeps one, so severity 1 cost as much as severity 3."""
+    mode averages two pixels where PIL keeps one, so the mild severities blurred about as much as the harsh."""
     import numpy as np
     from PIL import Image
 
@@ -83,7 +83,8 @@ def test_pixelate_is_cifar10c_s_pil_box_resize_down_and_up():
         side = int(32 * kept)
         expected = [np.asarray(Image.fromarray(image.permute(1, 2, 0).numpy()).resize((side, side), Image.BOX)
                                .resize((32, 32), Image.BOX)) for image in images]
-        assert torch.equal(corrupt(images, "pixelate", severity).permute(0, 2, 3, 1), torch.from_numpy(np.stack(expected)))
+        pixelated = corrupt(images, "pixelate", severity).permute(0, 2, 3, 1)
+        assert torch.equal(pixelated, torch.from_numpy(np.stack(expected)))
 
 
 def test_hsv_round_trip_and_bad_requests():
@@ -379,7 +380,7 @@ def test_a_current_saved_analysis_is_read_not_redone_and_other_weights_or_settin
 def test_an_analysis_from_an_older_corruption_generator_gets_only_its_corruption_figures_redone(tmp_path,
                                                                                                 monkeypatch):
     from labkit.robustness.corruptions import GENERATOR_VERSION
-    from labkit.robustness.suite import analyses_current
+    from labkit.robustness.suite import analyses_current, load_analyses
 
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
     monkeypatch.setenv("LABKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
@@ -394,15 +395,22 @@ def test_an_analysis_from_an_older_corruption_generator_gets_only_its_corruption
     older["corruptions"]["accuracy"]["pixelate"] = {str(s): 0.0 for s in SEVERITIES}
     path.write_text(json.dumps(older))
     assert not analyses_current(["cnn"])
+    with pytest.warns(UserWarning, match=r"cnn/analysis.json: its corruption figures come from an older corruption"):
+        load_analyses(["cnn"], data)                # read as it is (analyse = False), with a warning
+    assert ("**Older corruption images:** the corruption figures of cnn predate pixelate resized with PIL's box "
+            "filter") in build(tmp_path, tmp_path / "report.md")
     said = []
     [redone] = analyse_runs(["cnn"], data, AnalysisSettings(**SMALL), log=said.append, save=True, reuse=True).values()
-    assert "[cnn] corruptions: made with generator 1, redone with 2" in said
-    assert not any("calibration" in line or "FGSM" in line for line in said)       # nothing else is redone
+    assert said == [f"[cnn] corruptions: made with generator 1, redone with {GENERATOR_VERSION}",
+                    f"[cnn] saved {path}"]                                          # nothing else is redone
     saved = json.loads(path.read_text())
     assert saved["corruptions"] == made.summary["corruptions"]
     assert {key: saved[key] for key in ("calibration", "attacks", "date", "git_commit")} == \
         {key: older[key] for key in ("calibration", "attacks", "date", "git_commit")}
     assert saved["corruptions_redone"]["from_generator"] == 1 and saved["corruptions_redone"]["date"]
+    assert (f"The corruption figures of cnn were redone ({saved['corruptions_redone']['date'][:10]}, commit "
+            f"{(saved['corruptions_redone']['git_commit'] or 'unknown')[:7]}) with pixelate resized with PIL's box filter") in \
+        build(tmp_path, tmp_path / "report.md")
     assert analyses_current(["cnn"])
     said.clear()
     analyse_runs(["cnn"], data, AnalysisSettings(**SMALL), log=said.append, reuse=True)
@@ -410,6 +418,7 @@ def test_an_analysis_from_an_older_corruption_generator_gets_only_its_corruption
 
 
 def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path, monkeypatch):
+    from labkit.robustness.corruptions import GENERATOR_VERSION
     from labkit.robustness.suite import load_analyses, save_analysis, weights_sha256
 
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path))
@@ -419,7 +428,8 @@ def test_the_explorer_starts_from_a_saved_analysis_without_recomputing(tmp_path,
     with pytest.raises(RunDataError, match="analysis.json does not exist.*analyse = True"):
         load_analyses(["cnn"], data)
     analysis = fake_analysis("cnn", data.test_labels.tolist(), data.test_labels)
-    analysis.summary = {"version": 1, "weights_sha256": weights_sha256("cnn"), "data_checksum": data.checksum}
+    analysis.summary = {"version": 1, "weights_sha256": weights_sha256("cnn"), "data_checksum": data.checksum,
+                        "corruptions": {"generator": GENERATOR_VERSION}}
     save_analysis(analysis)
     [loaded] = load_analyses(["cnn"], data).values()
     assert torch.equal(loaded.test_index, analysis.test_index)

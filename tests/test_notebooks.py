@@ -106,6 +106,13 @@ def test_a_notebook_resume_keeps_the_settings_the_run_started_with(monkeypatch, 
     assert params.configure("01_cnn", **{**cell, "resume": True, "epochs": cell["epochs"]}).epochs == cell["epochs"]
     monkeypatch.setattr(params, "injected_parameters", set)              # JupyterLab: an edited cell counts
     assert params.configure("01_cnn", **{**cell, "resume": True, "epochs": 3}).epochs == 3
+    fit(TrainConfig(**{**defaults_for("cnn"), **started, "val_size": 200, "run_name": "cnn-val200",
+                       "progress": False}), tiny_data, stop_after=1)   # synthetic, but more val than the default 100
+    monkeypatch.setattr(params, "injected_parameters", lambda: {"resume", "run_name"})
+    assert params.configure("01_cnn", **{**cell, "resume": True, "run_name": "cnn-val200"}).val_size == 200
+    with pytest.raises(ValueError, match="notebook 02_resnet18 trains resnet18 or plain18, not 'cnn': use "
+                                         "notebooks/01_cnn.ipynb"):
+        params.configure("02_resnet18", **{**cell, "model": "cnn", "resume": True})   # before looking for its run
 
 
 @pytest.mark.parametrize("parameters, message", [

@@ -49,6 +49,9 @@ def test_trials_are_judged_on_val_recorded_once_and_never_touch_test(tmp_path, m
     six = {"trials": [dict(records[0], val_accuracy_by_epoch=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], final_val_accuracy=0.6)]}
     assert list(tune.trials_table(six).iloc[0, :4]) == [0.2, 0.3, 0.4, 0.6]    # epochs 2, 3, 4 of 6, and the last
     assert list(tune.trials_table(six).columns[:3]) == [f"val acc at epoch {e}" for e in (2, 3, 4)]
+    short = dict(six["trials"][0], val_accuracy_by_epoch=[0.1, 0.2], final_val_accuracy=0.2)   # its own epochs
+    mixed = tune.trials_table({"epochs": 6, "trials": [*six["trials"], short]})
+    assert mixed["val acc at epoch 3"].isna().sum() == 1 and mixed["val acc at epoch 2"].notna().all()
     section = "\n".join(tuning_section(tmp_path))
     assert "## Recipe tuning: cnn, 2-epoch trials" in section and "2 trials" in section
     assert "| lr 0.05 |" in section and "validation images; the test split is never evaluated" in section

@@ -62,19 +62,19 @@ def configure(notebook: str, **parameters) -> TrainConfig:
     naming the bad value, an unknown parameter name, a model another notebook trains, or a run name
     that would replace a finished run. Smoke mode overrides the size."""
     reject_unknown_parameters(parameters)
+    check_notebook_model(notebook, parameters.get("model", NOTEBOOK_MODELS[notebook][0]))
+    from_checkpoint = set()
     if parameters.get("resume") and not SMOKE:
-        parameters = resumed_parameters(notebook, parameters)
+        parameters, from_checkpoint = resumed_parameters(notebook, parameters)
     data = str(parameters.get("data", "auto"))
     check_data_spec(data)
-    if data == "synthetic" and "val_size" not in injected_parameters() and parameters.get("val_size", 0) > SYNTHETIC_VAL_SIZE:
+    chosen = injected_parameters() | from_checkpoint
+    if data == "synthetic" and "val_size" not in chosen and parameters.get("val_size", 0) > SYNTHETIC_VAL_SIZE:
         print(f"data 'synthetic' has 1,000 train images: holding out {SYNTHETIC_VAL_SIZE} for val, not "
               f"{parameters['val_size']:,}")
         parameters["val_size"] = SYNTHETIC_VAL_SIZE
     config = TrainConfig(**{**parameters, "progress": True})       # validates what the user asked for
-    if config.model not in NOTEBOOK_MODELS[notebook]:
-        home = next(name for name, models in NOTEBOOK_MODELS.items() if config.model in models)
-        raise ValueError(f"notebook {notebook} trains {' or '.join(NOTEBOOK_MODELS[notebook])}, not "
-                         f"{config.model!r}: use notebooks/{home}.ipynb")
+    check_notebook_model(notebook, config.model)                   # a resumed run's model comes from its checkpoint
     if SMOKE:
         print("LABKIT_SMOKE=1: smoke mode, 1 epoch on synthetic data; results go to", run_dir(""))
         config = smoke_config(config, max_epochs=1, resume=False)     # nbval runs every notebook
@@ -85,11 +85,21 @@ def configure(notebook: str, **parameters) -> TrainConfig:
     return config
 
 
-def resumed_parameters(notebook: str, parameters: dict) -> dict:
-    """The parameters of a resumed run: the settings its checkpoint was written with, as on the command
-    line, except those the notebook was told, by papermill (`-p name value`) or by a value in the
-    parameters cell other than its default. So `-p resume True` alone continues a run that started with
-    other `-p` values, and a value given on purpose still reaches the checkpoint's check."""
+def check_notebook_model(notebook: str, model: str) -> None:
+    """Refuse a model another notebook trains, naming that notebook (an unknown name is TrainConfig's
+    to refuse, with the valid ones)."""
+    if model in available_models() and model not in NOTEBOOK_MODELS[notebook]:
+        home = next(name for name, models in NOTEBOOK_MODELS.items() if model in models)
+        raise ValueError(f"notebook {notebook} trains {' or '.join(NOTEBOOK_MODELS[notebook])}, not "
+                         f"{model!r}: use notebooks/{home}.ipynb")
+
+
+def resumed_parameters(notebook: str, parameters: dict) -> tuple[dict, set[str]]:
+    """The parameters of a resumed run, and the names taken from its checkpoint: the settings it was
+    written with, as on the command line, except those the notebook was told, by papermill (`-p name
+    value`) or by a value in the parameters cell other than its default. So `-p resume True` alone
+    continues a run that started with other `-p` values, and a value given on purpose still reaches the
+    checkpoint's check."""
     run = parameters.get("run_name") or unfinished_run(parameters.get("model", NOTEBOOK_MODELS[notebook][0]))
     defaults = defaults_for(NOTEBOOK_MODELS[notebook][0])
     told = injected_parameters() | {name for name, value in parameters.items() if value != defaults[name]}
@@ -98,7 +108,7 @@ def resumed_parameters(notebook: str, parameters: dict) -> dict:
                if name in parameters and parameters[name] != value]
     if changed:
         print(f"resuming {run} with the settings it started with: {', '.join(changed)}")
-    return {**parameters, **kept, "run_name": run}
+    return {**parameters, **kept, "run_name": run}, set(kept)
 
 
 def load_data(config: TrainConfig) -> Cifar10:

@@ -38,10 +38,11 @@ def curves_caption(history: pd.DataFrame) -> str:
     last = h.iloc[-1]
     if int(best.epoch) == int(last.epoch):
         earlier = h.iloc[max(0, round(len(h) * 0.8) - 1)]      # where the last fifth of the schedule starts
-        gain = (last.val_acc - earlier.val_acc) * 100
+        span = int(last.epoch - earlier.epoch)
         peak = (f"Val accuracy was highest at the last epoch ({last.val_acc:.2%} at epoch {int(last.epoch)}), as a "
-                f"learning rate decaying to zero tends to make it; it gained {gain:.1f} points over the last "
-                f"{int(last.epoch - earlier.epoch)} epochs")
+                "learning rate decaying to zero tends to make it"
+                + (f"; it gained {(last.val_acc - earlier.val_acc) * 100:.1f} points over the last "
+                   f"{span} epoch{'s' if span > 1 else ''}" if span else ""))
     else:
         peak = f"Val accuracy peaked at epoch {int(best.epoch)} ({best.val_acc:.2%}) and ended at {last.val_acc:.2%}"
     text = f"{peak}; train accuracy ended at {last.train_acc:.2%}."
@@ -167,15 +168,23 @@ def budget_caption(runs: dict) -> str:
 
 
 def undrawn_runs(runs: dict) -> str:
-    """' Not drawn: <runs> …' for the runs the budget figure leaves out, another recipe of their model at a
-    budget where the drawn one had the better final val accuracy (`budget_groups`); '' where none is."""
-    drawn = {name for entries in runs_by_model(runs).values() for _, group in budget_groups(entries)
-             for name, _ in group}
-    left = [name for name in present(runs) if name not in drawn]
-    if not left:
+    """' Not drawn: <runs> …' for the runs the budget figure leaves out, other recipes of their model at a
+    budget where another run stands for it (`budget_groups`): a final fit, or the run with the better final
+    val accuracy; '' where none is left out."""
+    reasons: dict[str, list[str]] = {}
+    for entries in runs_by_model(runs).values():
+        drawn = dict(budget_groups(entries))
+        for name, run in entries:
+            group = drawn[run["metrics"]["epochs"]]
+            if name not in {n for n, _ in group}:
+                reason = ("a final fit stands for that budget" if is_final_fit(group[0][1]) else
+                          "the drawn run had the better final val accuracy")
+                reasons.setdefault(reason, []).append(name)
+    if not reasons:
         return ""
-    return (f" Not drawn: {and_list(left)}, another recipe at a budget where the drawn run had the better final val "
-            "accuracy (the set-up lists every run).")
+    return " Not drawn (the set-up lists every run): " + "; ".join(
+        f"{and_list(names)}, {'other recipes' if len(names) > 1 else 'another recipe'} at a budget where {reason}"
+        for reason, names in reasons.items()) + "."
 
 
 def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] | None = None) -> str:
@@ -323,13 +332,18 @@ def centre_share_reading(gradcams: dict[str, dict]) -> str:
     """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
     where CIFAR-10's photos mostly put their object: the mean over the explained images, maps resized to
     32×32 as the figure draws them."""
-    shares = {}
+    shares, blank = {}, []
     for name, g in gradcams.items():
         maps = upsample(torch.tensor(g["maps"], dtype=torch.float32)).clamp(min=0)
         weight = maps.sum((1, 2))
-        shares[name] = float((maps[:, 8:24, 8:24].sum((1, 2)) / weight)[weight > 0].mean())
-    images = len(next(iter(gradcams.values()))["maps"])
+        shares[name] = (maps[:, 8:24, 8:24].sum((1, 2))[weight > 0] / weight[weight > 0]).tolist()
+        blank += [name] if len(shares[name]) < len(maps) else []
+    images = max(len(share) for share in shares.values())
+    if not images:
+        return ""
     return (f" The share of each map's weight on the central 16×16 pixels (a quarter of the image, where CIFAR-10's "
-            f"photos mostly put the object; an even map puts 25% there), mean over the {images} images: "
-            + ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+            f"photos mostly put the object; an even map puts 25% there), mean over the images explained: "
+            + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
+                        for name, share in shares.items())
+            + (f" (all-zero maps of {and_list(blank)} left out)" if blank else "")
             + f"; {images} images are a glimpse of where each model looks, not a measurement of it.")

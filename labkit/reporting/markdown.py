@@ -85,9 +85,10 @@ from labkit.reporting.tables import (
     notebook_epochs,
     training_commits,
 )
-from labkit.robustness.corruptions import CORRUPTIONS, PARAMETER_MEANINGS, SEVERITIES
-from labkit.robustness.suite import (ANALYSIS_FILE, attack_table, calibration_table, corruption_table, load_analysis,
-                                    load_predictions, wall_time_table)
+from labkit.robustness.corruptions import (CORRUPTIONS, GENERATOR_CHANGES, GENERATOR_VERSION,
+                                          PARAMETER_MEANINGS, SEVERITIES)
+from labkit.robustness.suite import (ANALYSIS_FILE, attack_table, calibration_table, corruption_table,
+                                    corruptions_current, load_analysis, load_predictions, wall_time_table)
 from labkit.runs.store import RunDataError
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
@@ -284,7 +285,7 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
             text += (" These trials check that run's recipe after the fact; they did not choose it." if len(adopted) == 1
                      else " These trials check those runs' recipes after the fact; they did not choose them.")
         labels = {trial for name, trial, _ in adopted if name not in earlier}
-        kept = [r for r in close if tune.trial_label(r) in labels and len(r["overrides"]) < len(best["overrides"])]
+        kept = [r for r in close if tune.trial_label(r) in labels]
         if tune.trial_label(best) not in labels and kept:
             names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
             text += (f" The best trial ({settings_changed(best)}) was not adopted: its lead over {names} is within "
@@ -375,6 +376,11 @@ def beyond_section(found: dict, root: Path, figures: Path, link, problems: list[
     if stale:
         lines += [f"**Stale:** {', '.join(stale)} have been retrained since their analysis (their weights changed); "
                   "rerun the analysis notebook.", ""]
+    older = {name: s["corruptions"].get("generator", 1) for name, s in summaries.items() if not corruptions_current(s)}
+    if older:
+        lines += [f"**Older corruption images:** the corruption figures of {and_list(list(older))} predate "
+                  f"{generator_changes(min(older.values()))}; rerun the analysis notebook (`analyse = True`), which "
+                  "redoes only those.", ""]
     smoothing = {name: saved_config(found[name]["metrics"].get("config", {}), TrainConfig)["label_smoothing"]
                  for name in summaries}
     return (lines + calibration_section(summaries, smoothing, figures, link)
@@ -404,7 +410,8 @@ def calibration_section(summaries: dict, smoothing: dict[str, float], figures: P
                  "looking at the test split: the (T) columns stay empty." if unscaled else ""), ""]
     path = figures / "analysis_reliability.png"
     save(reliability_diagrams(summaries), path)
-    return lines + [f"![reliability diagrams]({link(path)})", "", captions.reliability_caption(summaries, smoothing), ""]
+    return lines + [f"![reliability diagrams]({link(path)})", "", captions.reliability_caption(summaries, smoothing),
+                    ""]
 
 
 def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
@@ -412,7 +419,8 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
     table = corruption_table(summaries)
     means = {n: s["corruptions"]["mean_accuracy"] for n, s in summaries.items()}
     lines = ["### Corruption robustness", "",
-              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (Hendrycks & Dietterich, 2019; {', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
+              f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (Hendrycks & Dietterich, 2019; "
+              f"{', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
               "CIFAR-10-C's fog, frost and snow need image files we do not have, so speckle noise, Gaussian blur "
               "and saturate, CIFAR-10-C's extra set, stand in for them), severities 1–5 with CIFAR-10-C's "
               "parameters, generated here from our JPEG copy by "
@@ -433,7 +441,8 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
 
 def redone_corruptions(summaries: dict) -> str:
     """' The corruption figures of <runs> were redone …' for analyses whose corruption part was remade with a
-    newer generator (`suite.refresh_corruptions`), with when and at which commit; '' where none was."""
+    newer generator (`suite.refresh_corruptions`): when, at which commit and what the generator changed;
+    '' where none was."""
     redone = {name: s["corruptions_redone"] for name, s in summaries.items() if "corruptions_redone" in s}
     if not redone:
         return ""
@@ -441,9 +450,14 @@ def redone_corruptions(summaries: dict) -> str:
     dates = sorted({r["date"][:10] for r in redone.values()})
     when = " to ".join(dict.fromkeys([dates[0], dates[-1]]))
     return (f" The corruption figures of {and_list(list(redone))} were redone ({when}, "
-            f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}) after pixelate was corrected to "
-            "CIFAR-10-C's resize (PIL's box filter: torch's area mode had blurred severity 1 about as much as "
-            "severity 5); their calibration and attacks are from the first analysis.")
+            f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}) with "
+            f"{generator_changes(min(r['from_generator'] for r in redone.values()))}; their calibration and "
+            "attacks are from the first analysis.")
+
+
+def generator_changes(older: int) -> str:
+    """What the corruption generator changed since version `older`, in words."""
+    return "; ".join(GENERATOR_CHANGES[version] for version in range(older + 1, GENERATOR_VERSION + 1))
 
 
 def severity_reversals(summaries: dict) -> str:
@@ -543,8 +557,8 @@ def gradcam_section(summaries: dict, root: Path, figures: Path, link, problems: 
     lines = ["### Grad-CAM: what each model looks at", "",
              f"The same {len(next(iter(shown.values()))['test_indices'])} test images for every model: 4 that every "
              "analysed model gets right and the 4 that the most models get wrong (drawn, seeded, from the calibration "
-             "subset; how many models miss each is written under it). Each is overlaid with the Grad-CAM map (Selvaraju "
-             "et al., 2017) of the "
+             "subset; how many models miss each is written under it). Each is overlaid with the Grad-CAM map "
+             "(Selvaraju et al., 2017) of the "
              "model's own prediction at its deepest stage with maps of at least 4×4; wrong predictions in red.", ""]
     notes = []
     for name, g in shown.items():
@@ -799,10 +813,10 @@ def header_section(control: bool) -> list[str]:
     lines = [f"# CIFAR-10 with four architectures, an ablation{' and a control' if control else ''}: results", "",
              "Generated by `python -m labkit.report` from `results/` alone; every number below comes from a run "
              "whose provenance is listed in the appendix, except the activation memory per image, a property of "
-             "each architecture that the report measures as it is built. The summary and the set-up come first, then one section "
-             "per model, the comparison, the lab report's claims checked, what the lab report did not ask "
-             "(calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe tuning, speed "
-             "and provenance are in the appendix.", ""]
+             "each architecture that the report measures as it is built. The summary and the set-up come first, "
+             "then one section per model, the comparison, the lab report's claims checked, what the lab report "
+             "did not ask (calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe "
+             "tuning, speed and provenance are in the appendix.", ""]
     return lines
 
 

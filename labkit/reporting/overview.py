@@ -12,8 +12,9 @@ from labkit import tune
 from labkit.models.inspect import GATE_SPREAD
 from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
-from labkit.reporting.select import budget_groups, is_final_fit, present, recipe, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, lead_over_next, machine_name, seed_summary
+from labkit.reporting.select import budget_groups, is_final_fit, present, recipe, recipe_variants, runs_by_model
+from labkit.reporting.stats import (accuracy_standard_error, difference_noise, lead_over_next, machine_name,
+                                   seed_summary)
 from labkit.reporting.tables import (MODEL_TITLES, and_list, budget, constant_columns, duration, headline_table,
                                     markdown_table)
 from labkit.robustness.suite import load_analysis
@@ -276,25 +277,39 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
 
 
 def matched_budget_ranking(every_run: dict, ranked: list[tuple[str, list]]) -> str:
-    """Where the headline runs differ in budget: the ranking at each budget (epochs, training images and
-    recipe all shared) at which three or more models ran, longest first; '' otherwise."""
+    """Where the headline runs differ in budget: the models in order at each budget (epochs, training images,
+    recipe and TTA level all shared) at which three or more of them ran, longest first, neighbours joined
+    by '≈' where their gap is within the noise of two single-seed runs (the binomial test noise where no
+    recipe ran several seeds), by '>' where beyond it; '' otherwise."""
     if len({(group[0][1]["metrics"]["epochs"], group[0][1]["metrics"]["train_images"]) for _, group in ranked}) < 2:
         return ""
     shared: dict[tuple, dict[str, list]] = {}
     for model, entries in runs_by_model(every_run).items():
-        for epochs, group in budget_groups(entries):
-            key = (epochs, group[0][1]["metrics"]["train_images"], tuple(recipe(group[0][1]).items()))
-            shared.setdefault(key, {})[model] = group
+        for epochs, recipes in recipe_variants(entries):
+            for group in recipes:
+                metrics = group[0][1]["metrics"]
+                key = (epochs, metrics["train_images"], tuple(recipe(group[0][1]).items()), metrics.get("test_tta"))
+                shared.setdefault(key, {})[model] = group
+    seeds = seed_noise(every_run)
     orders = []
-    for (epochs, images, _), groups in sorted(shared.items(), key=lambda item: item[0][:2], reverse=True):
-        if len(groups) >= 3:
-            order = sorted(groups, key=lambda model: -seed_summary(groups[model])[0])
-            orders.append(f"{epochs} epochs on {images:,} images, " + ", ".join(
-                f"{MODEL_TITLES.get(m, m)} {seed_summary(groups[m])[0]:.2%}" for m in order))
+    for (epochs, images, _, _), groups in sorted(shared.items(), key=lambda item: item[0][:2], reverse=True):
+        if len(groups) < 3:
+            continue
+        accuracy = {model: seed_summary(group)[0] for model, group in groups.items()}
+        order = sorted(accuracy, key=accuracy.get, reverse=True)
+        text = f"{MODEL_TITLES.get(order[0], order[0])} {accuracy[order[0]]:.2%}"
+        for better, model in zip(order, order[1:]):
+            tested = groups[model][0][1]["metrics"]["test_images"]
+            noise = seeds["gap"] if seeds else difference_noise((accuracy[better], tested), (accuracy[model], tested))
+            text += f" {'≈' if accuracy[better] - accuracy[model] <= noise else '>'} " \
+                    f"{MODEL_TITLES.get(model, model)} {accuracy[model]:.2%}"
+        orders.append(f"{epochs} epochs on {images:,} images, {text}")
     if not orders:
         return ""
-    return ("The headline ranking mixes budgets; where three or more models share one (epochs, images and recipe), "
-            "they rank: " + "; ".join(orders) + ".")
+    noise = (f"the {seeds['gap'] * 100:.1f} points two single-seed runs can differ by" if seeds else
+             "two standard errors of the test accuracy")
+    return ("The headline ranking mixes budgets; where three or more models share one (epochs, images, recipe and "
+            f"TTA level), they rank ('≈': within {noise}): " + "; ".join(orders) + ".")
 
 
 def explained(label: str) -> str:
@@ -367,12 +382,11 @@ def leader(accuracies: dict[str, float], images: int) -> str:
     standard errors of the difference on `images` images, else '<run> is the best, not ahead of <next>
     beyond the noise (2 SE = …)'."""
     best, second, gap, noise = lead_over_next(accuracies, images)
-    tie = within_noise(accuracies, images)
-    if tie:
-        return f"{best} is the best{tie}"
     if second is None:
         return f"highest: {best}"
-    digits = 2 if f"{gap * 100:.1f}" == f"{noise * 100:.1f}" else 1      # a lead that clears 2 SE reads so
+    if gap <= noise:
+        return f"{best} is the best{within_noise(accuracies, images)}"
+    digits = next(d for d in (1, 2, 3, 4) if f"{gap * 100:.{d}f}" != f"{noise * 100:.{d}f}" or d == 4)
     return f"highest: {best}, {gap * 100:.{digits}f} points ahead of {second} (2 SE = {noise * 100:.{digits}f})"
 
 

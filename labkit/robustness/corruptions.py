@@ -39,8 +39,12 @@ CORRUPTIONS: dict[str, tuple[str, list]] = {
 }
 SEVERITIES = (1, 2, 3, 4, 5)
 # Bumped when a corruption's images change; analyses record it, and one made with an older generator gets its
-# corruption figures redone (`suite.analyse_runs`). 1: pixelate resized with torch's "area" mode; 2: PIL's BOX.
-GENERATOR_VERSION = 2
+# corruption figures redone (`suite.analyse_runs`). What each version changed, for the report:
+GENERATOR_CHANGES = {
+    2: "pixelate resized with PIL's box filter, as CIFAR-10-C does, not torch's area mode, which blurred the mild "
+       "severities about as much as the harsh ones",
+}
+GENERATOR_VERSION = max(GENERATOR_CHANGES)
 # What the severity parameters of the corruptions whose reading is not obvious set, for the report's sentences
 PARAMETER_MEANINGS = {
     "glass_blur": "blur sigma, shuffle distance, rounds",

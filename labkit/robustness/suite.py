@@ -118,9 +118,9 @@ def analyse_runs(run_names: list[str], data: Cifar10, settings: AnalysisSettings
     whose files are broken is skipped with a warning that names the file and what is wrong."""
     settings = settings or AnalysisSettings()
     saved = {name: reusable_analysis(name, data, settings, root) if reuse else None for name in run_names}
-    if any(saved.values()):
-        log(f"read, not redone (saved from the present weights, data and settings): "
-            f"{', '.join(name for name, analysis in saved.items() if analysis)}")
+    read = [name for name, analysis in saved.items() if analysis and corruptions_current(analysis.summary)]
+    if read:
+        log(f"read, not redone (saved from the present weights, data and settings): {', '.join(read)}")
     if all(analysis and corruptions_current(analysis.summary) for analysis in saved.values()):
         return saved
     started = time.perf_counter()
@@ -362,6 +362,10 @@ def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None)
             raise RunDataError(f"{folder / ANALYSIS_FILE} was made on other data (checksum "
                                f"{str(summary.get('data_checksum'))[:12]}…) than the data given ({data.checksum[:12]}…); "
                                "pass the data set the run trained on")
+        if not corruptions_current(summary):
+            warnings.warn(f"{folder / ANALYSIS_FILE}: its corruption figures come from an older corruption generator "
+                          f"({summary['corruptions'].get('generator', 1)}, now {GENERATOR_VERSION}); run this notebook "
+                          "with analyse = True to redo them", stacklevel=2)
         saved = load_predictions(name, root)
         index, probabilities = saved["test_index"].long(), saved["probabilities"].float()
         first = next(iter(analyses.values()), None)
