@@ -152,7 +152,7 @@ def reusable_analysis(run_name: str, data: Cifar10, settings: AnalysisSettings, 
     """The run's saved analysis if it was made from its present weights, on `data`, with `settings`, by
     this ANALYSIS_VERSION; None if it must be made (again)."""
     try:
-        [analysis] = load_analyses([run_name], data, root).values()
+        [analysis] = load_analyses([run_name], data, root, warn_older=False).values()   # the caller redoes those
     except RunDataError:
         return None
     return analysis if analysis.summary["settings"] == recorded_settings(settings) else None
@@ -342,11 +342,13 @@ def save_analysis(analysis: RunAnalysis, root: Path | None = None) -> Path:
     return path
 
 
-def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None) -> dict[str, RunAnalysis]:
+def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None, warn_older: bool = True
+                  ) -> dict[str, RunAnalysis]:
     """What the last analysis of each run saved: its summary, its test probabilities and the model
     (for Grad-CAM), in seconds instead of the analysis's minutes. Raises RunDataError, naming the file
     and what to do, when a run has no saved analysis, a damaged one, one made from other weights or on
-    other data than `data`, or test subsets that differ between the runs."""
+    other data than `data`, or test subsets that differ between the runs. Corruption figures from an older
+    generator are read with a warning (`warn_older`), since `analyse_runs` redoes them."""
     analyses = {}
     for name in run_names:
         folder = (root or results_root()) / name
@@ -362,7 +364,7 @@ def load_analyses(run_names: list[str], data: Cifar10, root: Path | None = None)
             raise RunDataError(f"{folder / ANALYSIS_FILE} was made on other data (checksum "
                                f"{str(summary.get('data_checksum'))[:12]}…) than the data given ({data.checksum[:12]}…); "
                                "pass the data set the run trained on")
-        if not corruptions_current(summary):
+        if warn_older and not corruptions_current(summary):
             warnings.warn(f"{folder / ANALYSIS_FILE}: its corruption figures come from an older corruption generator "
                           f"({summary['corruptions'].get('generator', 1)}, now {GENERATOR_VERSION}); run this notebook "
                           "with analyse = True to redo them", stacklevel=2)
