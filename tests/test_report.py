@@ -160,13 +160,21 @@ def analysed(curves: dict[str, list[float]]) -> dict:
             "corruptions": {"accuracy": {c: {str(i + 1): v for i, v in enumerate(a)} for c, a in curves.items()}}}
 
 
-def test_a_severity_reversal_is_reported_only_when_every_model_shows_it_beyond_the_noise():
+def test_a_severity_reversal_is_reported_when_every_model_shows_it_and_said_whether_beyond_the_noise():
     rising = [0.80, 0.70, 0.80, 0.70, 0.60]                     # severity 3 ten points above 2
     summaries = {"a": analysed({"saturate": rising}), "b": analysed({"saturate": [v - 0.05 for v in rising]})}
     text = markdown.severity_reversals(summaries)
-    assert "at saturate severity 3 than at severity 2 (+10.0 to +10.0 points" in text
+    assert "(* beyond two standard errors for every model, the others not for each): saturate 3 over 2* (+10.0 to " \
+        "+10.0 points) ((scale, shift) of the saturation" in text
     summaries["b"] = analysed({"saturate": [0.80, 0.70, 0.72, 0.70, 0.60]})   # +2 points: within the noise
+    text = markdown.severity_reversals(summaries)
+    assert "in these steps, though not beyond two standard errors for each: saturate 3 over 2 (+2.0 to +10.0" in text
+    assert "twice" not in text                                  # no JPEG base recorded: no double compression
+    summaries["b"] = analysed({"saturate": [0.80, 0.70, 0.69, 0.70, 0.60]})   # b gets worse: no reversal
     assert markdown.severity_reversals(summaries) == ""
+    jpeg = {name: {**analysed({"jpeg_compression": [0.9, 0.85, 0.8, 0.7, 0.75]}), "data_location": "x-jpeg.tar.gz"}
+            for name in "ab"}
+    assert "so JPEG at another quality compresses them twice" in markdown.severity_reversals(jpeg)
 
 
 def test_test_accuracy_claims_need_a_gap_beyond_two_standard_errors():
@@ -802,12 +810,22 @@ def test_the_reliability_caption_says_where_the_under_confidence_sits_and_what_l
                                         "before": {"ece": ece}}}
                  for name, heavy, ece in (("a", 860, 0.07), ("b", 1140, 0.1))}   # 86% and 89% of the images
     text = reliability_caption(summaries, {"a": 0.1, "b": 0.1})
-    assert text.endswith(" Every run's most populated bin is the one at confidences 0.87–0.93: it holds 86% to 89% "
-                         "of the images, is 7.0 points more accurate than confident, and makes 62% to 86% of "
-                         "each run's ECE. Label smoothing 0.1 trains the true class's probability toward 0.91, inside "
-                         "that bin: a network that fits its targets stops there even on images it gets right nearly "
-                         "every time.")
-    assert reliability_caption(summaries, {"a": 0.1, "b": 0.0}).endswith("of each run's ECE.")   # no shared smoothing
+    assert text.endswith(" Every run's most populated bin is the one at confidences 0.87–0.93. It holds most of "
+                         "every run's images (86% to 89%), is 7.0 points more accurate than confident, and makes 62% "
+                         "to 86% of the ECE. Label smoothing 0.1 trains the true class's probability toward 0.91, "
+                         "inside that bin: a network that fits its targets stops there even on images it gets right "
+                         "nearly every time.")
+    assert reliability_caption(summaries, {"a": 0.1, "b": 0.0}).endswith("of the ECE.")   # no shared smoothing
+    spread = bins(50, 0.07)                            # 50 of 190 images there, the other bins under-confident too
+    for b in spread[:13]:
+        b["accuracy"] += 0.03
+    spread[0].update(count=0, accuracy=None, confidence=None)    # an empty bin, as analysis.json writes it
+    summaries["c"] = {"calibration": {"bins_before": spread, "bins_after": [], "temperature": None,
+                                      "before": {"ece": 0.05}}}
+    assert ("For a and b it holds most of the images (86% to 89%)" in reliability_caption(summaries, {})
+            and reliability_caption(summaries, {}).endswith(
+                " c puts only 28% of the images there: its under-confidence is spread over the bins."))
+    del summaries["c"]
     summaries["b"]["calibration"]["bins_before"] = bins(1140, -0.07)      # over-confident there: no such reading
     assert "most populated" not in reliability_caption(summaries, {"a": 0.1, "b": 0.1})
 
@@ -833,14 +851,14 @@ def test_a_final_fit_is_named_as_such_in_the_scatter_and_budget_captions_the_ran
     other = run(0.915)                                # another recipe at 40 epochs, worse on val: left out, said so
     other["metrics"].update(config={"cutout": 12}, final_val_accuracy=0.85)
     assert budget_caption({**runs, "d-40ep-cutout": other}).endswith(
-        " Not drawn (the set-up lists every run): d-40ep-cutout, another recipe at a budget where the drawn run had "
-        "the better final val accuracy.")
+        " Not drawn (the set-up lists every run): d-40ep-cutout (cutout 12: final val 85.00% against 90.00% for "
+        "d-40ep, drawn).")
     assert "Not drawn" not in budget_caption(runs)
     beside_final = run(0.92)                          # 80 epochs with val, beside the final fit: the final fit stands
     beside_final["metrics"].update(epochs=80, config={"cutout": 12})
     assert budget_caption({**runs, "d-80ep": beside_final}).endswith(
-        " Not drawn (the set-up lists every run): d-80ep, another recipe at a budget where a final fit stands for "
-        "that budget.")
+        " Not drawn (the set-up lists every run): d-80ep (cutout 12; the final fit d-80ep-final stands for that "
+        "budget).")
     assert budget(runs["d-80ep-final"]) == "80 epochs on all 50,000 training images"
     assert budget(runs["d-40ep"]) == "40 epochs"
     assert final_fits_clause([]) == "."
@@ -882,10 +900,11 @@ def test_a_curve_best_at_its_last_epoch_is_read_against_the_schedule_not_as_stil
                             "val_acc": [0.5 + 0.03 * e for e in range(1, 11)]})
     text = curves_caption(history)
     assert text.startswith("Val accuracy was highest at the last epoch (80.00% at epoch 10), as a learning rate "
-                           "decaying to zero tends to make it; it gained 6.0 points over the last 2 epochs;")
+                           "decaying to zero tends to make it; it gained 6.0 points over the last 2 epochs, the last "
+                           "fifth of the schedule;")
     assert curves_caption(history.iloc[:2]).startswith("Val accuracy was highest at the last epoch (56.00% at epoch "
                                                        "2), as a learning rate decaying to zero tends to make it;")
-    assert "over the last 1 epoch;" in curves_caption(history.iloc[:4])
+    assert "over the last 1 epoch, the last fifth" in curves_caption(history.iloc[:4])
     history.loc[9, "val_acc"] = 0.7
     assert curves_caption(history).startswith("Val accuracy peaked at epoch 9 (77.00%) and ended at 70.00%")
 
@@ -905,13 +924,14 @@ def test_the_conclusions_rank_the_models_again_where_they_share_a_budget():
               ("se_resnet18", [("se_resnet18-40ep", every_run["se_resnet18-40ep"])]),
               ("densenet_cifar", [("densenet_cifar-40ep", every_run["densenet_cifar-40ep"])])]
     assert matched_budget_ranking(every_run, ranked) == (
-        "The headline ranking mixes budgets; where three or more models share one (epochs, images, recipe and TTA "
+        "The headline ranking mixes budgets; where two or more models share one (epochs, images, recipe and TTA "
         "level), they rank ('≈': within two standard errors of the test accuracy): 40 epochs on 45,000 images, "
         "SE-ResNet-18 91.90% ≈ ResNet-18 91.80% > DenseNet (k=12) 90.60%.")
     every_run["densenet_cifar-40ep"]["metrics"]["test_tta"] = 1       # another TTA level: not the same budget
+    assert matched_budget_ranking(every_run, ranked).endswith(
+        "40 epochs on 45,000 images, SE-ResNet-18 91.90% ≈ ResNet-18 91.80%.")
+    del every_run["se_resnet18-40ep"]                                  # one model at each budget: no ranking
     assert matched_budget_ranking(every_run, ranked) == ""
-    del every_run["densenet_cifar-40ep"]                               # two models at one budget are no ranking
-    assert matched_budget_ranking(every_run, ranked[:2]) == ""
     same = {name: r for name, r in every_run.items() if name != "resnet18-80ep-final"}
     assert matched_budget_ranking(same, ranked[1:2] + [("resnet18", [("resnet18-40ep", same["resnet18-40ep"])])]) == ""
 
@@ -921,11 +941,38 @@ def test_the_gradcam_caption_says_how_much_of_each_map_lies_on_the_centre_of_the
 
     centre = [[0.0] * 4, [0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0] * 4]       # all weight on the middle cells
     even = [[1.0] * 4 for _ in range(4)]
-    text = centre_share_reading({"a": {"maps": [centre, centre]}, "b": {"maps": [even, even]}})
+    def g(*maps):
+        return {"maps": list(maps), "map_size": len(maps[0])}
+    ten = [[1.0] * 10 for _ in range(10)]
+    text = centre_share_reading({"a": g(centre, centre), "b": g(even, even), "cnn": g(ten)})
     shares = dict(part.rsplit(" ", 1) for part in text.split("mean over the images explained: ")[1].split(";")[0]
                   .split(", "))
-    assert shares["b"] == "25%" and int(shares["a"].rstrip("%")) > 60     # bilinear resizing spreads a little
+    assert shares == {"a": "77%", "b": "25%"}                    # bilinear resizing spreads the central cells a little
+    assert "a map wholly on its central cells scores 77% (4×4)" in text
+    assert "; cnn left out: its map does not divide the image evenly" in text
     assert text.endswith("; 2 images are a glimpse of where each model looks, not a measurement of it.")
     zero = [[0.0] * 4 for _ in range(4)]                                   # Grad-CAM's ReLU can leave nothing
-    text = centre_share_reading({"a": {"maps": [centre, zero]}, "b": {"maps": [zero, zero]}})
+    text = centre_share_reading({"a": g(centre, zero), "b": g(zero, zero)})
     assert "b –" in text and "(all-zero maps of a and b left out)" in text and "nan" not in text
+
+
+def test_the_pgd_conclusion_is_no_ranking_when_the_leader_at_the_largest_budget_trails_at_a_smaller_one(tmp_path):
+    import json
+
+    from labkit.reporting.overview import analysis_findings
+
+    def summary(name, pgd):
+        return {"version": 1, "run_name": name, "weights_sha256": "", "settings": {"corruption_size": 1000,
+                "attack_size": 1000}, "attacks": {"pgd": pgd},
+                "calibration": {"before": {"ece": 0.05}, "temperature": None},
+                "corruptions": {"mean_accuracy": 0.7, "clean_accuracy": 0.9, "generator": 2}}
+    found = {"a": {"8": 0.112, "4": 0.21, "2": 0.34}, "b": {"8": 0.085, "4": 0.28, "2": 0.50}}
+    for name, pgd in found.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "analysis.json").write_text(json.dumps(summary(name, pgd)))
+        (tmp_path / name / "model.pt").write_bytes(b"")
+    groups = {name: [(name, {"metrics": {}})] for name in found}
+    [pgd] = [line for line in analysis_findings(list(found), groups, tmp_path) if line.startswith("PGD")]
+    assert pgd == ("PGD-10 at ε = 8/255 leaves 8.5% to 11.2% of the attacked images correct; highest: a, 2.70 points "
+                   "ahead of b (2 SE = 2.66), but not at every smaller ε (at 4/255 b leads), so this is no robustness "
+                   "ranking. None of these models was trained against attacks.")

@@ -42,7 +42,7 @@ def curves_caption(history: pd.DataFrame) -> str:
         peak = (f"Val accuracy was highest at the last epoch ({last.val_acc:.2%} at epoch {int(last.epoch)}), as a "
                 "learning rate decaying to zero tends to make it"
                 + (f"; it gained {(last.val_acc - earlier.val_acc) * 100:.1f} points over the last "
-                   f"{span} epoch{'s' if span > 1 else ''}" if span else ""))
+                   f"{span} epoch{'s' if span > 1 else ''}, the last fifth of the schedule" if span else ""))
     else:
         peak = f"Val accuracy peaked at epoch {int(best.epoch)} ({best.val_acc:.2%}) and ended at {last.val_acc:.2%}"
     text = f"{peak}; train accuracy ended at {last.train_acc:.2%}."
@@ -168,23 +168,24 @@ def budget_caption(runs: dict) -> str:
 
 
 def undrawn_runs(runs: dict) -> str:
-    """' Not drawn: <runs> …' for the runs the budget figure leaves out, other recipes of their model at a
-    budget where another run stands for it (`budget_groups`): a final fit, or the run with the better final
-    val accuracy; '' where none is left out."""
-    reasons: dict[str, list[str]] = {}
+    """' Not drawn: <run> (<its recipe>: …)' for each run the budget figure leaves out, another recipe of its
+    model at a budget where another run stands for it (`budget_groups`): a final fit, or the run with the
+    better final val accuracy; '' where none is left out."""
+    notes = []
     for entries in runs_by_model(runs).values():
         drawn = dict(budget_groups(entries))
         for name, run in entries:
             group = drawn[run["metrics"]["epochs"]]
-            if name not in {n for n, _ in group}:
-                reason = ("a final fit stands for that budget" if is_final_fit(group[0][1]) else
-                          "the drawn run had the better final val accuracy")
-                reasons.setdefault(reason, []).append(name)
-    if not reasons:
-        return ""
-    return " Not drawn (the set-up lists every run): " + "; ".join(
-        f"{and_list(names)}, {'other recipes' if len(names) > 1 else 'another recipe'} at a budget where {reason}"
-        for reason, names in reasons.items()) + "."
+            if name in {n for n, _ in group}:
+                continue
+            kept, kept_run = group[0]
+            own = recipe_difference([(name, run)], group) or "another recipe"
+            if is_final_fit(kept_run):
+                notes.append(f"{name} ({own}; the final fit {kept} stands for that budget)")
+            else:
+                notes.append(f"{name} ({own}: final val {run['metrics']['final_val_accuracy']:.2%} against "
+                             f"{kept_run['metrics']['final_val_accuracy']:.2%} for {kept}, drawn)")
+    return f" Not drawn (the set-up lists every run): {'; '.join(notes)}." if notes else ""
 
 
 def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] | None = None) -> str:
@@ -219,9 +220,10 @@ def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] 
 
 
 def heaviest_bin_reading(summaries: dict[str, dict], smoothing: dict[str, float]) -> str:
-    """Where every run's most populated bin before scaling is the same and under-confident: its share of
-    the images and of the ECE, and, when all runs share one label smoothing whose target for the true
-    class lies in that bin, that the smoothing puts it there; else ''."""
+    """Where every run's most populated bin before scaling is the same and under-confident: for the runs
+    that put most of their images there, that bin's share of the images and of the ECE and, when they
+    share one label smoothing whose target for the true class lies in that bin, that the smoothing puts
+    them there; the other runs named apart; else ''."""
     heaviest = {}
     for name, s in summaries.items():
         bins = s["calibration"]["bins_before"]
@@ -231,20 +233,33 @@ def heaviest_bin_reading(summaries: dict[str, dict], smoothing: dict[str, float]
             top["accuracy"] <= top["confidence"] for top, _, _ in heaviest.values()):
         return ""
     low, high = next(iter(heaviest.values()))[0]["low"], next(iter(heaviest.values()))[0]["high"]
-    shares = [top["count"] / images for top, images, _ in heaviest.values()]
-    gaps = [(top["accuracy"] - top["confidence"]) * 100 for top, _, _ in heaviest.values()]
-    of_ece = [top["count"] / images * (top["accuracy"] - top["confidence"]) / ece
-              for top, images, ece in heaviest.values()]
-    text = (f" Every run's most populated bin is the one at confidences {low:.2f}–{high:.2f}: it holds "
-            f"{span(shares, '.0%')} of the images, is {span(gaps, '.1f')} points more accurate than confident, and "
-            f"makes {span(of_ece, '.0%')} of each run's ECE.")
-    values = {smoothing.get(name) for name in summaries}
+    share = {name: top["count"] / images for name, (top, images, _) in heaviest.items()}
+    most = [name for name in heaviest if share[name] > 0.5]
+    spread = [name for name in heaviest if share[name] <= 0.5]
+    if not most:
+        return ""
+    gaps = [(heaviest[n][0]["accuracy"] - heaviest[n][0]["confidence"]) * 100 for n in most]
+    of_ece = [share[n] * (heaviest[n][0]["accuracy"] - heaviest[n][0]["confidence"]) / heaviest[n][2] for n in most]
+    text = (f" Every run's most populated bin is the one at confidences {low:.2f}–{high:.2f}. "
+            + (f"For {and_list(most)} it holds most of the images" if spread else "It holds most of every run's images")
+            + f" ({span([share[n] for n in most], '.0%')}), is {span(gaps, '.1f')} points more accurate than "
+            f"confident, and makes {span(of_ece, '.0%')} of the ECE.")
+    values = {smoothing.get(name) for name in most}
     if len(values) == 1 and (value := values.pop()):
         target = 1 - value + value / 10        # the true class's share of the smoothed target, 10 classes
         if low <= target <= high:
             text += (f" Label smoothing {value:g} trains the true class's probability toward {target:.2f}, inside "
                      "that bin: a network that fits its targets stops there even on images it gets right nearly "
                      "every time.")
+    if spread:
+        def under_elsewhere(name: str) -> bool:      # most images in bins more accurate than confident
+            bins = summaries[name]["calibration"]["bins_before"]
+            under = sum(b["count"] for b in bins if b["count"] and b["accuracy"] > b["confidence"])
+            return under > heaviest[name][1] / 2
+        text += (f" {and_list(spread)} put{'s' if len(spread) == 1 else ''} only "
+                 f"{span([share[n] for n in spread], '.0%')} of the images there"
+                 + (f": {'its' if len(spread) == 1 else 'their'} under-confidence is spread over the bins."
+                    if all(under_elsewhere(n) for n in spread) else "."))
     return text
 
 
@@ -270,8 +285,8 @@ def after_scaling_reading(calibrations: dict[str, dict]) -> str:
                   for c in calibrations.values()]
     return (f" After scaling, the bars at confidences of about 0.5–0.9 sit mostly below the diagonal (over-confident there) for "
             f"{len(over)} of {len(calibrations)} scaled runs; the top bin then holds {min(top):.0%} to {max(top):.0%} "
-            f"of the images ({min(top_before):.0%} to {max(top_before):.0%} before scaling, as the printed counts show) and "
-            "weighs that much in the ECE after scaling.")
+            f"of the images ({min(top_before):.0%} to {max(top_before):.0%} before scaling, as the printed counts "
+            "show), and each bin counts in the ECE in proportion to its images.")
 
 
 def corruption_caption(summaries: dict[str, dict]) -> str:
@@ -331,19 +346,36 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
 def centre_share_reading(gradcams: dict[str, dict]) -> str:
     """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
     where CIFAR-10's photos mostly put their object: the mean over the explained images, maps resized to
-    32×32 as the figure draws them."""
-    shares, blank = {}, []
+    32×32 as the figure draws them. A map whose side does not divide 32 (the CNN's 10×10, from unpadded
+    convolutions) is left out: stretched over the image, its cells do not sit over the pixels they see."""
+    shares, blank, untiled, ceilings = {}, [], [], {}
     for name, g in gradcams.items():
+        side = g["map_size"]
+        if 32 % side:
+            untiled.append(name)
+            continue
+        centres = (torch.arange(side) + 0.5) * 32 / side
+        middle = ((centres > 8) & (centres < 24)).float()
+        ceilings[side] = float(centre_share(upsample((middle[:, None] * middle[None])[None]))[0])
         maps = upsample(torch.tensor(g["maps"], dtype=torch.float32)).clamp(min=0)
         weight = maps.sum((1, 2))
-        shares[name] = (maps[:, 8:24, 8:24].sum((1, 2))[weight > 0] / weight[weight > 0]).tolist()
+        shares[name] = centre_share(maps[weight > 0]).tolist()
         blank += [name] if len(shares[name]) < len(maps) else []
-    images = max(len(share) for share in shares.values())
+    images = max((len(share) for share in shares.values()), default=0)
     if not images:
         return ""
     return (f" The share of each map's weight on the central 16×16 pixels (a quarter of the image, where CIFAR-10's "
-            f"photos mostly put the object; an even map puts 25% there), mean over the images explained: "
+            f"photos mostly put the object; an even map puts 25% there, and on the drawn resize a map wholly on its "
+            f"central cells scores {and_list([f'{c:.0%} ({side}×{side})' for side, c in ceilings.items()])}), "
+            "mean over the images explained: "
             + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
                         for name, share in shares.items())
             + (f" (all-zero maps of {and_list(blank)} left out)" if blank else "")
+            + (f"; {and_list(untiled)} left out: {'its map does' if len(untiled) == 1 else 'their maps do'} not divide "
+               "the image evenly, so the drawn cells do not sit over the pixels they see" if untiled else "")
             + f"; {images} images are a glimpse of where each model looks, not a measurement of it.")
+
+
+def centre_share(maps: torch.Tensor) -> torch.Tensor:
+    """Each 32×32 map's share of its weight on the central 16×16 pixels."""
+    return maps[:, 8:24, 8:24].sum((1, 2)) / maps.sum((1, 2))

@@ -179,6 +179,10 @@ def tuning_section(root: Path, problems: list[str] | None = None, every_run: dic
                   f"{difference_noise((best, val_images), (best, val_images)) * 100:.1f} points.", "",
                   markdown_table(table), ""]
         lines += [shared[0].upper() + shared[1:] + ".", ""] if shared else []
+        if len({bool(saved_config(r["config"], TrainConfig)["ema_decay"]) for r in trials}) > 1:
+            lines += ["The val columns are measured on the weight average in the trials with an EMA and on the live "
+                      "weights in the others; mid-schedule the average runs ahead of the live weights, so the "
+                      "middle columns compare trials of one kind only.", ""]
         lines += [tuning_conclusion(log, adopted, earlier), ""] + trial_gate_lines(log)
     return lines
 
@@ -449,7 +453,8 @@ def redone_corruptions(summaries: dict) -> str:
     commits = sorted({(r.get("git_commit") or "unknown")[:7] for r in redone.values()})
     dates = sorted({r["date"][:10] for r in redone.values()})
     when = " to ".join(dict.fromkeys([dates[0], dates[-1]]))
-    return (f" The corruption figures of {and_list(list(redone))} were redone ({when}, "
+    runs = f"all {len(redone)} runs" if len(redone) == len(summaries) > 1 else and_list(list(redone))
+    return (f" The corruption accuracies of {runs} were redone ({when}, "
             f"commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}) with "
             f"{generator_changes(min(r['from_generator'] for r in redone.values()))}; their calibration and "
             "attacks are from the first analysis.")
@@ -461,32 +466,44 @@ def generator_changes(older: int) -> str:
 
 
 def severity_reversals(summaries: dict) -> str:
-    """Where a higher severity is easier for every analysed model, beyond two standard errors each:
-    a property of CIFAR-10-C's parameters on these images, not of any model."""
+    """Where a higher severity is easier for every analysed model (marked where beyond two standard errors
+    for each): a property of CIFAR-10-C's parameters on these images, not of any model, all the runs
+    being scored on the same corrupted images."""
     images = next(iter(summaries.values()))["settings"]["corruption_size"]
-    found = []
+    found, any_beyond = [], False
     for corruption, (_, parameters) in CORRUPTIONS.items():
         curves = [s["corruptions"]["accuracy"].get(corruption) for s in summaries.values()]
         if any(curve is None for curve in curves):
             continue
+        steps = []
         for lower, higher in zip(SEVERITIES, SEVERITIES[1:]):
             rises = [(c[str(higher)] - c[str(lower)], difference_noise((c[str(lower)], images), (c[str(higher)], images)))
                      for c in curves]
-            if all(rise > noise for rise, noise in rises):
+            if all(rise > 0 for rise, _ in rises):
                 gains = [rise * 100 for rise, _ in rises]
-                meaning = PARAMETER_MEANINGS.get(corruption, "parameters")
-                found.append(f"{corruption.replace('_', ' ')} severity {higher} than at severity {lower} "
-                             f"({min(gains):+.1f} to {max(gains):+.1f} points; {meaning} at severities 1–5: "
-                             f"{', '.join(map(str, parameters))})")
+                beyond = all(rise > noise for rise, noise in rises)
+                any_beyond |= beyond
+                steps.append(f"{higher} over {lower}{'*' if beyond else ''} ({min(gains):+.1f} to {max(gains):+.1f} points)")
+        if steps:
+            meaning = PARAMETER_MEANINGS.get(corruption, "parameters")
+            found.append(f"{corruption.replace('_', ' ')} {and_list(steps)} ({meaning} at severities 1–5: "
+                         f"{', '.join(map(str, parameters))})")
     if not found:
         return ""
-    saturate = any(f.startswith("saturate") for f in found)
-    return ("Higher severity is not always harder at CIFAR-10-C's parameters. Every analysed model is more accurate, "
-            f"beyond two standard errors, at {'; at '.join(found)}. A reversal shared by every model is a property "
-            "of those settings on these images, not of a model"
-            + (" (saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it; we have no "
-               "such reading for the others)" if saturate else "")
-            + ", so these numbers compare models at each severity, not severities with each other.")
+    named = " ".join(found)
+    jpeg_base = all("jpeg" in str(s.get("data_location", "")).lower() for s in summaries.values())
+    return ("Higher severity is not always harder at CIFAR-10-C's parameters. Every analysed model is more accurate "
+            "at the higher severity in "
+            + ("these steps (* beyond two standard errors for every model, the others not for each): " if any_beyond
+               else "these steps, though not beyond two standard errors for each: ")
+            + "; ".join(found) + ". A reversal shared by every model is a property of those settings on these "
+            "images (one set of corrupted images, scored by every model), not of a model, so these numbers compare "
+            "models at each severity, not severities with each other."
+            + (" Saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it." if "saturate"
+               in named else "")
+            + (" Our images are JPEG already, so JPEG at another quality compresses them twice, and what that costs "
+               "depends on how the two quantisation tables line up, not only on the new quality: a likely reason for "
+               "its reversal, not measured here." if jpeg_base and "jpeg" in named else ""))
 
 
 def robustness_ranking(means: dict[str, float], summaries: dict) -> str:
@@ -811,9 +828,10 @@ def pending_lines(runs: dict, found: dict, root: Path) -> list[str]:
 def header_section(control: bool) -> list[str]:
     """The title (naming the control, plain18, where it ran), and how the report was made and how to read it."""
     lines = [f"# CIFAR-10 with four architectures, an ablation{' and a control' if control else ''}: results", "",
-             "Generated by `python -m labkit.report` from `results/` alone; every number below comes from a run "
-             "whose provenance is listed in the appendix, except the activation memory per image, a property of "
-             "each architecture that the report measures as it is built. The summary and the set-up come first, "
+             "Generated by `python -m labkit.report` from `results/` alone: every measured number below comes from "
+             "the runs, tuning trials and benchmarks there, with their provenance in the appendix, except the "
+             "activation memory per image, a property of each architecture measured in fp32 as the report is "
+             "built; the lab report's and published figures are cited. The summary and the set-up come first, "
              "then one section per model, the comparison, the lab report's claims checked, what the lab report "
              "did not ask (calibration, robustness, Grad-CAM), conclusions, limitations and references; recipe "
              "tuning, speed and provenance are in the appendix.", ""]
