@@ -413,7 +413,8 @@ def test_an_analysis_from_an_older_corruption_generator_gets_only_its_corruption
         {key: older[key] for key in ("calibration", "attacks", "date", "git_commit")}
     assert saved["corruptions_redone"]["from_generator"] == 1 and saved["corruptions_redone"]["date"]
     assert (f"The corruption accuracies of cnn were redone ({saved['corruptions_redone']['date'][:10]}, commit "
-            f"{(saved['corruptions_redone']['git_commit'] or 'unknown')[:7]}) with pixelate resized with PIL's box filter") in \
+            f"{(saved['corruptions_redone']['git_commit'] or 'unknown')[:7]}) with pixelate resized with PIL's box "
+            "filter") in \
         build(tmp_path, tmp_path / "report.md")
     assert analyses_current(["cnn"])
     said.clear()

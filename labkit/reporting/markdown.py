@@ -483,7 +483,8 @@ def severity_reversals(summaries: dict) -> str:
                 gains = [rise * 100 for rise, _ in rises]
                 beyond = all(rise > noise for rise, noise in rises)
                 any_beyond |= beyond
-                steps.append(f"{higher} over {lower}{'*' if beyond else ''} ({min(gains):+.1f} to {max(gains):+.1f} points)")
+                steps.append(f"{higher} over {lower}{'*' if beyond else ''} "
+                             f"({min(gains):+.1f} to {max(gains):+.1f} points)")
         if steps:
             meaning = PARAMETER_MEANINGS.get(corruption, "parameters")
             found.append(f"{corruption.replace('_', ' ')} {and_list(steps)} ({meaning} at severities 1–5: "
