@@ -976,3 +976,16 @@ def test_the_pgd_conclusion_is_no_ranking_when_the_leader_at_the_largest_budget_
     assert pgd == ("PGD-10 at ε = 8/255 leaves 8.5% to 11.2% of the attacked images correct; highest: a, 2.70 points "
                    "ahead of b (2 SE = 2.66), but not at every smaller ε (at 4/255 b leads), so this is no robustness "
                    "ranking. None of these models was trained against attacks.")
+
+
+def test_the_analysis_times_say_what_costs_most_and_that_machines_differ():
+    from labkit.reporting.markdown import analysis_time_reading
+
+    def summary(attacks, total, device):
+        return {"wall_time_s": {"attacks_s": attacks, "total_s": total}, "device": device,
+                "settings": {"attack_precision": "fp32"}}
+    [text, _] = analysis_time_reading({"a": summary(50, 100, "CPU A"), "b": summary(80, 100, "CPU B")})
+    assert text == ("The attacks (a gradient step for FGSM and ten for PGD-10 at each ε, in fp32) take 50% to 80% of "
+                    "each analysis. The analyses ran on CPU A and CPU B, whose speeds differ, so compare times within "
+                    "one machine.")
+    assert analysis_time_reading({"a": summary(50, 100, "CPU A")})[0].endswith("take 50% of each analysis.")

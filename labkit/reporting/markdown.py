@@ -636,7 +636,21 @@ def analysis_time_section(summaries: dict) -> list[str]:
     return ["### Analysis time", "", f"Wall time in seconds per analysis and run, as recorded when each ran{redone}"
               + (f"; making the corrupted images, once per analysis session for the runs it analysed, took "
                  f"{and_list([f'{m} s' for m in making])} more" if making else "")
-              + ":", "", markdown_table(wall_time_table(summaries)), ""]
+              + ":", "", markdown_table(wall_time_table(summaries)), ""] + analysis_time_reading(summaries)
+
+
+def analysis_time_reading(summaries: dict) -> list[str]:
+    """Which part of the analyses costs most, and whether their times compare across machines."""
+    times = [s["wall_time_s"] for s in summaries.values() if s["wall_time_s"].get("total_s")]
+    shares = [t["attacks_s"] / t["total_s"] for t in times if "attacks_s" in t]
+    machines = sorted({s["device"] for s in summaries.values()})
+    if not shares:
+        return []
+    precision = next(iter(summaries.values()))["settings"].get("attack_precision", "fp32")
+    return [f"The attacks (a gradient step for FGSM and ten for PGD-10 at each ε, in {precision}) take "
+            f"{captions.span(shares, '.0%')} of each analysis."
+            + (f" The analyses ran on {and_list(machines)}, whose speeds differ, so compare times within one machine."
+               if len(machines) > 1 else ""), ""]
 
 
 def same_budget(run: dict, every_run: dict) -> list[tuple[str, dict]]:
