@@ -354,9 +354,9 @@ def centre_share_reading(gradcams: dict[str, dict]) -> str:
         if 32 % side:
             untiled.append(name)
             continue
-        centres = (torch.arange(side) + 0.5) * 32 / side
-        middle = ((centres > 8) & (centres < 24)).float()
-        ceilings[side] = float(centre_share(upsample((middle[:, None] * middle[None])[None]))[0])
+        if side not in ceilings:     # a map wholly on its central cells, resized as drawn
+            middle = (((torch.arange(side) + 0.5) * 32 / side - 16).abs() < 8).float()
+            ceilings[side] = float(centre_share(upsample((middle[:, None] * middle[None])[None]))[0])
         maps = upsample(torch.tensor(g["maps"], dtype=torch.float32)).clamp(min=0)
         weight = maps.sum((1, 2))
         shares[name] = centre_share(maps[weight > 0]).tolist()
