@@ -17,7 +17,7 @@ from labkit.reporting.markdown import build, gradcam_section
 from labkit.robustness.adversarial import PixelModel, attack_accuracy
 from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reliability_bins, scores
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
-from labkit.robustness.gradcam import grad_cam, target_layer, upsample
+from labkit.robustness.gradcam import grad_cam, map_stride, place, target_layer
 from labkit.robustness.suite import (
     ANALYSIS_FILE,
     PREDICTIONS_FILE,
@@ -174,7 +174,27 @@ def test_gradcam_uses_the_deepest_stage_with_maps_of_at_least_4x4(name, layer, s
     assert used == layer and map_side == side and maps.shape == (3, side, side) and maps.min() >= 0
     peaks = maps.flatten(1).max(1).values
     assert all(abs(p - 1) < 1e-6 or p == 0 for p in peaks.tolist())   # each map scaled to 1, or no evidence at all
-    assert upsample(maps).shape == (3, 32, 32)
+    assert place(maps, map_stride(model)).shape == (3, 32, 32)
+
+
+def test_gradcam_cells_are_drawn_over_the_pixels_they_see():
+    """The CNN's unpadded convolutions: conv2's first cell sees pixels 0–13 (the gradient says so), its
+    cells lie 2 pixels apart, so the drawn map of its first cell alone peaks there, not over the
+    first 3.2 pixels an even resize would give it. The padded ResNet's 4×4 map tiles the image: placing
+    it is the usual bilinear resize."""
+    cnn = build_model("cnn").eval()
+    assert map_stride(cnn) == 2 and map_stride(build_model("resnet18")) == 8
+    x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    cnn.features[:4](x)[:, :, 0, 0].sum().backward()                    # random images: every max-pool path
+    seen = x.grad.abs().sum((0, 1, 2)).nonzero().flatten()
+    assert (seen.min(), seen.max()) == (0, 13)                          # centre 6.5, the drawn cell's
+    first = torch.zeros(1, 10, 10)
+    first[0, 0, 0] = 1.0
+    row = place(first, 2.0)[0, 0]
+    assert torch.allclose(row, torch.tensor([1.0] * 7 + [0.75, 0.25] + [0.0] * 23))
+    maps = torch.rand(3, 4, 4)
+    resized = torch.nn.functional.interpolate(maps[:, None], (32, 32), mode="bilinear")[:, 0]
+    assert torch.allclose(place(maps, 8.0), resized, atol=1e-6)
 
 
 def test_gradcam_finds_the_evidence_where_it_is():
@@ -304,6 +324,7 @@ def test_explorer_finds_the_cells_of_the_confusion_matrix_and_pages_through_them
     assert len(explorer.matching("cnn", 3, 5)) == 20 and len(explorer.matching("cnn", 3, 3)) == 0
     assert explorer.top3("cnn", int(explorer.matching("cnn", 3, 5)[0])).startswith("dog 91%")
     assert isinstance(explorer.gallery_figure("cnn", 3, 5), Figure)          # not a pyplot figure
+    assert isinstance(explorer.detail_figure(0), Figure)                        # each model's Grad-CAM, placed
     box = explorer.widget()
     model_box, true_box, predicted_box = box.children[0].children
     previous, following, page_label = box.children[1].children
@@ -340,6 +361,7 @@ def test_a_current_saved_analysis_is_read_not_redone_and_other_weights_or_settin
     save_analyses({"cnn": first}, data)
     saved = (tmp_path / "cnn" / ANALYSIS_FILE).read_bytes()
     assert "stale" not in json.loads(saved) and first.summary["gradcam"]["git_commit"] == first.summary["git_commit"]
+    assert json.loads(saved)["gradcam"]["map_stride"] == 2      # the CNN's cells lie 2 pixels apart
 
     both, said = analyse(["cnn", "cnn-b"])
     assert list(both) == ["cnn", "cnn-b"] and analysed(said) == ["cnn-b"]
@@ -354,6 +376,12 @@ def test_a_current_saved_analysis_is_read_not_redone_and_other_weights_or_settin
     add_gradcam(both["cnn"], data, recounted)           # the same images, other captions: the maps stay
     assert not both["cnn"].saved and both["cnn"].summary["wall_time_s"] == kept
     assert both["cnn"].summary["gradcam"]["kinds"] == recounted["kinds"]
+    both["cnn"].saved = True
+    del both["cnn"].summary["gradcam"]["map_stride"]    # saved before it was recorded: filled in, the maps stay
+    maps = both["cnn"].summary["gradcam"]["maps"]
+    add_gradcam(both["cnn"], data, recounted)
+    assert both["cnn"].summary["gradcam"]["map_stride"] == 2 and not both["cnn"].saved
+    assert both["cnn"].summary["gradcam"]["maps"] is maps and both["cnn"].summary["wall_time_s"] == kept
     others = {"test_indices": alone["test_indices"][::-1], "kinds": alone["kinds"][::-1]}
     for analysis in both.values():                      # other images: the maps are made anew, timed once
         add_gradcam(analysis, data, others)

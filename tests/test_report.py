@@ -941,16 +941,21 @@ def test_the_gradcam_caption_says_how_much_of_each_map_lies_on_the_centre_of_the
 
     centre = [[0.0] * 4, [0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0] * 4]       # all weight on the middle cells
     even = [[1.0] * 4 for _ in range(4)]
-    def g(*maps):
-        return {"maps": list(maps), "map_size": len(maps[0])}
-    ten = [[1.0] * 10 for _ in range(10)]
-    text = centre_share_reading({"a": g(centre, centre), "b": g(even, even), "cnn": g(ten)})
+    def g(*maps, **stride):
+        return {"maps": list(maps), "map_size": len(maps[0]), **stride}
+    corner = [[1.0] + [0.0] * 9] + [[0.0] * 10 for _ in range(9)]   # the CNN's first cell sees pixels 0–13
+    text = centre_share_reading({"a": g(centre, centre), "b": g(even, even), "cnn": g(corner, map_stride=2.0)})
     shares = dict(part.rsplit(" ", 1) for part in text.split("mean over the images explained: ")[1].split(";")[0]
                   .split(", "))
-    assert shares == {"a": "77%", "b": "25%"}                    # bilinear resizing spreads the central cells a little
-    assert "a map wholly on its central cells scores 77% (4×4)" in text
-    assert "; cnn left out: its map does not divide the image evenly" in text
+    assert shares == {"a": "77%", "b": "25%", "cnn": "0%"}      # bilinear resizing spreads the central cells a little
+    assert ("a map wholly on the cells centred there scores 77% (4×4, cells 8 px apart) and 94% (10×10, cells 2 px "
+            "apart))") in text
     assert text.endswith("; 2 images are a glimpse of where each model looks, not a measurement of it.")
+    second = [[0.0] * 10, [0.0, 1.0] + [0.0] * 8] + [[0.0] * 10 for _ in range(8)]   # centred on pixel 8.5
+    placed = centre_share_reading({"cnn": g(second, map_stride=2.0)})
+    stretched = centre_share_reading({"cnn": g(second)})          # saved before map_stride: an even resize, as drawn
+    assert "cnn 77%" in placed and "(10×10, cells 3.2 px apart)" in stretched and "cnn 0%" in stretched
+    assert placed.endswith("; 1 image is a glimpse of where each model looks, not a measurement of it.")
     zero = [[0.0] * 4 for _ in range(4)]                                   # Grad-CAM's ReLU can leave nothing
     text = centre_share_reading({"a": g(centre, zero), "b": g(zero, zero)})
     assert "b –" in text and "(all-zero maps of a and b left out)" in text and "nan" not in text

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from labkit.data import Cifar10
 from labkit.reporting.figures import model_colour, panel_title
-from labkit.robustness.gradcam import grad_cam, upsample
+from labkit.robustness.gradcam import grad_cam, map_stride, place
 from labkit.robustness.suite import RunAnalysis
 
 COLUMNS, ROWS = 8, 2     # a gallery page; every page has this size, so the page never jumps
@@ -119,7 +119,7 @@ class Explorer:
             predicted = analysis.probabilities[position].argmax().view(1)
             maps, layer, side = grad_cam(analysis.model, image, predicted)
             ax.imshow(image[0].permute(1, 2, 0).numpy())
-            ax.imshow(upsample(maps)[0].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.imshow(place(maps, map_stride(analysis.model))[0].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             wrong = int(predicted) != int(self.labels[position])
             ax.set_title(f"{panel_title(run)}\n{self.top3(run, position)}", fontsize=8,
                          color=WRONG if wrong else "black")

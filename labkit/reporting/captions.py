@@ -9,7 +9,7 @@ from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_s
 from labkit.reporting.select import budget_groups, is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
 from labkit.reporting.tables import and_list, budget
-from labkit.robustness.gradcam import upsample
+from labkit.robustness.gradcam import drawn_maps, saved_stride
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -345,35 +345,33 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
 
 def centre_share_reading(gradcams: dict[str, dict]) -> str:
     """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
-    where CIFAR-10's photos mostly put their object: the mean over the explained images, maps resized to
-    32×32 as the figure draws them. A map whose side does not divide 32 (the CNN's 10×10, from unpadded
-    convolutions) is left out: stretched over the image, its cells do not sit over the pixels they see."""
-    shares, blank, untiled, ceilings = {}, [], [], {}
+    where CIFAR-10's photos mostly put their object: the mean over the explained images, maps placed
+    over the 32×32 image as the figure draws them (`drawn_maps`), with the ceiling a map wholly on its
+    central cells reaches for each map geometry."""
+    shares, blank, ceilings = {}, [], {}
     for name, g in gradcams.items():
-        side = g["map_size"]
-        if 32 % side:
-            untiled.append(name)
-            continue
-        if side not in ceilings:     # a map wholly on its central cells, resized as drawn
-            middle = (((torch.arange(side) + 0.5) * 32 / side - 16).abs() < 8).float()
-            ceilings[side] = float(centre_share(upsample((middle[:, None] * middle[None])[None]))[0])
-        maps = upsample(torch.tensor(g["maps"], dtype=torch.float32)).clamp(min=0)
+        maps = drawn_maps(g).clamp(min=0)
+        side, stride = g["map_size"], saved_stride(g)
+        if (side, stride) not in ceilings:     # a map wholly on the cells centred on the middle 16×16 pixels
+            middle = (((torch.arange(side) - (side - 1) / 2) * stride).abs() < 8).float()   # offsets from the centre
+            ceilings[side, stride] = float(centre_share(drawn_maps(
+                {"maps": (middle[:, None] * middle[None])[None], "map_size": side, "map_stride": stride}))[0])
         weight = maps.sum((1, 2))
         shares[name] = centre_share(maps[weight > 0]).tolist()
         blank += [name] if len(shares[name]) < len(maps) else []
     images = max((len(share) for share in shares.values()), default=0)
     if not images:
         return ""
+    ceiling_text = [f"{c:.0%} ({side}×{side}, cells {stride:g} px apart)" for (side, stride), c in ceilings.items()]
     return (f" The share of each map's weight on the central 16×16 pixels (a quarter of the image, where CIFAR-10's "
-            f"photos mostly put the object; an even map puts 25% there, and on the drawn resize a map wholly on its "
-            f"central cells scores {and_list([f'{c:.0%} ({side}×{side})' for side, c in ceilings.items()])}), "
+            f"photos mostly put the object; an even map puts 25% there, and a map wholly on the cells centred there "
+            f"scores {and_list(ceiling_text)}), "
             "mean over the images explained: "
             + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
                         for name, share in shares.items())
             + (f" (all-zero maps of {and_list(blank)} left out)" if blank else "")
-            + (f"; {and_list(untiled)} left out: {'its map does' if len(untiled) == 1 else 'their maps do'} not divide "
-               "the image evenly, so the drawn cells do not sit over the pixels they see" if untiled else "")
-            + f"; {images} images are a glimpse of where each model looks, not a measurement of it.")
+            + f"; {images} {'image is' if images == 1 else 'images are'} a glimpse of where each model looks, not a "
+            "measurement of it.")
 
 
 def centre_share(maps: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, present, runs_by_model, val_stand_ins
 from labkit.reporting.stats import seed_summary
 from labkit.reporting.tables import MODEL_TITLES
-from labkit.robustness.gradcam import upsample
+from labkit.robustness.gradcam import drawn_maps
 
 MODEL_COLOURS = {"cnn": "tab:gray", "resnet18": "tab:blue", "densenet_cifar": "tab:green",
                  "densenet_cifar_memory_efficient": "yellowgreen", "se_resnet18": "tab:orange",
@@ -330,7 +330,9 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     confidence below, red where wrong. A model's maps read down a column; the models compare along a
     row. With few runs several images share a row, so no figure is wider than `max_columns` panels
     (about 7 in, legible at page width).
-    rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size"}."""
+    Each map's cells sit over the pixels they see (`drawn_maps`).
+    rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size",
+    "map_stride" (optional)}."""
     block = len(rows) + 1                                  # the image, then one map per run
     per_line = max(1, min(len(images), max_columns // block))
     lines = -(-len(images) // per_line)
@@ -347,7 +349,7 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
         for ax, header, row in zip(top[1:], headers, rows.values()):
             ax.set_title(f"{header}\n{row['layer']} {row['map_size']}×{row['map_size']}", fontsize=8)
     pictures = images.permute(0, 2, 3, 1).cpu().numpy()
-    maps = {name: upsample(torch.as_tensor(row["maps"], dtype=torch.float32)).numpy() for name, row in rows.items()}
+    maps = {name: drawn_maps(row).numpy() for name, row in rows.items()}
     heat = None
     for i, (picture, caption) in enumerate(zip(pictures, captions)):
         line, first = divmod(i, per_line)

@@ -6,11 +6,16 @@ The layer is the deepest convolutional stage whose maps are still at least 4×4 
 2×2 or 1×1 map cannot say where anything is): conv2 of the CNN (10×10), layer4 of the CIFAR
 ResNets (4×4), the last dense block (4×4), but layer2 (4×4) of the ImageNet-stem variant, which
 has shrunk a 32×32 image to 8×8 before its first stage.
+
+A map is drawn over the image with each cell at the centre of the pixels it sees (`place`): the
+ResNets' and DenseNet's padded 4×4 maps tile the image (an even resize), but the CNN's unpadded
+convolutions see pixels 0–13 from its first cell and 18–31 from its last, so its 10×10 cells sit 2
+pixels apart from 6.5 to 24.5, not spread over the whole image.
 """
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 from labkit.data import normalize
@@ -59,6 +64,57 @@ def grad_cam(model: nn.Module, images: Tensor, classes: Tensor) -> tuple[Tensor,
     return maps / peak[:, None, None], name, side
 
 
-def upsample(maps: Tensor, size: int = 32) -> Tensor:
-    """Maps N×s×s bilinearly resized to N×size×size, for overlaying on the images."""
-    return LayerAttribution.interpolate(maps[:, None], (size, size), interpolate_mode="bilinear")[:, 0]
+class _Reached(Exception):
+    """Stops a probe's forward pass at the layer it measures."""
+
+
+@torch.no_grad()
+def map_stride(model: nn.Module, size: int = 32) -> float:
+    """Pixels between neighbouring cells of the Grad-CAM layer's map: how much the map grows when the
+    image grows by `size` pixels (2 for the CNN, 8 for the CIFAR ResNets' layer4), from two probe
+    passes stopped at that layer (the layers after it may accept only `size`×`size` images)."""
+    _, layer, _ = target_layer(model)
+    sides = []
+    def stop(_, __, out):
+        sides.append(out.shape[-1])
+        raise _Reached
+    hook = layer.register_forward_hook(stop)
+    p = next(model.parameters())
+    try:
+        with eval_mode(model):
+            for side in (size, 2 * size):
+                try:
+                    model(torch.zeros(1, 3, side, side, device=p.device, dtype=p.dtype))
+                except _Reached:
+                    pass
+    finally:
+        hook.remove()
+    return size / (sides[1] - sides[0])
+
+
+def place(maps: Tensor, stride: float, size: int = 32) -> Tensor:
+    """Maps N×s×s drawn over a size×size image, each cell at the centre of the pixels it sees: cells
+    `stride` pixels apart, centred on the image (its convolutions pad both sides alike, or neither),
+    interpolated bilinearly between cell centres and held at the edge cells' values beyond them. With
+    stride = size / s this is the usual bilinear resize; the half-pixel shift of a stride-2 convolution
+    with padding 1 is ignored."""
+    side = maps.shape[-1]
+    if side == 1:
+        return maps.expand(-1, size, size).clone()
+    pixels = torch.arange(size, dtype=torch.float32)
+    cell = (pixels - (size - 1) / 2) / stride + (side - 1) / 2            # each pixel's position in cells
+    axis = (cell / (side - 1) * 2 - 1).to(maps.dtype)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).expand(len(maps), -1, -1, -1)
+    return nn.functional.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="border",
+                                     align_corners=True)[:, 0]
+
+
+def saved_stride(gradcam: dict, size: int = 32) -> float:
+    """The cell spacing a saved analysis's Grad-CAM recorded; analyses saved before "map_stride" was
+    recorded are drawn as an even resize, as they were then."""
+    return gradcam.get("map_stride", size / gradcam["map_size"])
+
+
+def drawn_maps(gradcam: dict, size: int = 32) -> Tensor:
+    """A saved analysis's Grad-CAM maps as drawn over its images (`place`)."""
+    return place(torch.as_tensor(gradcam["maps"], dtype=torch.float32), saved_stride(gradcam, size), size)

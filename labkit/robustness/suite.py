@@ -38,7 +38,7 @@ from labkit.provenance import git_commit, utc_timestamp
 from labkit.robustness.adversarial import EPSILONS, PGD_STEPS, attack_accuracy
 from labkit.robustness.calibration import calibrate
 from labkit.robustness.corruptions import CORRUPTIONS, GENERATOR_VERSION, SEVERITIES, corrupt
-from labkit.robustness.gradcam import feature_map_stages, grad_cam
+from labkit.robustness.gradcam import feature_map_stages, grad_cam, map_stride
 from labkit.runs.store import RunDataError, load_model, read_metrics
 from labkit.storage import IntegrityError, load_verified, save_verified, write_atomic
 from labkit.training.config import finite_number, setting
@@ -295,13 +295,16 @@ def pick_gradcam_images(analyses: list[RunAnalysis], labels: Tensor, seed: int =
 
 
 def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
-    """Grad-CAM of the model's predicted class on the picked images, kept in the summary with when and by
-    which commit the maps were made; a saved analysis that already explains these images keeps its maps
+    """Grad-CAM of the model's predicted class on the picked images, kept in the summary with the map's
+    cell spacing in pixels (`map_stride`, how the figures place it) and when and by which commit the maps
+    were made; a saved analysis that already explains these images keeps its maps
     (only the captions' counts of models are brought up to date)."""
     done = analysis.summary.get("gradcam") or {}
     if analysis.gradcam_images is not None and done.get("test_indices") == picks["test_indices"]:
         if done["kinds"] != picks["kinds"]:
             done["kinds"], analysis.saved = picks["kinds"], False
+        if "map_stride" not in done:   # saved before it was recorded: the maps stay, drawn where their cells look
+            done["map_stride"], analysis.saved = map_stride(analysis.model), False
         return done
     started = time.perf_counter()
     chosen = torch.tensor(picks["test_indices"], dtype=torch.long)
@@ -312,7 +315,7 @@ def add_gradcam(analysis: RunAnalysis, data: Cifar10, picks: dict) -> dict:
     maps, layer, side = grad_cam(analysis.model, analysis.gradcam_images, predicted)
     sides = {stage: side for stage, _, side in feature_map_stages(analysis.model)}
     analysis.summary["gradcam"] = {
-        "layer": layer, "map_size": side, "stage_map_sizes": sides, **picks,
+        "layer": layer, "map_size": side, "map_stride": map_stride(analysis.model), "stage_map_sizes": sides, **picks,
         "true": [data.classes[int(c)] for c in data.test_labels[chosen]],
         "predicted": [data.classes[int(c)] for c in predicted],
         "confidence": [round(float(p), 4) for p in probabilities.max(1).values],
