@@ -180,8 +180,8 @@ def test_gradcam_uses_the_deepest_stage_with_maps_of_at_least_4x4(name, layer, s
 def test_gradcam_cells_are_drawn_over_the_pixels_they_see():
     """The CNN's unpadded convolutions: conv2's first cell sees pixels 0–13 (the gradient says so), its
     cells lie 2 pixels apart, so the drawn map of its first cell alone peaks there, not over the
-    first 3.2 pixels an even resize would give it. The padded ResNet's 4×4 map tiles the image: placing
-    it is the usual bilinear resize."""
+    first 3.2 pixels an even resize would give it, and the 6-pixel border outside every cell's tile is
+    left uncoloured. The padded ResNet's 4×4 map tiles the image: placing it is the usual bilinear resize."""
     cnn = build_model("cnn").eval()
     assert map_stride(cnn) == 2 and map_stride(build_model("resnet18")) == 8
     x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
@@ -190,8 +190,10 @@ def test_gradcam_cells_are_drawn_over_the_pixels_they_see():
     assert (seen.min(), seen.max()) == (0, 13)                          # centre 6.5, the drawn cell's
     first = torch.zeros(1, 10, 10)
     first[0, 0, 0] = 1.0
-    row = place(first, 2.0)[0, 0]
-    assert torch.allclose(row, torch.tensor([1.0] * 7 + [0.75, 0.25] + [0.0] * 23))
+    drawn = place(first, 2.0)[0]
+    assert drawn[:6].isnan().all() and drawn[:, :6].isnan().all()      # the border outside every cell's tile
+    nan = float("nan")
+    assert torch.allclose(drawn[6], torch.tensor([nan] * 6 + [1.0, 0.75, 0.25] + [0.0] * 17 + [nan] * 6), equal_nan=True)
     maps = torch.rand(3, 4, 4)
     resized = torch.nn.functional.interpolate(maps[:, None], (32, 32), mode="bilinear")[:, 0]
     assert torch.allclose(place(maps, 8.0), resized, atol=1e-6)

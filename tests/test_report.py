@@ -947,15 +947,21 @@ def test_the_gradcam_caption_says_how_much_of_each_map_lies_on_the_centre_of_the
     text = centre_share_reading({"a": g(centre, centre), "b": g(even, even), "cnn": g(corner, map_stride=2.0)})
     shares = dict(part.rsplit(" ", 1) for part in text.split("mean over the images explained: ")[1].split(";")[0]
                   .split(", "))
-    assert shares == {"a": "77%", "b": "25%", "cnn": "0%"}      # bilinear resizing spreads the central cells a little
-    assert ("a map wholly on the cells centred there scores 77% (4×4, cells 8 px apart) and 94% (10×10, cells 2 px "
-            "apart))") in text
+    assert shares == {"a": "77%", "b": "25%", "cnn": "2%"}      # bilinear resizing spreads the central cells a little
+    assert ("(as drawn, an even map puts 25% there and a map wholly on the cells centred there 77% for 4×4 maps with "
+            "cells 8 px apart; 64% and 94% for 10×10 maps with cells 2 px apart)") in text   # the CNN's border: uncoloured
     assert text.endswith("; 2 images are a glimpse of where each model looks, not a measurement of it.")
     second = [[0.0] * 10, [0.0, 1.0] + [0.0] * 8] + [[0.0] * 10 for _ in range(8)]   # centred on pixel 8.5
     placed = centre_share_reading({"cnn": g(second, map_stride=2.0)})
     stretched = centre_share_reading({"cnn": g(second)})          # saved before map_stride: an even resize, as drawn
-    assert "cnn 77%" in placed and "(10×10, cells 3.2 px apart)" in stretched and "cnn 0%" in stretched
+    assert "cnn 77%" in placed and "10×10 maps with cells 3.2 px apart" in stretched and "cnn 0%" in stretched
     assert placed.endswith("; 1 image is a glimpse of where each model looks, not a measurement of it.")
+    from labkit.reporting.captions import gradcam_caption
+    labels = {"kinds": ["right for every model"], "predicted": ["cat"], "true": ["cat"]}
+    caption = gradcam_caption({"a": {**g(centre), **labels}, "cnn": {**g(second, map_stride=2.0), **labels}})
+    assert ("Each cell is drawn over the pixels it sees; cnn has no cell centred near the border (unpadded "
+            "convolutions), so the border is left uncoloured.") in caption
+    assert "left uncoloured" not in gradcam_caption({"a": {**g(centre), **labels}})
     zero = [[0.0] * 4 for _ in range(4)]                                   # Grad-CAM's ReLU can leave nothing
     text = centre_share_reading({"a": g(centre, zero), "b": g(zero, zero)})
     assert "b –" in text and "(all-zero maps of a and b left out)" in text and "nan" not in text

@@ -335,6 +335,11 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
             "Each map is scaled to its own maximum, so a map of a 35% prediction looks as red as one of 95%")
     text += (f", and the maps' sides differ ({', '.join(f'{s}×{s}' for s in sides)}), so blob size follows the "
              "map's resolution, not the model's attention." if len(sides) > 1 else ".")
+    framed = [name for name, g in gradcams.items() if g["map_size"] * saved_stride(g) < 32]
+    if framed:
+        text += (f" Each cell is drawn over the pixels it sees; {and_list(framed)} "
+                 f"{'has' if len(framed) == 1 else 'have'} no cell centred near the border (unpadded convolutions), "
+                 "so the border is left uncoloured.")
     if hard and max(right_on_hard.values()) > 0:
         best = max(right_on_hard.values())
         leaders = [name for name, right in right_on_hard.items() if right == best]
@@ -346,27 +351,29 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
 def centre_share_reading(gradcams: dict[str, dict]) -> str:
     """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
     where CIFAR-10's photos mostly put their object: the mean over the explained images, maps placed
-    over the 32×32 image as the figure draws them (`drawn_maps`), with the ceiling a map wholly on its
-    central cells reaches for each map geometry."""
-    shares, blank, ceilings = {}, [], {}
+    over the 32×32 image as the figure draws them (`drawn_maps`). What an even map and a map wholly on
+    its central cells score depends on the map's geometry, so both are given for each."""
+    shares, blank, bounds = {}, [], {}
     for name, g in gradcams.items():
-        maps = drawn_maps(g).clamp(min=0)
+        maps = drawn_maps(g).nan_to_num(0).clamp(min=0)       # uncoloured pixels weigh nothing
         side, stride = g["map_size"], saved_stride(g)
-        if (side, stride) not in ceilings:     # a map wholly on the cells centred on the middle 16×16 pixels
+        if (side, stride) not in bounds:
             middle = (((torch.arange(side) - (side - 1) / 2) * stride).abs() < 8).float()   # offsets from the centre
-            ceilings[side, stride] = float(centre_share(drawn_maps(
-                {"maps": (middle[:, None] * middle[None])[None], "map_size": side, "map_stride": stride}))[0])
+            even, central = torch.ones(side, side), middle[:, None] * middle[None]
+            drawn = drawn_maps({"maps": torch.stack([even, central]), "map_size": side, "map_stride": stride})
+            bounds[side, stride] = centre_share(drawn.nan_to_num(0)).tolist()
         weight = maps.sum((1, 2))
         shares[name] = centre_share(maps[weight > 0]).tolist()
         blank += [name] if len(shares[name]) < len(maps) else []
     images = max((len(share) for share in shares.values()), default=0)
     if not images:
         return ""
-    ceiling_text = [f"{c:.0%} ({side}×{side}, cells {stride:g} px apart)" for (side, stride), c in ceilings.items()]
-    return (f" The share of each map's weight on the central 16×16 pixels (a quarter of the image, where CIFAR-10's "
-            f"photos mostly put the object; an even map puts 25% there, and a map wholly on the cells centred there "
-            f"scores {and_list(ceiling_text)}), "
-            "mean over the images explained: "
+    geometries = [f"{even:.0%} and {central:.0%} for {side}×{side} maps with cells {stride:g} px apart"
+                  for (side, stride), (even, central) in bounds.items()]
+    geometries[0] = geometries[0].replace(" and ", " there and a map wholly on the cells centred there ", 1)
+    return (" The share of each map's weight on the central 16×16 pixels, a quarter of the image, where CIFAR-10's "
+            f"photos mostly put the object (as drawn, an even map puts {'; '.join(geometries)}), mean over the "
+            "images explained: "
             + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
                         for name, share in shares.items())
             + (f" (all-zero maps of {and_list(blank)} left out)" if blank else "")

@@ -95,18 +95,21 @@ def map_stride(model: nn.Module, size: int = 32) -> float:
 def place(maps: Tensor, stride: float, size: int = 32) -> Tensor:
     """Maps N×s×s drawn over a size×size image, each cell at the centre of the pixels it sees: cells
     `stride` pixels apart, centred on the image (its convolutions pad both sides alike, or neither),
-    interpolated bilinearly between cell centres and held at the edge cells' values beyond them. With
-    stride = size / s this is the usual bilinear resize; the half-pixel shift of a stride-2 convolution
-    with padding 1 is ignored."""
+    interpolated bilinearly between cell centres, and each edge cell held over the stride-wide tile
+    around its centre. Pixels outside every cell's tile are NaN (drawn uncoloured): the CNN's 6-pixel
+    border, which its cells see only at the edges of their views. With stride = size / s the tiles
+    cover the image and this is the usual bilinear resize; the half-pixel shift of a stride-2
+    convolution with padding 1 is ignored."""
     side = maps.shape[-1]
-    if side == 1:
-        return maps.expand(-1, size, size).clone()
-    pixels = torch.arange(size, dtype=torch.float32)
-    cell = (pixels - (size - 1) / 2) / stride + (side - 1) / 2            # each pixel's position in cells
-    axis = (cell / (side - 1) * 2 - 1).to(maps.dtype)
+    offset = torch.arange(size, dtype=torch.float32) - (size - 1) / 2     # each pixel from the image's centre
+    cell = offset / stride + (side - 1) / 2                               # ... in cells from the first
+    axis = (cell / max(side - 1, 1) * 2 - 1).to(maps.dtype)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).expand(len(maps), -1, -1, -1)
-    return nn.functional.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="border",
-                                     align_corners=True)[:, 0]
+    drawn = nn.functional.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="border",
+                                      align_corners=True)[:, 0]
+    outside = offset.abs() > side * stride / 2
+    drawn[:, outside, :] = drawn[:, :, outside] = float("nan")
+    return drawn
 
 
 def saved_stride(gradcam: dict, size: int = 32) -> float:
