@@ -17,7 +17,7 @@ from labkit.reporting.markdown import build, gradcam_section
 from labkit.robustness.adversarial import PixelModel, attack_accuracy
 from labkit.robustness.calibration import BINS, calibrate, fit_temperature, reliability_bins, scores
 from labkit.robustness.corruptions import CORRUPTIONS, SEVERITIES, corrupt, hsv_to_rgb, rgb_to_hsv
-from labkit.robustness.gradcam import grad_cam, map_stride, place, target_layer
+from labkit.robustness.gradcam import border, grad_cam, map_stride, place, target_layer
 from labkit.robustness.suite import (
     ANALYSIS_FILE,
     PREDICTIONS_FILE,
@@ -191,12 +191,12 @@ def test_gradcam_cells_are_drawn_over_the_pixels_they_see():
     first = torch.zeros(1, 10, 10)
     first[0, 0, 0] = 1.0
     drawn = place(first, 2.0)[0]
-    assert drawn[:6].isnan().all() and drawn[:, :6].isnan().all()      # the border outside every cell's tile
+    assert drawn[:6].isnan().all() and drawn[:, :6].isnan().all() and border(10, 2.0) == 6   # outside every tile
     nan = float("nan")
     assert torch.allclose(drawn[6], torch.tensor([nan] * 6 + [1.0, 0.75, 0.25] + [0.0] * 17 + [nan] * 6), equal_nan=True)
     maps = torch.rand(3, 4, 4)
     resized = torch.nn.functional.interpolate(maps[:, None], (32, 32), mode="bilinear")[:, 0]
-    assert torch.allclose(place(maps, 8.0), resized, atol=1e-6)
+    assert torch.allclose(place(maps, 8.0), resized, atol=1e-6) and border(4, 8.0) == 0
 
 
 def test_gradcam_finds_the_evidence_where_it_is():

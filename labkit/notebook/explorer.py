@@ -49,6 +49,7 @@ class Explorer:
         self.page_size = COLUMNS * ROWS
         self.index = next(iter(analyses.values())).test_index
         self.images, self.labels = data.test_images[self.index], data.test_labels[self.index]
+        self.strides = {run: map_stride(analysis.model) for run, analysis in analyses.items()}   # Grad-CAM cell spacing
 
     def most_confused(self, run: str) -> tuple[int, int]:
         """The (true, predicted) class pair the run confuses most often."""
@@ -119,7 +120,7 @@ class Explorer:
             predicted = analysis.probabilities[position].argmax().view(1)
             maps, layer, side = grad_cam(analysis.model, image, predicted)
             ax.imshow(image[0].permute(1, 2, 0).numpy())
-            ax.imshow(place(maps, map_stride(analysis.model))[0].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.imshow(place(maps, self.strides[run])[0].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             wrong = int(predicted) != int(self.labels[position])
             ax.set_title(f"{panel_title(run)}\n{self.top3(run, position)}", fontsize=8,
                          color=WRONG if wrong else "black")

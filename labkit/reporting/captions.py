@@ -9,7 +9,7 @@ from labkit.reporting.figures import MIN_BIN_IMAGES, budget_offset, corruption_s
 from labkit.reporting.select import budget_groups, is_final_fit, present, recipe_difference, runs_by_model
 from labkit.reporting.stats import lead_over_next
 from labkit.reporting.tables import and_list, budget
-from labkit.robustness.gradcam import drawn_maps, saved_stride
+from labkit.robustness.gradcam import border, cell_offsets, drawn_maps, place, saved_stride
 
 LOOK_CAPTIONS = {
     "predictions": "The same 24 seeded random test images for every model, titled true → predicted; mistakes in red.",
@@ -335,11 +335,12 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
             "Each map is scaled to its own maximum, so a map of a 35% prediction looks as red as one of 95%")
     text += (f", and the maps' sides differ ({', '.join(f'{s}×{s}' for s in sides)}), so blob size follows the "
              "map's resolution, not the model's attention." if len(sides) > 1 else ".")
-    framed = [name for name, g in gradcams.items() if g["map_size"] * saved_stride(g) < 32]
-    if framed:
-        text += (f" Each cell is drawn over the pixels it sees; {and_list(framed)} "
-                 f"{'has' if len(framed) == 1 else 'have'} no cell centred near the border (unpadded convolutions), "
-                 "so the border is left uncoloured.")
+    for name, g in gradcams.items():
+        stride = saved_stride(g)
+        if stride and border(g["map_size"], stride):
+            text += (f" {name}'s unpadded convolutions centre its cells {stride:g} px apart, so its map is drawn with "
+                     f"each cell over the pixels it sees and its outer {border(g['map_size'], stride):g}-pixel border "
+                     "uncoloured; the others are the usual even resize.")
     if hard and max(right_on_hard.values()) > 0:
         best = max(right_on_hard.values())
         leaders = [name for name, right in right_on_hard.items() if right == best]
@@ -351,33 +352,37 @@ def gradcam_caption(gradcams: dict[str, dict]) -> str:
 def centre_share_reading(gradcams: dict[str, dict]) -> str:
     """How much of each model's map weight falls on the central 16×16 pixels, a quarter of the image,
     where CIFAR-10's photos mostly put their object: the mean over the explained images, maps placed
-    over the 32×32 image as the figure draws them (`drawn_maps`). What an even map and a map wholly on
-    its central cells score depends on the map's geometry, so both are given for each."""
-    shares, blank, bounds = {}, [], {}
+    over the 32×32 image as the figure draws them (`drawn_maps`), grouped by map geometry with what an
+    even map and a map wholly on its central cells score in it. Maps of unknown geometry are left out."""
+    groups, blank, unknown = {}, [], []
     for name, g in gradcams.items():
-        maps = drawn_maps(g).nan_to_num(0).clamp(min=0)       # uncoloured pixels weigh nothing
         side, stride = g["map_size"], saved_stride(g)
-        if (side, stride) not in bounds:
-            middle = (((torch.arange(side) - (side - 1) / 2) * stride).abs() < 8).float()   # offsets from the centre
-            even, central = torch.ones(side, side), middle[:, None] * middle[None]
-            drawn = drawn_maps({"maps": torch.stack([even, central]), "map_size": side, "map_stride": stride})
-            bounds[side, stride] = centre_share(drawn.nan_to_num(0)).tolist()
-        weight = maps.sum((1, 2))
-        shares[name] = centre_share(maps[weight > 0]).tolist()
-        blank += [name] if len(shares[name]) < len(maps) else []
-    images = max((len(share) for share in shares.values()), default=0)
+        if stride is None:
+            unknown.append(name)
+            continue
+        maps = drawn_maps(g).nan_to_num(0).clamp(min=0)       # uncoloured pixels weigh nothing
+        share = centre_share(maps[maps.sum((1, 2)) > 0]).tolist()
+        groups.setdefault((side, stride), {})[name] = share
+        blank += [name] if len(share) < len(maps) else []
+    images = max((len(share) for group in groups.values() for share in group.values()), default=0)
     if not images:
         return ""
-    geometries = [f"{even:.0%} and {central:.0%} for {side}×{side} maps with cells {stride:g} px apart"
-                  for (side, stride), (even, central) in bounds.items()]
-    geometries[0] = geometries[0].replace(" and ", " there and a map wholly on the cells centred there ", 1)
+    readings = []
+    for (side, stride), shares in groups.items():
+        central = (cell_offsets(side, stride).abs() < 8).float()             # the cells centred on the middle
+        even, middle = centre_share(place(torch.stack([torch.ones(side, side), central[:, None] * central[None]]),
+                                          stride).nan_to_num(0)).tolist()
+        readings.append(f"{side}×{side} maps with cells {stride:g} px apart (an even map {even:.0%}, one wholly on "
+                        f"the cells centred there {middle:.0%}): "
+                        + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
+                                    for name, share in shares.items()))
     return (" The share of each map's weight on the central 16×16 pixels, a quarter of the image, where CIFAR-10's "
-            f"photos mostly put the object (as drawn, an even map puts {'; '.join(geometries)}), mean over the "
-            "images explained: "
-            + ", ".join(f"{name} {sum(share) / len(share):.0%}" if share else f"{name} –"
-                        for name, share in shares.items())
+            "photos mostly put the object, as drawn and averaged over the images explained, for "
+            + "; for ".join(readings)
             + (f" (all-zero maps of {and_list(blank)} left out)" if blank else "")
-            + f"; {images} {'image is' if images == 1 else 'images are'} a glimpse of where each model looks, not a "
+            + (f"; {and_list(unknown)} left out: analysed before the map's cell spacing was recorded (rerun the "
+               "analysis notebook to record it)" if unknown else "")
+            + f". {images} {'image is' if images == 1 else 'images are'} a glimpse of where each model looks, not a "
             "measurement of it.")
 
 

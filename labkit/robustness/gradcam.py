@@ -7,10 +7,10 @@ The layer is the deepest convolutional stage whose maps are still at least 4×4 
 ResNets (4×4), the last dense block (4×4), but layer2 (4×4) of the ImageNet-stem variant, which
 has shrunk a 32×32 image to 8×8 before its first stage.
 
-A map is drawn over the image with each cell at the centre of the pixels it sees (`place`): the
-ResNets' and DenseNet's padded 4×4 maps tile the image (an even resize), but the CNN's unpadded
-convolutions see pixels 0–13 from its first cell and 18–31 from its last, so its 10×10 cells sit 2
-pixels apart from 6.5 to 24.5, not spread over the whole image.
+A map is drawn over the image with each cell over the pixels it sees (`place`). The CNN's unpadded
+convolutions centre its 10×10 cells 2 pixels apart, from pixel 6.5 to 24.5 (its first cell sees
+pixels 0–13), so its map covers the middle 20×20 pixels and its outer 6 are left uncoloured. The
+padded models' 4×4 maps tile the image and are drawn as the usual even resize.
 """
 from __future__ import annotations
 
@@ -92,14 +92,25 @@ def map_stride(model: nn.Module, size: int = 32) -> float:
     return size / (sides[1] - sides[0])
 
 
+def cell_offsets(side: int, stride: float) -> Tensor:
+    """Each cell centre's offset in pixels from the image's centre, along one axis."""
+    return (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * stride
+
+
+def border(side: int, stride: float, size: int = 32) -> float:
+    """Pixels along each edge outside every cell's stride-wide tile: 6 for the CNN's 10×10 cells 2 px
+    apart, 0 for a map that tiles the image."""
+    return max((size - side * stride) / 2, 0.0)
+
+
 def place(maps: Tensor, stride: float, size: int = 32) -> Tensor:
-    """Maps N×s×s drawn over a size×size image, each cell at the centre of the pixels it sees: cells
-    `stride` pixels apart, centred on the image (its convolutions pad both sides alike, or neither),
-    interpolated bilinearly between cell centres, and each edge cell held over the stride-wide tile
-    around its centre. Pixels outside every cell's tile are NaN (drawn uncoloured): the CNN's 6-pixel
-    border, which its cells see only at the edges of their views. With stride = size / s the tiles
-    cover the image and this is the usual bilinear resize; the half-pixel shift of a stride-2
-    convolution with padding 1 is ignored."""
+    """Maps N×s×s drawn over a size×size image, each cell over the pixels it sees: cells `stride`
+    pixels apart, centred on the image (its convolutions pad both sides alike, or neither),
+    interpolated bilinearly between cell centres, each edge cell held over the stride-wide tile
+    around its centre, and pixels outside every tile NaN (drawn uncoloured; `border`). With
+    stride = size / s the tiles cover the image and this is the usual bilinear resize, as the padded
+    models are drawn, although their stride-2 convolutions with padding 1 put each cell's geometric
+    centre up to 3.5 px up and left of its tile's (those cells see the whole image anyway)."""
     side = maps.shape[-1]
     offset = torch.arange(size, dtype=torch.float32) - (size - 1) / 2     # each pixel from the image's centre
     cell = offset / stride + (side - 1) / 2                               # ... in cells from the first
@@ -107,17 +118,22 @@ def place(maps: Tensor, stride: float, size: int = 32) -> Tensor:
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).expand(len(maps), -1, -1, -1)
     drawn = nn.functional.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="border",
                                       align_corners=True)[:, 0]
-    outside = offset.abs() > side * stride / 2
+    outside = offset.abs() > size / 2 - border(side, stride, size)
     drawn[:, outside, :] = drawn[:, :, outside] = float("nan")
     return drawn
 
 
-def saved_stride(gradcam: dict, size: int = 32) -> float:
-    """The cell spacing a saved analysis's Grad-CAM recorded; analyses saved before "map_stride" was
-    recorded are drawn as an even resize, as they were then."""
-    return gradcam.get("map_stride", size / gradcam["map_size"])
+def saved_stride(gradcam: dict, size: int = 32) -> float | None:
+    """The cell spacing a saved analysis's Grad-CAM recorded as "map_stride". An analysis saved before
+    that was recorded: size / side for a map that divides the image evenly (what a padded network
+    gives), None for one that does not (its geometry is unknown: rerun the analysis to record it)."""
+    if "map_stride" in gradcam:
+        return gradcam["map_stride"]
+    return size / gradcam["map_size"] if size % gradcam["map_size"] == 0 else None
 
 
 def drawn_maps(gradcam: dict, size: int = 32) -> Tensor:
-    """A saved analysis's Grad-CAM maps as drawn over its images (`place`)."""
-    return place(torch.as_tensor(gradcam["maps"], dtype=torch.float32), saved_stride(gradcam, size), size)
+    """A saved analysis's Grad-CAM maps as drawn over its images (`place`); maps of unknown geometry
+    (`saved_stride`) as an even resize, as they were drawn when analysed."""
+    stride = saved_stride(gradcam, size) or size / gradcam["map_size"]
+    return place(torch.as_tensor(gradcam["maps"], dtype=torch.float32), stride, size)
