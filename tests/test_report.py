@@ -997,3 +997,18 @@ def test_the_analysis_times_say_what_costs_most_and_that_machines_differ():
                     "each analysis. The analyses ran on CPU A and CPU B, whose speeds differ, so compare times within "
                     "one machine.")
     assert analysis_time_reading({"a": summary(50, 100, "CPU A")})[0].endswith("take 50% of each analysis.")
+
+
+def test_the_summary_names_the_claims_behind_each_verdict():
+    from labkit.reporting.overview import claim_tally
+
+    def claim(topic, verdict, **more):
+        return {"topic": topic, "verdict": verdict, **more}
+    [line] = claim_tally([claim("a holds", "supported"), claim("b holds", "partly (x, y; z)"),
+                          claim("c holds", "supported", on="the 40-epoch runs"),
+                          claim("d holds", "not conclusive: beyond the test noise only"), claim("e holds", "missing")])
+    assert line == ("- Of the lab report's 5 claims, 4 could be checked (1 at a shorter budget, where the runs compared "
+                    "match): 2 supported (a holds; c holds), 1 partly (b holds), 1 not conclusive (d holds); 1 waits "
+                    "for a run not trained yet. The conclusions give each verdict in full; the discussion gives the "
+                    "evidence.")
+    assert claim_tally([claim("e holds", "missing")]) == []

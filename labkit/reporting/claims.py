@@ -23,9 +23,9 @@ NOT_COMPARABLE, NOT_JUDGED = "not comparable yet", "not judged"   # verdicts ano
 
 def claims(runs: dict, benchmarks: dict | None = None) -> list[dict]:
     """Every claim of the lab report, judged on `runs` (keyed by run name, one per model); each entry
-    is {"claim", "verdict", "evidence"}."""
+    is {"claim", "topic" (a few words, for the summary), "verdict", "evidence"}."""
     by_model = one_per_model(runs)
-    return [judge(by_model, benchmarks or {}) for judge in CLAIMS]
+    return [{"topic": topic, **judge(by_model, benchmarks or {})} for topic, judge in CLAIMS]
 
 
 def claims_where_comparable(runs: dict, every_run: dict, benchmarks: dict | None = None) -> list[dict]:
@@ -234,5 +234,8 @@ def imagenet_stem_costs_accuracy(runs: dict, benchmarks: dict) -> dict:
                         f"{b['flops_per_image'] / 1e6:,.1f} MFLOPs/img"}
 
 
-CLAIMS = (deep_models_beat_the_cnn, shortcuts_explain_the_gap, densenet_is_smaller_but_costlier,
-          se_learns_in_fewer_epochs, imagenet_stem_costs_accuracy)
+CLAIMS = (("the deep networks beat the CNN", deep_models_beat_the_cnn),
+          ("residual connections help", shortcuts_explain_the_gap),
+          ("DenseNet is smaller but costlier", densenet_is_smaller_but_costlier),
+          ("SE learns in fewer epochs", se_learns_in_fewer_epochs),
+          ("the ImageNet stem costs accuracy", imagenet_stem_costs_accuracy))

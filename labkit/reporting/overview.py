@@ -168,18 +168,28 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
              f"{tta_levels_note(groups, 'the model sections below')}", "", "Findings:", ""]
     jpeg = any("jpeg" in run["metrics"].get("data_location", "") for group in groups.values() for _, run in group)
     lines += [f"- {sentence}" for sentence in lab_report_findings(groups, seed_noise(every_run), jpeg)]
-    judged = [c["verdict"] for c in verdicts if c["verdict"] != "missing"]
-    if judged:
-        counts = pd.Series(judged).value_counts()
-        waiting = len(verdicts) - len(judged)
-        elsewhere = sum("on" in c for c in verdicts)
-        lines += [f"- Of the lab report's {len(verdicts)} claims, {len(judged)} could be checked"
-                  + (f" ({elsewhere} at a shorter budget, where the runs compared match)" if elsewhere else "") + ": "
-                  + "; ".join(f"{count} {verdict}" for verdict, count in counts.items())   # verdicts hold commas
-                  + (f"; {waiting} waits for a run not trained yet" if waiting == 1 else
-                     f"; {waiting} wait for runs not trained yet" if waiting else "")
-                  + ". The conclusions list them; the discussion gives the evidence."]
+    lines += claim_tally(verdicts)
     return lines + [""]
+
+
+def claim_tally(verdicts: list[dict]) -> list[str]:
+    """The summary's line on the lab report's claims: how many got each verdict, by its first words (the
+    conclusions give it whole), naming the claims."""
+    judged = [c for c in verdicts if c["verdict"] != "missing"]
+    if not judged:
+        return []
+    by_verdict = {}
+    for c in judged:
+        by_verdict.setdefault(c["verdict"].split(":")[0].split(" (")[0], []).append(c["topic"])
+    waiting = len(verdicts) - len(judged)
+    elsewhere = sum("on" in c for c in verdicts)
+    return [f"- Of the lab report's {len(verdicts)} claims, {len(judged)} could be checked"
+            + (f" ({elsewhere} at a shorter budget, where the runs compared match)" if elsewhere else "") + ": "
+            + ", ".join(f"{len(topics)} {verdict} ({'; '.join(topics)})"
+                        for verdict, topics in sorted(by_verdict.items(), key=lambda item: -len(item[1])))
+            + (f"; {waiting} waits for a run not trained yet" if waiting == 1 else
+               f"; {waiting} wait for runs not trained yet" if waiting else "")
+            + ". The conclusions give each verdict in full; the discussion gives the evidence."]
 
 
 def recipe_row(name: str, run: dict) -> dict:
