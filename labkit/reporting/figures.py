@@ -330,7 +330,7 @@ def gradcam_overlays(images: torch.Tensor, rows: dict[str, dict], captions: list
     confidence below, red where wrong. A model's maps read down a column; the models compare along a
     row. With few runs several images share a row, so no figure is wider than `max_columns` panels
     (about 7 in, legible at page width).
-    Each map's cells sit over the pixels they see (`drawn_maps`).
+    Each map is placed over its image by `drawn_maps`.
     rows: run -> {"maps": N×s×s, "predicted": [...], "confidence": [...], "true": [...], "layer", "map_size",
     "map_stride" (optional)}."""
     block = len(rows) + 1                                  # the image, then one map per run
