@@ -9,6 +9,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.notebook.params import NOTEBOOK_MODELS
 from labkit.reporting.markdown import replace_generated
+from labkit.reporting.tables import MODEL_TITLES
 from labkit.robustness.suite import AnalysisSettings
 from labkit.training.config import HEADLINE_RECIPES, TrainConfig, defaults_for, notebook_settings
 
@@ -378,10 +379,11 @@ KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "languag
 
 def settings_table() -> str:
     """The README's settings table, from TrainConfig's declarations: the base default, and where it differs
-    ResNet-18's headline recipe (DenseNet's too; SE's but for its budget), which the command line and
-    notebooks start from."""
+    ResNet-18's headline recipe, which the command line and notebooks start from; the column names every
+    model whose headline recipe is the same."""
     headline = HEADLINE_RECIPES["resnet18"]
-    rows = ["| setting | base default | headline (ResNet-18, DenseNet) | what it does | notebooks |",
+    sharing = ", ".join(MODEL_TITLES[model] for model, recipe in HEADLINE_RECIPES.items() if recipe == headline)
+    rows = [f"| setting | base default | headline: {sharing} | what it does | notebooks |",
             "|---|---|---|---|---|"]
     for f in fields(TrainConfig):
         where = ("every model" if f.metadata["models"] is None else ", ".join(f.metadata["models"])) \
