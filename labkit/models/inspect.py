@@ -219,15 +219,21 @@ def gate_reading(table: pd.DataFrame) -> str:
         listed = f" ({', '.join(names)})" if names else ""
         return f"{len(names)} of {len(table)} SE blocks{listed} {singular if len(names) == 1 else plural}"
 
-    definition = f"flat gates (within {GATE_SPREAD} of 0.5, varying by less than {GATE_SPREAD} over images and over channels)"
+    definition = (f"flat gates (mean within {GATE_SPREAD} of 0.5, standard deviation under {GATE_SPREAD} over images "
+                  "and over channels)")
     parts = [count(flat, "has", "have") + f" {definition}: "
              + ("it scales its residual by about one half, almost whatever the image" if len(flat) == 1
                 else "they scale their residual by about one half, almost whatever the image")
              if flat else f"No SE block has {definition}"]
-    if flat:
-        widest = (table.loc[flat, "max"] - table.loc[flat, "min"]).idxmax()
-        parts[0] += (f"; single gates there still reach {table.loc[widest, 'min']:.3f} to "
-                     f"{table.loc[widest, 'max']:.3f} ({widest}; the extremes over every image and channel)")
+    if flat:   # a small sd still allows rare outliers: give the widest block's extremes, and the narrowest's
+        ranges = table.loc[flat, "max"] - table.loc[flat, "min"]
+        widest, narrowest = ranges.idxmax(), ranges.idxmin()
+        parts[0] += (f"; a small deviation still allows rare outliers: single gates reach "
+                     f"{table.loc[widest, 'min']:.3f} to {table.loc[widest, 'max']:.3f} ({widest}; the extremes "
+                     "over every image and channel)")
+        if narrowest != widest:
+            parts[0] += (f", while every gate of {narrowest} lies between {table.loc[narrowest, 'min']:.3f} and "
+                         f"{table.loc[narrowest, 'max']:.3f}")
     if fixed:
         parts.append(count(fixed, "scales", "scale") + " each channel by its own amount, which changes little from image "
                      f"to image (sd over images under {GATE_SPREAD})")

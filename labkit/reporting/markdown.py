@@ -293,7 +293,7 @@ def tuning_conclusion(log: dict, adopted: list[tuple[str, str, dict]], earlier: 
         if tune.trial_label(best) not in labels and kept:
             names = " and ".join(f"'{tune.trial_label(r)}' ({settings_changed(r)})" for r in kept)
             text += (f" The best trial ({settings_changed(best)}) was not adopted: its lead over {names} is within "
-                     f"the noise, and a recipe in use changes only for a gain beyond the noise.")
+                     f"the noise, and a recipe already in use is kept unless another wins beyond the noise.")
         for used in (r for r in trials if tune.trial_label(r) in labels):
             simpler = [r for r in trials if r["final_val_accuracy"] > used["final_val_accuracy"]
                        and len(r["overrides"]) < len(used["overrides"])]
@@ -425,8 +425,9 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
     lines = ["### Corruption robustness", "",
               f"{len(CORRUPTIONS)} corruptions in the manner of CIFAR-10-C (Hendrycks & Dietterich, 2019; "
               f"{', '.join(c.replace('_', ' ') for c in CORRUPTIONS)}; "
-              "CIFAR-10-C's fog, frost and snow need image files we do not have, so speckle noise, Gaussian blur "
-              "and saturate, CIFAR-10-C's extra set, stand in for them), severities 1–5 with CIFAR-10-C's "
+              "CIFAR-10-C's frost overlays photographs we do not have, its snow needs ImageMagick's motion blur and its "
+              "fog a plasma-fractal generator, which we did not reimplement, so speckle noise, Gaussian blur "
+              "and saturate, CIFAR-10-C's extra set, stand in for the three), severities 1–5 with CIFAR-10-C's "
               "parameters, generated here from our JPEG copy by "
               "`labkit.robustness.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
               "different base image set, our own generation); they compare our models with each other on the same "
@@ -973,7 +974,7 @@ def provenance_section(every_run: dict, root: Path) -> list[str]:
              "2-core machine other jobs sometimes ran beside a training run and slowed it; the benchmark section "
              "above measures each pipeline alone. 'Trained by' lists the commit of the code that trained each "
              "stretch of epochs (a run resumed across sessions may span several); 'saved by' is the commit at "
-             "save time; 'notebook ran', the epochs its kept notebook (`results/<run>/notebook.ipynb`) trained, the others having run in earlier sessions before an interruption; 'analysed by', the commit of its `analysis.json` where it has one.", ""]
+             "save time; 'notebook ran', the epochs its kept notebook (`results/<run>/notebook.ipynb`) trained, the others having run in earlier sessions before an interruption; 'analysed by', the commit of its `analysis.json` where it has one. '(dirty)' marks a commit whose working tree had uncommitted changes at the time.", ""]
     if same:
         lines += ["Every run: " + "; ".join(f"{key} {value}" for key, value in same.items()) + ".", ""]
     columns = ["run", *varying, "device", "epochs", "notebook ran", "train time", "trained by", "saved by",
@@ -986,7 +987,8 @@ def provenance_section(every_run: dict, root: Path) -> list[str]:
             analysis = load_analysis(name, root)
         except RunDataError:
             analysis = None
-        analysed = (analysis.get("git_commit") or "unknown")[:7] if analysis else "–"
+        analysed = ((analysis.get("git_commit") or "unknown")[:7] + (" (dirty)" if analysis.get("git_dirty") else "")
+                    if analysis else "–")
         cells = [name, *(shared[key](m) for key in varying), machine_name(m["device"]), str(m["epochs"]),
                  notebook_epochs(run["folder"], m["epochs"]), f"{m['training_wall_time_s'] / 60:,.1f} min",
                  training_commits(run["history"]), commit, analysed,

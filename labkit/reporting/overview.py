@@ -135,8 +135,8 @@ def tta_levels_note(groups: dict, sections: str = "report.md's model sections") 
             "give every level each run measured).")
 
 
-CONTROL_PHRASE = (" and, as the control for the lab report's residual claim, the same network with its shortcuts "
-                  "removed (plain18, trained with the first ResNet-18 run's recipe and budget),")
+CONTROL_PHRASE = (", and, as the control for the lab report's residual claim, the same network with its shortcuts "
+                  "removed (plain18, trained with the first ResNet-18 run's recipe and budget)")
 
 
 def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
@@ -148,18 +148,20 @@ def summary_section(every_run: dict, verdicts: list[dict]) -> list[str]:
     table = headline_table(every_run).drop(columns=["run"])
     control = "plain18" in groups
     lines = ["## Summary", "",
-             f"{'Six' if control else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy) on "
-             f"{' and '.join(devices)}: "
-             f"the PyTorch tutorial CNN, ResNet-18{CONTROL_PHRASE if control else ','} DenseNet-BC with growth rate "
-             f"k = 12 (bottlenecks and 0.5 "
-             f"compression in the four-block [6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters, not the "
-             f"paper's 100-layer three-block CIFAR model), and SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and "
-             f"as the lab report printed it, with the ImageNet stem (7×7 stride-2 convolution and max-pool), which "
-             f"serves as the ablation of the stem. No choice was made on the test split: recipes were compared on "
-             f"validation splits, most on ResNet-18's, and carried over to the other models; several rest on gains "
-             f"within the val noise, or on published practice rather than a trial of their own (the appendix gives "
-             f"every trial). Each run's test accuracy was computed once, after its last epoch, at every TTA level; "
-             f"the analyses evaluate the test split again afterwards.", "",
+             f"{'Six' if control else 'Five'} networks trained from scratch on CIFAR-10 (the offline JPEG copy), on "
+             f"{' and '.join(devices)}:", "",
+             "- the PyTorch tutorial CNN;",
+             f"- ResNet-18{CONTROL_PHRASE if control else ''};",
+             "- DenseNet-BC with growth rate k = 12: bottlenecks and 0.5 compression in the four-block "
+             "[6, 12, 24, 16] layout of DenseNet-121, 1.0 M parameters (not the paper's 100-layer three-block "
+             "CIFAR model);",
+             "- SE-ResNet-18 twice: with ResNet-18's CIFAR stem, and as the lab report printed it, with the "
+             "ImageNet stem (7×7 stride-2 convolution and max-pool), the ablation of the stem.", "",
+             "No choice was made on the test split. Recipes were compared on validation splits, most on "
+             "ResNet-18's, and carried over to the other models; several rest on gains within the val noise, or on "
+             "published practice rather than a trial of their own (the appendix gives every trial). Each run's "
+             "test accuracy was computed once, after its last epoch, at every TTA level; the analyses evaluate "
+             "the test split again afterwards.", "",
              markdown_table(table), "",
              "Times are as run, on the machine named: these shared CPUs differed about twofold in speed between "
              "sessions, even under one name, so compare times only within one benchmark run (the appendix's "

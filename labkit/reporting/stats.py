@@ -99,6 +99,15 @@ def speeds_by_machine(benchmarks: dict, models: tuple[str, ...]) -> list[tuple[s
     return [(machine, speeds, stem) for machine, (speeds, stem) in found.items()]
 
 
+def repeat_span(bench: dict, model: str) -> tuple[float, float]:
+    """The slowest and the fastest repeat of `model`'s fast-path training in one benchmark file: how far
+    apart two models must be before that machine ranks them (its median alone where the file kept no
+    repeats)."""
+    fast = bench["models"][model]["fast"]
+    repeats = fast.get("runs_images_per_s") or [fast["images_per_s"]]
+    return min(repeats), max(repeats)
+
+
 def training_speeds(runs: dict, benchmarks: dict | None, models: tuple[str, ...]) -> tuple[list[float], str]:
     """Training img/s of `models` and where it comes from: the newest benchmark that measured them all
     alone (named), else each run's median epoch (runs from different days or machines can differ twofold)."""

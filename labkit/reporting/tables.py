@@ -37,8 +37,8 @@ def lab_report_table(runs: dict) -> pd.DataFrame:
                         + (plain_sd ** 2 / len(group) if plain_sd else 0.0))
             noise = 2 * variance ** 0.5
             gap = plain - said
-            row["verdict"] = (f"beaten by {gap * 100:.2f} points without TTA" if gap > noise else
-                              f"short by {-gap * 100:.2f} points without TTA" if gap < -noise else
+            row["verdict"] = (f"ours higher by {gap * 100:.2f} points without TTA" if gap > noise else
+                              f"ours lower by {-gap * 100:.2f} points without TTA" if gap < -noise else
                               f"within noise without TTA ({gap * 100:+.2f} points, 2 SE = {noise * 100:.2f})")
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
