@@ -197,7 +197,7 @@ def comparison_notebook() -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell("# Comparing the four architectures\n\nEverything here is read from `results/`: the "
                           "runs the architecture notebooks saved. By default each model is represented by its longest "
-                          "run (for ResNet-18 a 40-epoch run, not the 15-epoch `resnet18`); of runs with the same "
+                          "run (for ResNet-18 its 80-epoch final fit, not the 15-epoch `resnet18`); of runs with the same "
                           "budget, a final fit on all 50,000 training images comes first, then the one the report's "
                           "rule chose on val. A run that has not been trained is reported as missing, never filled in."),
         new_code_cell('# Parameters (papermill: -p name value)\n'

@@ -1044,5 +1044,5 @@ def readme_times(every_run: dict, root: Path) -> str:
             "A time per epoch covers training and validation (a final fit has none), on shared CPUs whose speed "
             "differed about twofold between sessions; a run's train time sums its epochs, slowed ones included, so "
             f"it is not epochs × this time. {gpu} Reproducing every committed run took {training:.0f} h of training "
-            f"on these 2-core CPUs, plus {tuning:.0f} h of recipe trials; one headline run is the train time in "
-            "the table above.")
+            f"on these 2-core CPUs, plus {tuning:.0f} h of recipe trials; a single headline run costs its train time "
+            "in the results table above.")
