@@ -39,7 +39,7 @@ HEADLINE_RECIPES = {
     "cnn": dict(LONG_RUN, epochs=60, cutout=0),   # its runs predate the cutout decision (scripts/real_runs.sh)
     "resnet18": dict(LONG_RUN, epochs=80, val_size=0),         # the final fits (issue 29), on all 50,000 images
     "densenet_cifar": dict(LONG_RUN, epochs=80, val_size=0),
-    "se_resnet18": LONG_RUN,
+    "se_resnet18": dict(LONG_RUN, epochs=80, val_size=0),
     "se_resnet18_imagenet_stem": LONG_RUN,
     "plain18": dict(epochs=15),     # the control: the committed 15-epoch resnet18 run's recipe
 }
