@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from labkit import tune
@@ -151,3 +152,28 @@ def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp
     [finding] = gate_findings(tmp_path)
     assert "+5.00 points, beyond the noise" in finding and finding.endswith(").")
     assert gate_findings(tmp_path / "nothing") == [] and trial_gate_lines({"trials": []}) == []
+
+
+def test_the_se_section_and_conclusions_say_which_gate_variant_the_headline_run_used(tmp_path):
+    from labkit.reporting.markdown import gate_trial_lines
+    from labkit.reporting.overview import gate_findings
+
+    (tmp_path / "tuning").mkdir()
+    log = gate_log(0.01, 0.06, 0.805)
+    (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(log))
+    folder = tmp_path / "se-final"
+    (folder / "figures").mkdir(parents=True)
+    pd.DataFrame({"mean gate": [0.5, 0.42], "sd over images": [0.001, 0.2], "sd over channels": [0.001, 0.1]},
+                 index=pd.Index(["layer2.1", "layer4.1"], name="block")).to_csv(folder / "figures" / "excitation.csv")
+    run = {"folder": folder, "metrics": {"model": "se_resnet18", "epochs": 80, "train_images": 50000, "val_images": 0,
+                                         "config": {"exempt_excitation_decay": False}}}
+    [line] = gate_trial_lines(run, {"se_resnet18-6ep": log})
+    assert line.startswith("- trained with exempt_excitation_decay False; the 6-epoch val trials")
+    assert "+0.50 points of final val accuracy, within" in line and "0 against 8 flat blocks" in line
+    assert gate_trial_lines(dict(run, metrics=dict(run["metrics"], model="resnet18")), {"x": log}) == []
+    [finding] = gate_findings(tmp_path, {"se_resnet18": [("se-final", run)]})
+    assert finding.endswith("se-final (80 epochs on all 50,000 training images) trained with exempt_excitation_decay "
+                            "False; on its test images 1 of its 2 blocks are flat (layer2.1).")
+    (folder / "figures" / "excitation.csv").unlink()    # a run whose notebook saved no gates: the setting only
+    [finding] = gate_findings(tmp_path, {"se_resnet18": [("se-final", run)]})
+    assert finding.endswith("trained with exempt_excitation_decay False.")

@@ -793,8 +793,9 @@ def build(root: Path, output: Path) -> str:
                   f"(a quick run on synthetic data, say).", ""]
     header_end = len(lines)
     lines += summary_section(every_run, verdicts) + pending_lines(runs, found, root) + setup_section(found, every_run, root)
+    logs = tune.load_logs(root)
     for name, run in found.items():
-        lines += model_section(name, run, every_run, figures, link)
+        lines += model_section(name, run, every_run, figures, link, logs)
     lines += comparison_section(runs, every_run, figures, link)
     lines += discussion_section(runs, every_run, verdicts, benches)
     lines += beyond_section(found, root, figures, link, problems)
@@ -854,9 +855,10 @@ def header_section(control: bool) -> list[str]:
     return lines
 
 
-def model_section(name: str, run: dict, every_run: dict, figures: Path, link) -> list[str]:
-    """One model on its longest run: the architecture, accuracy and cost, curves, per-class results
-    and the look inside it that its notebook saved."""
+def model_section(name: str, run: dict, every_run: dict, figures: Path, link, logs: dict | None = None) -> list[str]:
+    """One model on its longest run: the architecture, accuracy and cost, the gate trials of its model
+    among the tuning `logs` (`gate_trial_lines`), curves, per-class results and the look inside it that
+    its notebook saved."""
     m = run["metrics"]
     title, description = ARCHITECTURES.get(m["model"], (m["model"], ""))
     val = (f"- final validation accuracy: {m['final_val_accuracy']:.2%} on {m['val_images']:,} held-out train images"
@@ -869,7 +871,8 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
              f"{m['epochs']} epochs in {m['training_wall_time_s'] / 60:.1f} min with evaluation on "
              f"{machine_name(m['device'])}{compiled}; the training steps alone: {m['images_per_s']:,.0f} img/s overall, "
              f"{typical_images_per_s(run):,.0f} in the median epoch"]
-    lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + control_line(run, every_run) + [""]
+    lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + control_line(run, every_run)
+    lines += gate_trial_lines(run, logs or {}) + [""]
     curves = figures / f"{name}_curves.png"
     save(training_curves(run["history"], title=name), curves)
     bars = figures / f"{name}_per_class.png"
@@ -897,6 +900,25 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link) ->
             shown = gates.drop(columns=["class split", "split share"], errors="ignore")
             lines += ["SE gates per block on 2,000 test images (mean, and their spread over images, channels and "
                       "class means):", "", markdown_table(shown.map("{:.3f}".format)), "", gate_reading(gates), ""]
+    return lines
+
+
+def gate_trial_lines(run: dict, logs: dict) -> list[str]:
+    """For a model whose recipe trials compared SE gates (`tune.gate_contrasts`): which side of each
+    contrast this run trained with, and what the trials measured of the two."""
+    lines = []
+    for log in logs.values():
+        if log["model"] != run["metrics"]["model"]:
+            continue
+        for c in tune.gate_contrasts(log):
+            setting = c["label"].split(" ")[0]
+            value = saved_config(run["metrics"].get("config", {}), TrainConfig).get(setting)
+            lines.append(
+                f"- trained with {setting} {value}; the {log['epochs']}-epoch val trials (appendix) measured "
+                f"{c['label']} against {c['base_label']}: {c['gap'] * 100:+.2f} points of final val accuracy, "
+                f"{'within' if c['within'] else 'beyond'} 2 SE = {c['noise'] * 100:.2f}, with gates that vary "
+                f"×{c['spread_ratio'].median():.1f} as much between images (median over blocks) and "
+                f"{c['flat']} against {c['base_flat']} flat blocks")
     return lines
 
 

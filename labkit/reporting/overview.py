@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from labkit import tune
-from labkit.models.inspect import GATE_SPREAD
+from labkit.models.inspect import GATE_SPREAD, flat_blocks
 from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
 from labkit.reporting.select import budget_groups, is_final_fit, present, recipe, recipe_variants, runs_by_model
@@ -283,7 +283,7 @@ def conclusions_section(every_run: dict, verdicts: list[dict], root: Path) -> li
     waiting = [c["claim"] for c in verdicts if c["verdict"] == "missing"]
     if waiting:
         lines += [f"- Not judged yet, a run they need is missing: {'; '.join(waiting)}."]
-    lines += [f"- {sentence}" for sentence in gate_findings(root)]
+    lines += [f"- {sentence}" for sentence in gate_findings(root, groups)]
     lines += [f"- {sentence}" for sentence in analysis_findings(list(present(
         {name: group[0][1] for name, group in groups.items()})), groups, root)]
     return lines + [""]
@@ -332,10 +332,13 @@ def explained(label: str) -> str:
     return f"{label} ({meaning})" if meaning else label
 
 
-def gate_findings(root: Path) -> list[str]:
-    """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast."""
+def gate_findings(root: Path, groups: dict | None = None) -> list[str]:
+    """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast,
+    followed by what the model's headline run (from `groups`, as `headline_groups` gives them) used and
+    how its own gates came out (`headline_gates`)."""
     sentences = []
     for log in tune.load_logs(root).values():
+        headline = (groups or {}).get(log["model"])
         for c in tune.gate_contrasts(log):
             within, spread = c["within"], c["spread_ratio"].median()
             sentences.append(
@@ -345,8 +348,27 @@ def gate_findings(root: Path) -> list[str]:
                 f"their residual by about one half whatever the image, with {c['base_label']} and {c['flat']} with "
                 f"{c['label']}. The final val accuracy moved by {c['gap'] * 100:+.2f} points, "
                 f"{'within' if within else 'beyond'} the noise (2 SE {c['noise'] * 100:.2f})"
-                + (": livelier gates, no measurable gain at this horizon." if within and spread > 1 else "."))
+                + (": livelier gates, no measurable gain at this horizon." if within and spread > 1 else ".")
+                + (" " + headline_gates(c, *headline[0]) if headline else ""))
     return sentences
+
+
+def headline_gates(contrast: dict, name: str, run: dict) -> str:
+    """Which side of a gate contrast (`tune.gate_contrasts`) the run `name` trained with, and how many of
+    its blocks' gates are flat (`inspect.flat_blocks`) in the table its notebook saved
+    (figures/excitation.csv); '' when the run records neither side's setting."""
+    setting = contrast["label"].split(" ")[0]
+    value = saved_config(run["metrics"].get("config", {}), TrainConfig).get(setting)
+    if f"{setting} {value}" not in (contrast["label"], contrast["base_label"]):
+        return ""
+    text = f"{name} ({budget(run)}) trained with {setting} {value}"
+    table = run["folder"] / "figures" / "excitation.csv"
+    if table.is_file():
+        gates = pd.read_csv(table, index_col=0)
+        flat = flat_blocks(gates)
+        text += (f"; on its test images {len(flat)} of its {len(gates)} blocks are flat"
+                 + (f" ({', '.join(flat)})" if flat else ""))
+    return text + "."
 
 
 def analysis_findings(models: list[str], groups: dict, root: Path) -> list[str]:
