@@ -5,8 +5,8 @@
 Prints the device, its compute capability, the precision `auto` picks, the torch / CUDA / cuDNN
 versions, the number of GPUs, and where `--data auto` would find CIFAR-10. Then it times a short
 training of each model on the fast path (synthetic data, so it needs no download) and reports
-images/s, achieved TFLOP/s (3 × forward FLOPs per image) against the machine's matmul peak, and
-peak memory. Writes results/benchmarks/<device>-doctor.json (+ .png), which the report shows beside
+images/s, achieved TFLOP/s (3 × forward FLOPs per image) against the machine's peak (the faster of
+a matmul and a 3×3 convolution), and peak memory. Writes results/benchmarks/<device>-doctor.json (+ .png), which the report shows beside
 the benchmarks. It runs on a CPU too, with fewer steps by default.
 """
 from __future__ import annotations
@@ -76,22 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     facts = environment(device)
     for key, value in facts.items():
         print(f"{key:>20}: {value}")
-    peaks = {"fp32": bench.matmul_peak(device, torch.float32), "bf16": bench.matmul_peak(device, torch.bfloat16)}
-    if device.type == "cuda":
-        peaks["fp16"] = bench.matmul_peak(device, torch.float16)
-    print(f"{'matmul peak':>20}: " + ", ".join(f"{k} {v / 1e3:.2f} TFLOP/s" for k, v in peaks.items()))
+    peaks = bench.machine_peaks(device, ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()))
+    for key, label in (("matmul_peak_gflops", "matmul peak"), ("conv_peak_gflops", "3×3 conv peak")):
+        print(f"{label:>20}: " + ", ".join(f"{k} {v / 1e3:.2f} TFLOP/s" for k, v in peaks[key].items()))
     report = {"device": facts["device"], "kind": "doctor", "environment": facts, "torch_version": torch.__version__,
               **git_commit(), "date": utc_timestamp(),
               "settings": {"steps": steps, "warmup_steps": bench.WARMUP_STEPS, "batch_size": args.batch_size,
                            "repeats": 1, "reference_workers": 0},
-              "matmul_peak_gflops": peaks, "models": {}}
+              **peaks, "models": {}}
     for spec in specs:
         flops = count_flops(bench.build(spec))
         run = bench.worker(spec, "fast", steps, args.batch_size, args.device, False)
-        fast = bench.summarise([run], flops, peaks.get(run["precision"], peaks["fp32"]))
+        fast = bench.summarise([run], flops, bench.peak_for(report, run["precision"]))
         report["models"][spec] = {"flops_per_image": flops, "fast": fast}
         print(f"{spec:>20}: {fast['images_per_s']:,.0f} img/s, {fast['achieved_gflops'] / 1e3:.2f} TFLOP/s "
-              f"({fast['peak_share']:.0%} of the {run['precision']} matmul peak), peak memory "
+              f"({fast['peak_share']:.0%} of the {run['precision']} peak), peak memory "
               f"{fast['peak_memory_mb']:,.0f} MB", flush=True)
     try:
         write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())

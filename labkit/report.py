@@ -23,17 +23,19 @@ import matplotlib
 import mistune
 
 from labkit.paths import REPO_ROOT, results_root
-from labkit.reporting.markdown import build, readme_results, readme_times, replace_generated
-from labkit.reporting.select import load_every_run, on_common_data
+from labkit.reporting.markdown import build, readme_compile, readme_results, readme_times, replace_generated
+from labkit.reporting.select import load_benchmarks, load_every_run, on_common_data
 
 REPORT, README = REPO_ROOT / "report.md", REPO_ROOT / "README.md"
 
 
 def update_readme(root: Path) -> None:
-    """The README's generated results and time tables, from the runs in `root`."""
+    """The README's generated results and time tables, from the runs in `root`, and what torch.compile
+    gained, from its benchmarks."""
     every_run, _ = on_common_data(load_every_run(root))
     text = replace_generated(README.read_text(), "results", readme_results(every_run))
-    README.write_text(replace_generated(text, "times", readme_times(every_run, root)))
+    text = replace_generated(text, "times", readme_times(every_run, root))
+    README.write_text(replace_generated(text, "compile", readme_compile(load_benchmarks(root))))
 
 
 PAGE_STYLE = """<style>

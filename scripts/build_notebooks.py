@@ -244,7 +244,8 @@ def comparison_notebook() -> nbformat.NotebookNode:
         new_code_cell("import pandas as pd\n\npd.set_option(\"display.max_colwidth\", None)\n"
                       "pd.DataFrame(claims.claims_where_comparable(loaded, every_run, select.load_benchmarks(root)))"),
         new_markdown_cell("## Training speed\nThe benchmark (`python -m labkit.bench`) measures labkit's fast "
-                          "path against the reference pipeline, with the matmul peak of the same machine."),
+                          "path against the reference pipeline, with the same machine's peak (the faster of a large matmul "
+                          "and a 3×3 convolution)."),
         new_code_cell("benchmarks = select.load_benchmarks(root)\n"
                       "for stem, bench in benchmarks.items():\n"
                       "    print(f\"{stem}.json: {bench['device']}, {bench['date'][:10]}\")\n"

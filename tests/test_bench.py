@@ -13,7 +13,11 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
     entry = report["models"]["cnn"]
     assert entry["reference"]["precision"] == "fp32"
     assert entry["fast"]["images_per_s"] > 0 and entry["speedup"] > 0
-    assert set(report["matmul_peak_gflops"]) == {"fp32", "bf16"}
+    assert set(report["matmul_peak_gflops"]) == set(report["conv_peak_gflops"]) == {"fp32", "bf16"}
+    # the share is of the faster of the two peaks, so no layer of the model can pass it by much
+    assert entry["fast"]["peak_share"] == pytest.approx(
+        entry["fast"]["achieved_gflops"] / max(report[key][entry["fast"]["precision"]]
+                                             for key in ("matmul_peak_gflops", "conv_peak_gflops")))
     assert 0 < entry["fast"]["peak_share"] < 1.5
     assert out.with_suffix(".png").is_file()
     assert bench.model_panel_title("cnn", {"speedup": 2.44}) == "cnn\nfast path: 2.4× reference speed"
@@ -41,4 +45,12 @@ def test_doctor_on_a_gpu_measures_fp16_and_picks_by_compute_capability(isolated_
     assert doctor.main(["--models", "resnet18", "--steps", "10"]) == 0
     [written] = (isolated_roots / "results" / "benchmarks").glob("*-doctor.json")
     report = json.loads(written.read_text())
-    assert "fp16" in report["matmul_peak_gflops"] and report["environment"]["compute_capability"]
+    assert "fp16" in report["matmul_peak_gflops"] and "fp16" in report["conv_peak_gflops"]
+    assert report["environment"]["compute_capability"]
+
+
+def test_a_peak_is_the_faster_of_matmul_and_convolution_and_older_files_keep_their_matmul_peak():
+    both = {"matmul_peak_gflops": {"fp32": 220.0, "bf16": 930.0}, "conv_peak_gflops": {"fp32": 490.0, "bf16": 900.0}}
+    assert bench.peak_for(both, "fp32") == 490.0 and bench.peak_for(both, "bf16") == 930.0
+    assert bench.peak_for({"matmul_peak_gflops": {"fp32": 220.0, "bf16": 930.0}}, "bf16") == 930.0   # before conv
+    assert bench.peak_for(both, "fp16") == 490.0        # a precision the file did not measure: fp32's, as before

@@ -180,9 +180,10 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     models = ("densenet_cifar", "resnet18")
     machines = speeds_by_machine(benchmarks, models)
     # The speed ranking is the CPU's as much as the model's: every machine must agree, each beyond the
-    # spread of its benchmark's repeats (the median alone where a file kept none, or with no benchmark).
+    # spread of its benchmark's repeats (the median alone where a file kept none); with no benchmark,
+    # the runs' median epochs.
     measured = []
-    for machine, speeds, stem in machines if len(machines) > 1 else []:
+    for machine, speeds, stem in machines:
         (d_low, d_high), (r_low, r_high) = (repeat_span(benchmarks[stem], m) for m in models)
         ranking = "slower" if d_high < r_low else "faster" if d_low > r_high else "level within the repeats"
         measured.append((ranking == "slower", f"{speeds[0]:.0f} vs {speeds[1]:.0f} img/s training on {machine} "

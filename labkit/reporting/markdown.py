@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from labkit import tune
+from labkit.bench import peak_for
 from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import class_reading, gate_reading, gradient_reading, last_blocks
@@ -73,6 +74,7 @@ from labkit.reporting.stats import (accuracy_standard_error, difference_noise, l
 from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
+    MODEL_TITLES,
     and_list,
     comparison_table,
     constant_columns,
@@ -131,8 +133,7 @@ def save(fig, path: Path) -> None:
 
 
 def peak_ratio(bench: dict) -> float:
-    peaks = bench["matmul_peak_gflops"]
-    return peaks["bf16"] / peaks["fp32"]
+    return peak_for(bench, "bf16") / peak_for(bench, "fp32")
 
 
 def tta_note(metrics: dict) -> str:
@@ -320,16 +321,21 @@ def speed_section(benches: dict, root: Path, link) -> list[str]:
         return []
     stem, newest = max(((s, b) for s, b in benches.items() if "models" in b), key=lambda item: item[1]["date"])
     settings = newest["settings"]
+    matmul_only = [f"`{name}`" for name in sorted(set(table["file"]))
+                   if "conv_peak_gflops" not in benches[name.removesuffix(".json")]]
     lines = ["## Training speed: labkit's fast path against the reference pipeline", "",
              f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
              "steps), the newest measurement of each model, batch size and pipeline across the benchmark files in "
              f"`results/benchmarks/`"
              + (f", all on {machine_name(newest['device'])}" if "device" not in table.columns else "")
              + ". '× reference' compares with the reference pipeline (fp32, PIL transforms in a DataLoader) "
-             "measured in the same file; the share is of the matmul peak of the row's own precision, measured in the "
-             "same run (it varies between days on these shared machines).", "",
+             "measured in the same file; the share is of the peak of the row's own precision measured in the same "
+             "run (it varies between days on these shared machines): the faster of a large matmul and a 3×3 "
+             "convolution, or the matmul alone in files from before the convolution was measured"
+             + (f" ({and_list(matmul_only)}), whose shares can pass 100 % where the convolutions outrun the matmul"
+                if matmul_only else "") + ".", "",
              markdown_table(format_table(table)), "",
-             f"In the newest file (`{stem}.json`) the bf16:fp32 matmul peak ratio is {peak_ratio(newest):.2f}. That "
+             f"In the newest file (`{stem}.json`) the bf16:fp32 peak ratio is {peak_ratio(newest):.2f}. That "
              "bounds what bf16 alone can gain on compute-bound layers; the measured '× reference' also includes the "
              "faster data pipeline (batch tensor augmentation instead of PIL in worker processes) and channels-last "
              "layout, so it can exceed the ratio.", ""]
@@ -1048,6 +1054,38 @@ def readme_results(every_run: dict) -> str:
             "each test image, at the level chosen on val (2: flip and two shifts)."
             + tta_levels_note(headline_groups(every_run)) + " The lab report's numbers are probably without "
             "TTA. Details, runs and provenance: [report.md](report.md).")
+
+
+def readme_compile(benchmarks: dict) -> str:
+    """What torch.compile gained over the eager bf16 fast path, per model: the range over each machine's
+    newest benchmark that compiled that path (the oldest files compiled the fp32 reference pipeline
+    instead), and the longest compile any benchmark file measured."""
+    newest: dict[str, tuple[str, dict]] = {}
+    for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
+        compiled = {model: entry for model, entry in bench.get("models", {}).items()
+                    if "fast" in entry and entry.get("compiled", {}).get("precision", "fp32") != "fp32"}
+        if compiled:
+            newest.setdefault(machine_name(bench.get("device", "an unnamed machine")), (stem, compiled))
+    ratios: dict[str, list[float]] = {}
+    for _, compiled in newest.values():
+        for model, entry in compiled.items():
+            ratios.setdefault(model, []).append(entry["compiled"]["images_per_s"] / entry["fast"]["images_per_s"])
+    shown = sorted((model for model in ratios if model in MODEL_TITLES), key=lambda model: -max(ratios[model]))
+    if not shown:
+        return ("On these CPUs it is not measured yet: `python -m labkit.bench --compile` measures it against the "
+                "eager fast path.")
+    spans = [f"{MODEL_TITLES[model]} {min(ratios[model]):.2f}" + (
+        f"–{max(ratios[model]):.2f}×" if f"{min(ratios[model]):.2f}" != f"{max(ratios[model]):.2f}" else "×")
+        for model in shown]
+    files = and_list([f"`results/benchmarks/{stem}.json` on the {machine}" for machine, (stem, _) in newest.items()])
+    compiles = sorted((entry["compiled"]["warmup_s"], stem) for stem, bench in benchmarks.items()
+                      for model, entry in bench.get("models", {}).items()
+                      if model == shown[0] and entry.get("compiled", {}).get("precision", "fp32") != "fp32")
+    (fastest, warm), (slowest, cold) = compiles[0], compiles[-1]
+    return (f"On these 2-core CPUs it trained {and_list(spans)} as fast as eager: the range over the machines, "
+            f"each machine's newest benchmark of the compiled bf16 fast path ({files}). Compiling holds up the "
+            f"first steps: for {MODEL_TITLES[shown[0]]} from {fastest:.0f} s (`{warm}.json`) to {slowest:.0f} s "
+            f"(`{cold}.json`), shorter when inductor's on-disk cache holds the graphs from an earlier run.")
 
 
 def readme_times(every_run: dict, root: Path) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from labkit.bench import peak_for
 from labkit.models.inspect import architecture_activation_mb
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, runs_by_model
@@ -160,8 +161,8 @@ def benchmark_table(bench: dict) -> pd.DataFrame:
     for model, entry in bench["models"].items():
         rows.append({"model": model, "reference img/s": entry.get("reference", {}).get("images_per_s"),
                      "fast img/s": entry["fast"]["images_per_s"], "speed-up": entry.get("speedup"),
-                     "reference share of its matmul peak": entry.get("reference", {}).get("peak_share"),
-                     "fast share of its matmul peak": entry["fast"].get("peak_share"),
+                     "reference share of its peak": entry.get("reference", {}).get("peak_share"),
+                     "fast share of its peak": entry["fast"].get("peak_share"),
                      "fast peak mem (MB)": entry["fast"].get("peak_memory_mb"),
                      "compiled img/s": entry.get("compiled", {}).get("images_per_s"),
                      "compile time (s)": entry.get("compiled", {}).get("warmup_s")})
@@ -189,13 +190,13 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
         precision = measured.get("precision") or "fp32"
         if pipeline == "compiled" and precision == "fp32":   # before bench compiled the fast path, it compiled
             pipeline = "reference + compile"                  # the fp32 reference pipeline: say which it was
-        peak = bench["matmul_peak_gflops"][precision if precision in ("bf16", "fp32") else "fp32"]
+        peak = peak_for(bench, precision)
         rows.append({"device": machine_name(device), "model": model, "batch": batch, "pipeline": pipeline,
                      "precision": precision, "img/s": f"{measured['images_per_s']:,.0f}",
                      "× reference": f"×{measured['images_per_s'] / reference:.2f}"
                      if reference and pipeline != "reference" else "",
                      # against the peak of the row's own precision (an fp32 row against the fp32 peak)
-                     "share of its matmul peak": measured["achieved_gflops"] / peak if "achieved_gflops" in measured
+                     "share of its peak": measured["achieved_gflops"] / peak if "achieved_gflops" in measured
                      else measured.get("peak_share"),
                      "peak mem (MB)": f"{measured['peak_memory_mb']:,.0f}" if measured.get("peak_memory_mb") else "",
                      "file": f"{stem}.json", "date": date[:10]})
