@@ -8,10 +8,10 @@ For each model it measures training images/s end to end, data loading and augmen
   fast       labkit's BatchLoader (augmentation as batch tensor ops on the device), bf16
              autocast where supported, channels_last (and torch.compile with --compile).
 The two alternate, each measurement in a fresh subprocess (so peak memory is its own), and the
-median of the repeats is kept. The same run measures the machine's fp32 and bf16 peak, the faster
-of a large matmul and a 3×3 convolution (on an AMD EPYC oneDNN's fp32 convolutions ran twice as
-fast as the matmul), and reports achieved GFLOP/s (3 × forward FLOPs per training image) as a
-share of it.
+median of the repeats is kept. The same run measures the machine's peak in each precision (fp32,
+bf16, and fp16 on a GPU), the faster of a large matmul and a 3×3 convolution (on an AMD EPYC
+oneDNN's fp32 convolutions ran more than twice as fast as the matmul), and reports achieved
+GFLOP/s (3 × forward FLOPs per training image) as a share of it.
 Peak memory is CUDA's max_memory_allocated, or on the CPU the main process's peak resident
 memory above what it held before building the model (DataLoader workers not included).
 Writes results/benchmarks/<device>.json and .png.
@@ -32,11 +32,13 @@ import torch
 from torch import nn
 
 from labkit.data import BatchLoader, reference_loader, synthetic_cifar10
-from labkit.device import autocast, device_name, device_problem, device_slug, resolve_device, resolve_precision
+from labkit.device import (AUTOCAST_DTYPES, autocast, device_name, device_problem, device_slug, resolve_device,
+                           resolve_precision)
 from labkit.models import build_model
 from labkit.models.inspect import count_flops
 from labkit.paths import results_root, smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
+from labkit.reporting.stats import peak_for
 from labkit.storage import write_atomic
 from labkit.training.config import add_option
 
@@ -44,54 +46,50 @@ VARIANTS = {"densenet_cifar_memory_efficient": ("densenet_cifar", {"memory_effic
 WARMUP_STEPS = 2
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
-    """Best GFLOP/s of square matmuls over a few sizes, for about `seconds`."""
+def best_rate(operations: list, device: torch.device, seconds: float) -> float:
+    """Best GFLOP/s over (callable, FLOPs per call) pairs, each run for about seconds / len(operations)."""
     best = 0.0
-    for n in ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
-        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
+    for operation, flops in operations:
+        operation()
         calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds / 3 or calls < 2:
-            a @ b
+        while time.perf_counter() - started < seconds / len(operations) or calls < 2:
+            operation()
             calls += 1
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = max(best, 2 * n ** 3 * calls / (time.perf_counter() - started) / 1e9)
+        best = max(best, flops * calls / (time.perf_counter() - started) / 1e9)
     return best
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """Best GFLOP/s of square matmuls over a few sizes, for about `seconds`."""
+    operations = []
+    for n in ((1024, 2048, 4096) if device.type == "cpu" else (4096, 8192)):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        operations.append((lambda a=a, b=b: a @ b, 2 * n ** 3))
+    return best_rate(operations, device, seconds)
 
 
 def conv_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
     """Best GFLOP/s of channels-last 3×3 convolutions (the layers these models spend their time in)
     over a few shapes, for about `seconds`."""
-    best = 0.0
     batch = 64 if device.type == "cpu" else 256
+    operations = []
     for channels, size in ((128, 32), (256, 16), (512, 8)):
         x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).to(memory_format=torch.channels_last)
         w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-        nn.functional.conv2d(x, w, padding=1)
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds / 3 or calls < 2:
-            nn.functional.conv2d(x, w, padding=1)
-            calls += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 2 * batch * channels * channels * 9 * size * size * calls / (time.perf_counter() - started) / 1e9)
-    return best
+        operations.append((lambda x=x, w=w: nn.functional.conv2d(x, w, padding=1),
+                           2 * batch * channels ** 2 * 9 * size ** 2))
+    return best_rate(operations, device, seconds)
 
 
-def machine_peaks(device: torch.device, precisions: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """{"matmul_peak_gflops": {precision: GFLOP/s}, "conv_peak_gflops": {...}}, as a benchmark file keeps them."""
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    return {"matmul_peak_gflops": {p: matmul_peak(device, dtypes[p]) for p in precisions},
-            "conv_peak_gflops": {p: conv_peak(device, dtypes[p]) for p in precisions}}
-
-
-def peak_for(bench: dict, precision: str) -> float:
-    """The peak a benchmark file's `precision` rows are shared against: the faster of its matmul and its
-    convolution peak (files written before the convolution was measured: the matmul's); fp32's for a
-    precision it did not measure."""
-    peaks = [bench.get(key, {}) for key in ("matmul_peak_gflops", "conv_peak_gflops")]
-    return max(p.get(precision, p.get("fp32", 0.0)) for p in peaks)
+def machine_peaks(device: torch.device) -> dict[str, dict[str, float]]:
+    """{"matmul_peak_gflops": {precision: GFLOP/s}, "conv_peak_gflops": {...}}, as a benchmark file keeps
+    them: fp32 and bf16, and on a GPU fp16 too (what older GPUs train in)."""
+    dtypes = {"fp32": torch.float32, **AUTOCAST_DTYPES}
+    precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
+    return {key: {p: measure_peak(device, dtypes[p]) for p in precisions}
+            for key, measure_peak in (("matmul_peak_gflops", matmul_peak), ("conv_peak_gflops", conv_peak))}
 
 
 def build(spec: str) -> nn.Module:
@@ -283,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
               "date": utc_timestamp(),
               "settings": {"steps": args.steps, "warmup_steps": WARMUP_STEPS, "batch_size": args.batch_size,
                            "repeats": args.repeats, "reference_workers": 2},
-              **machine_peaks(device, ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ())), "models": {}}
+              **machine_peaks(device), "models": {}}
     for spec in specs:
         flops = count_flops(build(spec))
         pipelines = (["fast"] if spec in VARIANTS else ["reference", "fast"]) + (["compiled"] if args.compile else [])
@@ -302,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
               + (f", speed-up ×{entry['speedup']:.2f}" if "speedup" in entry else ""), flush=True)
     write_atomic(path, (json.dumps(report, indent=2) + "\n").encode())
     figure(report, path.with_suffix(".png"))
-    print(f"peak (faster of matmul and 3×3 conv): fp32 {peak_for(report, 'fp32'):.0f}, "
-          f"bf16 {peak_for(report, 'bf16'):.0f} GFLOP/s; wrote {path}")
+    print("peak (faster of matmul and 3×3 conv): " + ", ".join(
+        f"{precision} {peak_for(report, precision):.0f}" for precision in report["matmul_peak_gflops"])
+          + f" GFLOP/s; wrote {path}")
     return 0
 
 

@@ -6,8 +6,9 @@ Prints the device, its compute capability, the precision `auto` picks, the torch
 versions, the number of GPUs, and where `--data auto` would find CIFAR-10. Then it times a short
 training of each model on the fast path (synthetic data, so it needs no download) and reports
 images/s, achieved TFLOP/s (3 × forward FLOPs per image) against the machine's peak (the faster of
-a matmul and a 3×3 convolution), and peak memory. Writes results/benchmarks/<device>-doctor.json (+ .png), which the report shows beside
-the benchmarks. It runs on a CPU too, with fewer steps by default.
+a matmul and a 3×3 convolution), and peak memory. Writes results/benchmarks/<device>-doctor.json
+(+ .png), which the report shows beside the benchmarks. It runs on a CPU too, with fewer steps by
+default.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from labkit.device import device_name, device_problem, device_slug, native_bf16,
 from labkit.models.inspect import count_flops
 from labkit.paths import smoke_mode
 from labkit.provenance import git_commit, utc_timestamp
+from labkit.reporting.stats import peak_for
 from labkit.storage import StorageError, write_atomic
 from labkit.training.config import add_option
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = environment(device)
     for key, value in facts.items():
         print(f"{key:>20}: {value}")
-    peaks = bench.machine_peaks(device, ("fp32", "bf16") + (("fp16",) if device.type == "cuda" else ()))
+    peaks = bench.machine_peaks(device)
     for key, label in (("matmul_peak_gflops", "matmul peak"), ("conv_peak_gflops", "3×3 conv peak")):
         print(f"{label:>20}: " + ", ".join(f"{k} {v / 1e3:.2f} TFLOP/s" for k, v in peaks[key].items()))
     report = {"device": facts["device"], "kind": "doctor", "environment": facts, "torch_version": torch.__version__,
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs:
         flops = count_flops(bench.build(spec))
         run = bench.worker(spec, "fast", steps, args.batch_size, args.device, False)
-        fast = bench.summarise([run], flops, bench.peak_for(report, run["precision"]))
+        fast = bench.summarise([run], flops, peak_for(report, run["precision"]))
         report["models"][spec] = {"flops_per_image": flops, "fast": fast}
         print(f"{spec:>20}: {fast['images_per_s']:,.0f} img/s, {fast['achieved_gflops'] / 1e3:.2f} TFLOP/s "
               f"({fast['peak_share']:.0%} of the {run['precision']} peak), peak memory "

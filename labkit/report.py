@@ -29,13 +29,17 @@ from labkit.reporting.select import load_benchmarks, load_every_run, on_common_d
 REPORT, README = REPO_ROOT / "report.md", REPO_ROOT / "README.md"
 
 
-def update_readme(root: Path) -> None:
-    """The README's generated results and time tables, from the runs in `root`, and what torch.compile
-    gained, from its benchmarks."""
+def readme_with_generated(text: str, root: Path) -> str:
+    """`text`, the README, with its generated blocks rebuilt: the results and time tables from the runs
+    in `root`, and what torch.compile gained from its benchmarks."""
     every_run, _ = on_common_data(load_every_run(root))
-    text = replace_generated(README.read_text(), "results", readme_results(every_run))
+    text = replace_generated(text, "results", readme_results(every_run))
     text = replace_generated(text, "times", readme_times(every_run, root))
-    README.write_text(replace_generated(text, "compile", readme_compile(load_benchmarks(root))))
+    return replace_generated(text, "compile", readme_compile(load_benchmarks(root)))
+
+
+def update_readme(root: Path) -> None:
+    README.write_text(readme_with_generated(README.read_text(), root))
 
 
 PAGE_STYLE = """<style>
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {output.with_suffix('.pdf')}")
     if output == REPORT and committed:
         update_readme(root)
-        print(f"updated the results and time tables of {README}")
+        print(f"updated the results, time and compile blocks of {README}")
     return 0
 
 

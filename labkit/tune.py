@@ -231,7 +231,8 @@ def gate_trials(log: dict) -> dict[str, tuple[dict, pd.DataFrame]]:
 
 
 def gate_contrasts(log: dict) -> list[dict]:
-    """Each gate-measuring trial against the first (`gate_trials`): how many blocks' gates are flat in
+    """Each gate-measuring trial against the first (`gate_trials`): the settings that differ ({setting:
+    (first trial's value, this trial's)}), how many blocks' gates are flat in
     each (`inspect.flat_blocks`), the ratio of their spread over images per block, and the final val
     accuracy gap with two standard errors of it (`within`: not beyond them). A block whose first-trial
     spread is 0 has no ratio (NaN)."""
@@ -239,13 +240,16 @@ def gate_contrasts(log: dict) -> list[dict]:
     if len(trials) < 2:
         return []
     (base_label, (base_trial, base)), *others = trials
+    base_config = saved_config(base_trial["config"], TrainConfig)
     contrasts = []
     for label, (trial, table) in others:
+        config = saved_config(trial["config"], TrainConfig)
         images = trial["config"]["val_size"]
         gap = trial["final_val_accuracy"] - base_trial["final_val_accuracy"]
         noise = difference_noise((trial["final_val_accuracy"], images), (base_trial["final_val_accuracy"], images))
         contrasts.append({
-            "label": label, "base_label": base_label, "blocks": len(table),
+            "label": label, "base_label": base_label, "blocks": len(table), "epochs": log["epochs"],
+            "changed": {key: (base_config[key], config[key]) for key in TUNABLE if base_config[key] != config[key]},
             "flat": len(flat_blocks(table)), "base_flat": len(flat_blocks(base)),
             "spread_ratio": table["sd over images"] / base["sd over images"].where(base["sd over images"] > 0),
             "gap": gap, "noise": noise, "within": abs(gap) <= noise,

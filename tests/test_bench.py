@@ -50,7 +50,16 @@ def test_doctor_on_a_gpu_measures_fp16_and_picks_by_compute_capability(isolated_
 
 
 def test_a_peak_is_the_faster_of_matmul_and_convolution_and_older_files_keep_their_matmul_peak():
+    from labkit.reporting.stats import compiled_fast_path, peak_for, peak_ratios
+
     both = {"matmul_peak_gflops": {"fp32": 220.0, "bf16": 930.0}, "conv_peak_gflops": {"fp32": 490.0, "bf16": 900.0}}
-    assert bench.peak_for(both, "fp32") == 490.0 and bench.peak_for(both, "bf16") == 930.0
-    assert bench.peak_for({"matmul_peak_gflops": {"fp32": 220.0, "bf16": 930.0}}, "bf16") == 930.0   # before conv
-    assert bench.peak_for(both, "fp16") == 490.0        # a precision the file did not measure: fp32's, as before
+    assert peak_for(both, "fp32") == 490.0 and peak_for(both, "bf16") == 930.0
+    assert peak_for({"matmul_peak_gflops": {"fp32": 220.0, "bf16": 930.0}}, "bf16") == 930.0   # before conv
+    assert peak_for(both, "fp16") == 490.0        # a precision the file did not measure: fp32's, as before
+    assert peak_ratios(both) == pytest.approx({"matmul": 930 / 220, "convolution": 900 / 490})
+    with pytest.raises(ValueError, match="CPU X .*has no matmul_peak_gflops: rerun python -m labkit.bench"):
+        peak_for({"device": "CPU X", "models": {}}, "fp32")
+    # compiled in the fast path's own precision (fp32 too, on a CPU without bf16), or the old fp32 reference
+    assert compiled_fast_path({"fast": {"precision": "fp32"}, "compiled": {"precision": "fp32"}})
+    assert not compiled_fast_path({"fast": {"precision": "bf16"}, "compiled": {"precision": "fp32"}})
+    assert not compiled_fast_path({"fast": {"precision": "bf16"}})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from labkit.paths import REPO_ROOT
-from labkit.reporting.markdown import readme_results, readme_times, replace_generated
-from labkit.reporting.select import load_every_run, on_common_data
+from labkit.report import readme_with_generated
+from labkit.reporting.markdown import replace_generated
 from labkit.runs.store import RESERVED_NAMES
 
 README = REPO_ROOT / "README.md"
@@ -61,10 +61,8 @@ def test_every_usage_command_of_the_readme_runs(tmp_path):
 
 def test_the_readme_tables_are_generated_from_the_code_and_the_runs():
     text = README.read_text()
-    every_run, _ = on_common_data(load_every_run(REPO_ROOT / "results"))
-    current = replace_generated(text, "results", readme_results(every_run))
-    current = replace_generated(current, "times", readme_times(every_run, REPO_ROOT / "results"))
-    assert current == text, "the README's results or time table is stale: run python -m labkit.report"
+    assert readme_with_generated(text, REPO_ROOT / "results") == text, \
+        "the README's results, time or compile block is stale: run python -m labkit.report"
     spec = __import__("importlib").util.spec_from_file_location("build", REPO_ROOT / "scripts" / "build_notebooks.py")
     build = __import__("importlib").util.module_from_spec(spec)
     spec.loader.exec_module(build)

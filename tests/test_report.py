@@ -95,22 +95,27 @@ def test_a_speed_claim_holds_only_where_every_machine_benchmarked_agrees_and_nam
     found = densenet_is_smaller_but_costlier(runs, benchmarks)
     assert found["verdict"] == ("partly (fewer parameters, more activation memory per image; not slower on every "
                                 "machine measured)")
-    assert ("99 vs 163 img/s training on CPU Xeon (repeats 95–101 vs 160–170, benchmark `xeon.json`: DenseNet slower); "
-            "125 vs 110 img/s training on CPU EPYC (repeats 125–125 vs 110–110, benchmark `epyc.json`: DenseNet "
-            "faster);") in found["evidence"]
+    assert ("99 vs 163 img/s training (fast path, not compiled) on CPU Xeon (repeats 95–101 vs 160–170, benchmark "
+            "`xeon.json`: DenseNet slower); 125 vs 110 img/s training (fast path, not compiled) on CPU EPYC (repeats "
+            "125–125 vs 110–110, benchmark `epyc.json`: DenseNet faster);") in found["evidence"]
     agreeing = {**benchmarks, "epyc": bench("CPU EPYC", "2026-12-01", 91.0, 110.0)}
     assert densenet_is_smaller_but_costlier(runs, agreeing)["verdict"] == "supported"
     # a lower median whose repeats overlap the other model's does not rank the two on that machine
     overlapping = {**benchmarks, "epyc": bench("CPU EPYC", "2026-12-01", 91.3, 91.4, [76.1, 91.3, 97.6], [88.0, 91.4, 95.0])}
     found = densenet_is_smaller_but_costlier(runs, overlapping)
     assert found["verdict"].endswith("not slower on every machine measured)")
-    assert "(repeats 76–98 vs 88–95, benchmark `epyc.json`: DenseNet level within the repeats)" in found["evidence"]
+    assert "(repeats 76–98 vs 88–95, benchmark `epyc.json`: a tie, the repeats overlap)" in found["evidence"]
     assert densenet_is_smaller_but_costlier(runs, {"xeon": benchmarks["xeon"]})["verdict"] == "supported"
     assert densenet_is_smaller_but_costlier(runs, {"epyc": benchmarks["epyc"]})["verdict"] == (
         "partly (fewer parameters, more activation memory per image; not slower)")     # one machine: no 'every'
     # one machine ranks by its repeats too: a lower median inside the other model's spread is no 'slower'
     found = densenet_is_smaller_but_costlier(runs, {"epyc": overlapping["epyc"]})
-    assert found["verdict"].endswith("; not slower)") and "DenseNet level within the repeats" in found["evidence"]
+    assert found["verdict"].endswith("; not slower)") and "a tie, the repeats overlap" in found["evidence"]
+    # where both models' compiled fast path was measured in the same file, its speeds are named too
+    compiled = {"epyc": bench("CPU EPYC", "2026-12-04", 212.0, 210.0)}
+    for model, speed in (("densenet_cifar", 253.0), ("resnet18", 207.0)):
+        compiled["epyc"]["models"][model]["compiled"] = {"images_per_s": speed}
+    assert "DenseNet faster; compiled, 253 vs 207)" in densenet_is_smaller_but_costlier(runs, compiled)["evidence"]
 
 
 def test_speeds_in_claims_come_from_a_benchmark_when_one_measured_both_models():
@@ -390,6 +395,13 @@ def test_the_speed_table_keeps_the_newest_measurement_of_each_setting_and_lists_
     assert older == [] and len(table) == 6
     del benches["old"]["models"]["cnn"]
     assert latest_benchmarks(benches)[1] == ["old"]
+    # a file that measured the convolution too shares each row against the faster peak, and says so
+    benches["new"]["conv_peak_gflops"] = {"fp32": 200.0, "bf16": 300.0}
+    benches["new"]["models"]["resnet18"]["fast"].update(achieved_gflops=150.0, precision="bf16")
+    table, _ = latest_benchmarks(benches)
+    assert table.loc[("resnet18", 128, "fast"), "share of its peak"] == pytest.approx(0.5)
+    assert table.loc[("resnet18", 128, "fast"), "peak from"] == "matmul, conv"
+    assert table.loc[("resnet18", 256, "fast"), "peak from"] == "matmul"
 
 
 def test_each_model_is_represented_by_its_longest_run_and_the_notebook_run_among_seeds(tmp_path):
@@ -1032,9 +1044,9 @@ def test_the_readme_says_what_compile_gained_from_each_machines_newest_benchmark
     from labkit.reporting.markdown import readme_compile
 
     def bench(device, date, precision, **speeds):
-        return {"device": device, "date": date, "models": {
-            model: {"fast": {"images_per_s": fast}, "compiled": {"images_per_s": compiled, "precision": precision,
-                                                                 "warmup_s": warmup}}
+        return {"device": device, "date": date, "settings": {"steps": 5}, "models": {
+            model: {"fast": {"images_per_s": fast, "precision": "bf16"},
+                    "compiled": {"images_per_s": compiled, "precision": precision, "warmup_s": warmup}}
             for model, (fast, compiled, warmup) in speeds.items()}}
     benchmarks = {"epyc-fp32": bench("CPU EPYC", "2026-11-28", "fp32", densenet_cifar=(90.0, 30.0, 235.0)),
                   "epyc-old": bench("CPU EPYC", "2026-12-01", "bf16", densenet_cifar=(100.0, 110.0, 188.0)),
@@ -1044,9 +1056,14 @@ def test_the_readme_says_what_compile_gained_from_each_machines_newest_benchmark
                                 resnet18=(170.0, 187.0, 3.0), densenet_cifar_memory_efficient=(90.0, 120.0, 9.0))}
     text = readme_compile(benchmarks)
     # the newest bf16 file per machine: epyc's 1.20 and xeon's 1.45; the fp32-compiled file is no fast path
-    assert text.startswith("On these 2-core CPUs it trained DenseNet (k=12) 1.20–1.45× and ResNet-18 1.00–1.10× "
-                           "as fast as eager")
+    assert text.startswith("Compiled, the fast path trained DenseNet (k=12) 1.20–1.45× and ResNet-18 1.00–1.10× "
+                           "as fast as uncompiled, in benchmarks of 5 timed steps (the range over 2 machines")
     assert "`results/benchmarks/epyc.json` on the CPU EPYC and `results/benchmarks/xeon.json` on the CPU Xeon" in text
     assert "from 6 s (`epyc.json`) to 188 s (`epyc-old.json`)" in text and "235" not in text
     assert "memory_efficient" not in text
-    assert "not measured yet" in readme_compile({"epyc-fp32": benchmarks["epyc-fp32"]})
+    assert readme_compile({"epyc-fp32": benchmarks["epyc-fp32"]}).startswith("Not measured yet")
+    one = readme_compile({"xeon": benchmarks["xeon"]})       # one machine, one compile: no ranges
+    assert one.startswith("Compiled, the fast path trained DenseNet (k=12) 1.45× and ResNet-18 1.10× as fast as "
+                          "uncompiled, in benchmarks of 5 timed steps (benchmark `results/benchmarks/xeon.json` on "
+                          "the CPU Xeon).")
+    assert "for DenseNet (k=12) 8 s (`xeon.json`)" in one

@@ -143,11 +143,10 @@ def test_the_report_contrasts_the_gates_of_trials_that_differ_in_one_setting(tmp
     assert "With exempt_excitation_decay True: No SE block has flat gates" in lines
     assert "×6.0 to ×6.0 as much as with exempt_excitation_decay False" in lines and "+0.50 points, within" in lines
     [finding] = gate_findings(tmp_path)
-    assert "with exempt_excitation_decay True (no weight decay on the SE excitation layers' weights) the gates vary " \
-           "×6.0 as much between images as with exempt_excitation_decay False" in finding
-    assert "8 of 8 blocks are flat, scaling their residual by about one half whatever the image, with " \
-           "exempt_excitation_decay False and 0 with exempt_excitation_decay True" in finding
-    assert finding.endswith("no measurable gain at this horizon.")
+    assert "with exempt_excitation_decay True against False (exempt_excitation_decay: no weight decay on the SE " \
+           "excitation layers' weights) the gates vary ×6.0 as much between images" in finding
+    assert "0 of 8 blocks are flat against 8 of 8" in finding
+    assert finding.endswith("the accuracy does not measurably improve at this horizon.")
     (tmp_path / "tuning" / "se_resnet18-6ep.json").write_text(json.dumps(gate_log(0.01, 0.06, 0.85)))
     [finding] = gate_findings(tmp_path)
     assert "+5.00 points, beyond the noise" in finding and finding.endswith(").")
@@ -168,12 +167,28 @@ def test_the_se_section_and_conclusions_say_which_gate_variant_the_headline_run_
     run = {"folder": folder, "metrics": {"model": "se_resnet18", "epochs": 80, "train_images": 50000, "val_images": 0,
                                          "config": {"exempt_excitation_decay": False}}}
     [line] = gate_trial_lines(run, {"se_resnet18-6ep": log})
-    assert line.startswith("- trained with exempt_excitation_decay False; the 6-epoch val trials")
-    assert "+0.50 points of final val accuracy, within" in line and "0 against 8 flat blocks" in line
+    assert line.startswith("- trained with exempt_excitation_decay False. In the 6-epoch val trials (appendix), with "
+                           "exempt_excitation_decay True against False")
+    assert "final val accuracy +0.50 points, within" in line and "0 of 8 blocks are flat against 8 of 8" in line
     assert gate_trial_lines(dict(run, metrics=dict(run["metrics"], model="resnet18")), {"x": log}) == []
     [finding] = gate_findings(tmp_path, {"se_resnet18": [("se-final", run)]})
-    assert finding.endswith("se-final (80 epochs on all 50,000 training images) trained with exempt_excitation_decay "
-                            "False; on its test images 1 of its 2 blocks are flat (layer2.1).")
+    assert finding.endswith("The headline run se-final (80 epochs on all 50,000 training images) trained with "
+                            "exempt_excitation_decay False; on its test images 1 of its 2 blocks is flat, layer2.1, "
+                            "after 80 epochs rather than the trials' 6.")
     (folder / "figures" / "excitation.csv").unlink()    # a run whose notebook saved no gates: the setting only
     [finding] = gate_findings(tmp_path, {"se_resnet18": [("se-final", run)]})
     assert finding.endswith("trained with exempt_excitation_decay False.")
+
+
+def test_a_contrast_of_trials_that_change_several_settings_names_each_on_its_side():
+    from labkit.reporting.overview import run_side, sides
+
+    log = gate_log(0.01, 0.06, 0.805)
+    log["trials"][0]["overrides"]["lr"] = 0.2
+    log["trials"][0]["config"]["lr"] = 0.2
+    [contrast] = tune.gate_contrasts(log)
+    assert contrast["changed"] == {"lr": (0.1, 0.2), "exempt_excitation_decay": (False, True)}
+    assert sides(contrast) == ("lr 0.2, exempt_excitation_decay True", "lr 0.1, exempt_excitation_decay False")
+    run = {"metrics": {"config": {"lr": 0.2, "exempt_excitation_decay": True}}}
+    assert run_side(contrast, run) == "lr 0.2, exempt_excitation_decay True"
+    assert run_side(contrast, {"metrics": {"config": {"lr": 0.2}}}) is None     # a mix of the two sides

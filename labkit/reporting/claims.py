@@ -6,11 +6,11 @@ on a benchmark that measured both models alone where there is one, else on the r
 """
 from __future__ import annotations
 
-from labkit.models.inspect import architecture_activation_mb
+from labkit.models.inspect import architecture_activation_mb, flat_blocks
 from labkit.reporting.select import (budget_groups, is_final_fit, one_per_model, recipe_difference, runs_at_each_budget,
-                                     runs_by_model)
-from labkit.reporting.stats import (accuracy_standard_error, difference_noise, machine_name, race_to, repeat_span,
-                                    seed_summary, speeds_by_machine, training_speeds)
+                                     runs_by_model, saved_gates)
+from labkit.reporting.stats import (accuracy_standard_error, compiled_fast_path, difference_noise, machine_name,
+                                    race_to, repeat_span, seed_summary, speeds_by_machine, training_speeds)
 from labkit.training.checkpoint import saved_config
 from labkit.training.config import TrainConfig
 
@@ -185,10 +185,14 @@ def densenet_is_smaller_but_costlier(runs: dict, benchmarks: dict) -> dict:
     measured = []
     for machine, speeds, stem in machines:
         (d_low, d_high), (r_low, r_high) = (repeat_span(benchmarks[stem], m) for m in models)
-        ranking = "slower" if d_high < r_low else "faster" if d_low > r_high else "level within the repeats"
-        measured.append((ranking == "slower", f"{speeds[0]:.0f} vs {speeds[1]:.0f} img/s training on {machine} "
-                         f"(repeats {d_low:.0f}–{d_high:.0f} vs {r_low:.0f}–{r_high:.0f}, benchmark `{stem}.json`: "
-                         f"DenseNet {ranking})"))
+        ranking = ("DenseNet slower" if d_high < r_low else "DenseNet faster" if d_low > r_high
+                   else "a tie, the repeats overlap")
+        entries = [benchmarks[stem]["models"][m] for m in models]
+        compiled = (f"; compiled, {entries[0]['compiled']['images_per_s']:.0f} vs "
+                    f"{entries[1]['compiled']['images_per_s']:.0f}" if all(map(compiled_fast_path, entries)) else "")
+        measured.append((ranking == "DenseNet slower", f"{speeds[0]:.0f} vs {speeds[1]:.0f} img/s training (fast "
+                         f"path, not compiled) on {machine} (repeats {d_low:.0f}–{d_high:.0f} vs {r_low:.0f}–"
+                         f"{r_high:.0f}, benchmark `{stem}.json`: {ranking}{compiled})"))
     if not measured:
         speeds, source = training_speeds(runs, benchmarks, models)
         measured = [(speeds[0] < speeds[1], f"{speeds[0]:.0f} vs {speeds[1]:.0f} img/s training ({source})")]
@@ -222,13 +226,25 @@ def se_learns_in_fewer_epochs(runs: dict, benchmarks: dict) -> dict:
     verdict = "supported" if score > 0 else "not supported" if score < 0 else "no difference beyond val noise"
     gap, _ = test_gap(runs, "se_resnet18", "resnet18")
     speeds, source = training_speeds(runs, benchmarks, ("se_resnet18", "resnet18"))
-    decayed = not se["metrics"].get("config", {}).get("exempt_excitation_decay", False)
     return {"claim": claim, "verdict": verdict,
             "evidence": "first epoch at val accuracy, SE vs ResNet: " + "; ".join(words for _, words in races)
                         + f"; final test {gap * 100:+.2f} points for SE, at {speeds[0]:.0f} vs {speeds[1]:.0f} img/s "
-                          f"training ({source})"
-                        + ("; the SE run's excitation weights were under weight decay, which can hold the gates near "
-                           "0.5 (its section measures them), so this SE net may recalibrate little" if decayed else "")}
+                          f"training ({source})" + decayed_gates(se)}
+
+
+def decayed_gates(se: dict) -> str:
+    """For an SE run whose excitation weights were under weight decay: how many of its blocks' gates
+    its notebook found flat, the blocks that barely recalibrate ('' for a run that exempted them)."""
+    if saved_config(se["metrics"].get("config", {}), TrainConfig)["exempt_excitation_decay"]:
+        return ""
+    gates = saved_gates(se)
+    if gates is None:
+        return ("; the SE run's excitation weights were under weight decay, which can hold the gates near 0.5, so "
+                "this SE net may recalibrate little")
+    flat = flat_blocks(gates)
+    return (f"; the SE run's excitation weights were under weight decay, and by its own gate table {len(flat)} of "
+            f"{len(gates)} blocks have flat gates" + (f" ({', '.join(flat)}), which halve their residual whatever the "
+                                                      "image" if flat else ""))
 
 
 def imagenet_stem_costs_accuracy(runs: dict, benchmarks: dict) -> dict:

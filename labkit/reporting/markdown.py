@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from labkit import tune
-from labkit.bench import peak_for
 from labkit.data import CLASSES
 from labkit.evaluate import TTA_LEVELS
 from labkit.models.inspect import class_reading, gate_reading, gradient_reading, last_blocks
@@ -47,9 +46,11 @@ from labkit.reporting.figures import (
 )
 from labkit.reporting.overview import (
     conclusions_section,
+    contrast_findings,
     headline_groups,
     limitations_section,
     references_section,
+    run_side,
     setup_section,
     summary_section,
     tta_levels_note,
@@ -67,10 +68,11 @@ from labkit.reporting.select import (
     recipe_difference,
     recipe_variants,
     runs_by_model,
+    saved_gates,
     skip,
 )
-from labkit.reporting.stats import (accuracy_standard_error, difference_noise, lead_over_next, machine_name,
-                                   seed_summary, typical_images_per_s)
+from labkit.reporting.stats import (accuracy_standard_error, compiled_fast_path, difference_noise, lead_over_next,
+                                   machine_name, peak_ratios, seed_summary, typical_images_per_s)
 from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
@@ -116,7 +118,7 @@ ARCHITECTURES = {
                        "Transitions halve channels and resolution. About 1 M parameters (Huang et al., 2017)."),
     "se_resnet18": ("SE-ResNet-18",
                     "ResNet-18 whose blocks squeeze each channel to its mean, pass the vector through "
-                    "fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add (Hu et al., "
+                    "bias-free fc C→C/16→C with a sigmoid, and rescale the residual's channels before the add (Hu et al., "
                     "2018)."),
     "se_resnet18_imagenet_stem": ("SE-ResNet-18 with the ImageNet stem (ablation)",
                                   "The variant printed in the lab report: a 7×7 stride-2 stem and a "
@@ -130,10 +132,6 @@ def save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-
-
-def peak_ratio(bench: dict) -> float:
-    return peak_for(bench, "bf16") / peak_for(bench, "fp32")
 
 
 def tta_note(metrics: dict) -> str:
@@ -321,24 +319,23 @@ def speed_section(benches: dict, root: Path, link) -> list[str]:
         return []
     stem, newest = max(((s, b) for s, b in benches.items() if "models" in b), key=lambda item: item[1]["date"])
     settings = newest["settings"]
-    matmul_only = [f"`{name}`" for name in sorted(set(table["file"]))
-                   if "conv_peak_gflops" not in benches[name.removesuffix(".json")]]
     lines = ["## Training speed: labkit's fast path against the reference pipeline", "",
              f"Training throughput (images per second, median of alternating repeats of {settings['steps']} timed "
              "steps), the newest measurement of each model, batch size and pipeline across the benchmark files in "
              f"`results/benchmarks/`"
              + (f", all on {machine_name(newest['device'])}" if "device" not in table.columns else "")
              + ". '× reference' compares with the reference pipeline (fp32, PIL transforms in a DataLoader) "
-             "measured in the same file; the share is of the peak of the row's own precision measured in the same "
-             "run (it varies between days on these shared machines): the faster of a large matmul and a 3×3 "
-             "convolution, or the matmul alone in files from before the convolution was measured"
-             + (f" ({and_list(matmul_only)}), whose shares can pass 100 % where the convolutions outrun the matmul"
-                if matmul_only else "") + ".", "",
+             "measured in the same file. The share is of the best rate measured in the same run in the row's own "
+             "precision (it varies between days on these shared machines): the faster of a large matmul and a 3×3 "
+             "convolution ('peak from': matmul, conv), or the matmul alone in files from before the convolution was "
+             "measured ('peak from': matmul); a convolution's FLOPs are counted as a direct convolution computes "
+             "them, as the models' FLOP counts are.", "",
              markdown_table(format_table(table)), "",
-             f"In the newest file (`{stem}.json`) the bf16:fp32 peak ratio is {peak_ratio(newest):.2f}. That "
-             "bounds what bf16 alone can gain on compute-bound layers; the measured '× reference' also includes the "
-             "faster data pipeline (batch tensor augmentation instead of PIL in worker processes) and channels-last "
-             "layout, so it can exceed the ratio.", ""]
+             f"In the newest file (`{stem}.json`) the bf16:fp32 peak ratio is "
+             + and_list([f"{ratio:.2f} for the {kind}" for kind, ratio in peak_ratios(newest).items()])
+             + ". That bounds what bf16 alone can gain on compute-bound layers of that kind; the measured "
+             "'× reference' also includes the faster data pipeline (batch tensor augmentation instead of PIL in "
+             "worker processes) and channels-last layout, so it can exceed the ratio.", ""]
     figure = root / "benchmarks" / f"{stem}.png"
     if figure.is_file():
         lines += [f"![benchmark {stem}]({link(figure)})", ""]
@@ -861,7 +858,7 @@ def header_section(control: bool) -> list[str]:
     return lines
 
 
-def model_section(name: str, run: dict, every_run: dict, figures: Path, link, logs: dict | None = None) -> list[str]:
+def model_section(name: str, run: dict, every_run: dict, figures: Path, link, logs: dict) -> list[str]:
     """One model on its longest run: the architecture, accuracy and cost, the gate trials of its model
     among the tuning `logs` (`gate_trial_lines`), curves, per-class results and the look inside it that
     its notebook saved."""
@@ -878,7 +875,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link, lo
              f"{machine_name(m['device'])}{compiled}; the training steps alone: {m['images_per_s']:,.0f} img/s overall, "
              f"{typical_images_per_s(run):,.0f} in the median epoch"]
     lines += seeds_line(name, run, every_run) + recipes_line(name, run, every_run) + control_line(run, every_run)
-    lines += gate_trial_lines(run, logs or {}) + [""]
+    lines += gate_trial_lines(run, logs) + [""]
     curves = figures / f"{name}_curves.png"
     save(training_curves(run["history"], title=name), curves)
     bars = figures / f"{name}_per_class.png"
@@ -893,8 +890,7 @@ def model_section(name: str, run: dict, every_run: dict, figures: Path, link, lo
     for extra in filter(None, ("predictions", LOOKS.get(m["model"]))):
         path = run["folder"] / "figures" / f"{extra}.png"
         numbers = path.with_suffix(".csv")
-        gates = (pd.read_csv(numbers, index_col=0).rename_axis("block")
-                 if extra == "excitation" and numbers.is_file() else None)
+        gates = saved_gates(run) if extra == "excitation" else None
         if path.is_file():
             caption = captions.LOOK_CAPTIONS[extra]
             if gates is not None and "class split" in gates:   # tables saved before the split was measured lack it
@@ -917,14 +913,9 @@ def gate_trial_lines(run: dict, logs: dict) -> list[str]:
         if log["model"] != run["metrics"]["model"]:
             continue
         for c in tune.gate_contrasts(log):
-            setting = c["label"].split(" ")[0]
-            value = saved_config(run["metrics"].get("config", {}), TrainConfig).get(setting)
-            lines.append(
-                f"- trained with {setting} {value}; the {log['epochs']}-epoch val trials (appendix) measured "
-                f"{c['label']} against {c['base_label']}: {c['gap'] * 100:+.2f} points of final val accuracy, "
-                f"{'within' if c['within'] else 'beyond'} 2 SE = {c['noise'] * 100:.2f}, with gates that vary "
-                f"×{c['spread_ratio'].median():.1f} as much between images (median over blocks) and "
-                f"{c['flat']} against {c['base_flat']} flat blocks")
+            side = run_side(c, run)
+            lines.append((f"- trained with {side}. " if side else "- ") + f"In the {log['epochs']}-epoch val trials "
+                         f"(appendix), {contrast_findings(c)}. This run's own gates are in the table below")
     return lines
 
 
@@ -1057,13 +1048,12 @@ def readme_results(every_run: dict) -> str:
 
 
 def readme_compile(benchmarks: dict) -> str:
-    """What torch.compile gained over the eager bf16 fast path, per model: the range over each machine's
-    newest benchmark that compiled that path (the oldest files compiled the fp32 reference pipeline
-    instead), and the longest compile any benchmark file measured."""
+    """What torch.compile gained over the uncompiled fast path, per model: its range over each machine's
+    newest benchmark that compiled the fast path (`stats.compiled_fast_path`), and how long compiling
+    held up the first steps of the model it helped most, over every file that measured it."""
     newest: dict[str, tuple[str, dict]] = {}
     for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
-        compiled = {model: entry for model, entry in bench.get("models", {}).items()
-                    if "fast" in entry and entry.get("compiled", {}).get("precision", "fp32") != "fp32"}
+        compiled = {model: entry for model, entry in bench.get("models", {}).items() if compiled_fast_path(entry)}
         if compiled:
             newest.setdefault(machine_name(bench.get("device", "an unnamed machine")), (stem, compiled))
     ratios: dict[str, list[float]] = {}
@@ -1072,20 +1062,23 @@ def readme_compile(benchmarks: dict) -> str:
             ratios.setdefault(model, []).append(entry["compiled"]["images_per_s"] / entry["fast"]["images_per_s"])
     shown = sorted((model for model in ratios if model in MODEL_TITLES), key=lambda model: -max(ratios[model]))
     if not shown:
-        return ("On these CPUs it is not measured yet: `python -m labkit.bench --compile` measures it against the "
-                "eager fast path.")
+        return ("Not measured yet: `python -m labkit.bench --compile` measures it against the uncompiled fast path.")
     spans = [f"{MODEL_TITLES[model]} {min(ratios[model]):.2f}" + (
         f"–{max(ratios[model]):.2f}×" if f"{min(ratios[model]):.2f}" != f"{max(ratios[model]):.2f}" else "×")
         for model in shown]
     files = and_list([f"`results/benchmarks/{stem}.json` on the {machine}" for machine, (stem, _) in newest.items()])
+    source = (f"the range over {len(newest)} machines, each one's newest benchmark of it: {files}" if len(newest) > 1
+              else f"benchmark {files}")
     compiles = sorted((entry["compiled"]["warmup_s"], stem) for stem, bench in benchmarks.items()
                       for model, entry in bench.get("models", {}).items()
-                      if model == shown[0] and entry.get("compiled", {}).get("precision", "fp32") != "fp32")
+                      if model == shown[0] and compiled_fast_path(entry) and "warmup_s" in entry["compiled"])
     (fastest, warm), (slowest, cold) = compiles[0], compiles[-1]
-    return (f"On these 2-core CPUs it trained {and_list(spans)} as fast as eager: the range over the machines, "
-            f"each machine's newest benchmark of the compiled bf16 fast path ({files}). Compiling holds up the "
-            f"first steps: for {MODEL_TITLES[shown[0]]} from {fastest:.0f} s (`{warm}.json`) to {slowest:.0f} s "
-            f"(`{cold}.json`), shorter when inductor's on-disk cache holds the graphs from an earlier run.")
+    held = (f"{fastest:.0f} s (`{warm}.json`)" if warm == cold else
+            f"from {fastest:.0f} s (`{warm}.json`) to {slowest:.0f} s (`{cold}.json`)")
+    steps = and_list(sorted({str(benchmarks[stem]["settings"]["steps"]) for stem, _ in newest.values()}))
+    return (f"Compiled, the fast path trained {and_list(spans)} as fast as uncompiled, in benchmarks of {steps} "
+            f"timed steps ({source}). Compiling holds up the first steps: for {MODEL_TITLES[shown[0]]} {held}, "
+            "shorter when inductor's on-disk cache holds the graphs from an earlier run.")
 
 
 def readme_times(every_run: dict, root: Path) -> str:

@@ -12,7 +12,8 @@ from labkit import tune
 from labkit.models.inspect import GATE_SPREAD, flat_blocks
 from labkit.reporting.captions import strongest_common_budget, within_noise
 from labkit.reporting.claims import LAB_REPORT_ACCURACY, seed_noise
-from labkit.reporting.select import budget_groups, is_final_fit, present, recipe, recipe_variants, runs_by_model
+from labkit.reporting.select import (budget_groups, is_final_fit, present, recipe, recipe_variants, runs_by_model,
+                                    saved_gates)
 from labkit.reporting.stats import (accuracy_standard_error, difference_noise, lead_over_next, machine_name,
                                    seed_summary)
 from labkit.reporting.tables import (MODEL_TITLES, and_list, budget, constant_columns, duration, headline_table,
@@ -325,49 +326,74 @@ def matched_budget_ranking(every_run: dict, ranked: list[tuple[str, list]]) -> s
             f"TTA level), they rank ('≈': within {noise}): " + "; ".join(orders) + ".")
 
 
-def explained(label: str) -> str:
-    """A trial label ('exempt_excitation_decay True') with what its setting does, from the setting's own
-    help text in TrainConfig ('… (no weight decay on the SE excitation layers' weights)')."""
-    meaning = {f.name: f.metadata["help"] for f in fields(TrainConfig)}.get(label.split(" ")[0])
-    return f"{label} ({meaning})" if meaning else label
+def sides(contrast: dict) -> tuple[str, str]:
+    """The two sides of a gate contrast in words, the changed trial's first: ('exempt_excitation_decay True',
+    'False'), or with several settings changed ('lr 0.2, cutout 12', 'lr 0.1, cutout 0')."""
+    changed = contrast["changed"]
+    trial = ", ".join(f"{key} {values[1]}" for key, values in changed.items())
+    base = ", ".join(f"{key} {values[0]}" for key, values in changed.items())
+    return trial, (str(next(iter(changed.values()))[0]) if len(changed) == 1 else base)
+
+
+def meanings(keys) -> str:
+    """'exempt_excitation_decay: no weight decay on the SE excitation layers' weights', from each
+    setting's own help text in TrainConfig."""
+    helps = {f.name: f.metadata["help"] for f in fields(TrainConfig)}
+    return "; ".join(f"{key}: {helps[key]}" for key in keys if key in helps)
+
+
+def run_side(contrast: dict, run: dict) -> str | None:
+    """The settings of a gate contrast as `run` recorded them ('exempt_excitation_decay False'), or None
+    when they match neither side."""
+    config = saved_config(run["metrics"].get("config", {}), TrainConfig)
+    values = tuple(config[key] for key in contrast["changed"])
+    if values not in [tuple(v[side] for v in contrast["changed"].values()) for side in (0, 1)]:
+        return None
+    return ", ".join(f"{key} {config[key]}" for key in contrast["changed"])
+
+
+def contrast_findings(contrast: dict) -> str:
+    """What one gate contrast measured, in words: the spread of the gates, the flat blocks, the val gap."""
+    c, (trial, base) = contrast, sides(contrast)
+    return (f"with {trial} against {base} ({meanings(c['changed'])}) the gates vary ×{c['spread_ratio'].median():.1f} "
+            f"as much between images (median over blocks), and {c['flat']} of {c['blocks']} blocks are flat against "
+            f"{c['base_flat']} of {c['blocks']} (flat: mean gate within {GATE_SPREAD} of 0.5 and sd under "
+            f"{GATE_SPREAD} over images and over channels, so the block halves its residual whatever the image); "
+            f"final val accuracy {c['gap'] * 100:+.2f} points, {'within' if c['within'] else 'beyond'} the noise "
+            f"(2 SE = {c['noise'] * 100:.2f} points)")
 
 
 def gate_findings(root: Path, groups: dict | None = None) -> list[str]:
     """What the SE gate trials of results/tuning/ found (`tune.gate_contrasts`), a sentence per contrast,
-    followed by what the model's headline run (from `groups`, as `headline_groups` gives them) used and
-    how its own gates came out (`headline_gates`)."""
+    followed by the side the model's headline run (from `groups`, as `headline_groups` gives them)
+    trained with and how its own gates came out (`headline_gates`)."""
     sentences = []
     for log in tune.load_logs(root).values():
         headline = (groups or {}).get(log["model"])
         for c in tune.gate_contrasts(log):
-            within, spread = c["within"], c["spread_ratio"].median()
+            livelier = c["within"] and c["spread_ratio"].median() > 1
             sentences.append(
-                f"SE's gates ({log['epochs']}-epoch {log['model']} trials, appendix): with {explained(c['label'])} the gates "
-                f"vary ×{spread:.1f} as much between images as with {c['base_label']} (median over blocks); by the "
-                f"appendix's cut (sd under {GATE_SPREAD}), {c['base_flat']} of {c['blocks']} blocks are flat, scaling "
-                f"their residual by about one half whatever the image, with {c['base_label']} and {c['flat']} with "
-                f"{c['label']}. The final val accuracy moved by {c['gap'] * 100:+.2f} points, "
-                f"{'within' if within else 'beyond'} the noise (2 SE {c['noise'] * 100:.2f})"
-                + (": livelier gates, no measurable gain at this horizon." if within and spread > 1 else ".")
+                f"SE's gates ({log['epochs']}-epoch {log['model']} trials, appendix): {contrast_findings(c)}"
+                + (": the gates respond more to the image, the accuracy does not measurably improve at this "
+                   "horizon." if livelier else ".")
                 + (" " + headline_gates(c, *headline[0]) if headline else ""))
     return sentences
 
 
 def headline_gates(contrast: dict, name: str, run: dict) -> str:
     """Which side of a gate contrast (`tune.gate_contrasts`) the run `name` trained with, and how many of
-    its blocks' gates are flat (`inspect.flat_blocks`) in the table its notebook saved
-    (figures/excitation.csv); '' when the run records neither side's setting."""
-    setting = contrast["label"].split(" ")[0]
-    value = saved_config(run["metrics"].get("config", {}), TrainConfig).get(setting)
-    if f"{setting} {value}" not in (contrast["label"], contrast["base_label"]):
+    its blocks' gates are flat (`inspect.flat_blocks`) in the table its notebook saved; '' when the
+    run's settings match neither side."""
+    side = run_side(contrast, run)
+    if side is None:
         return ""
-    text = f"{name} ({budget(run)}) trained with {setting} {value}"
-    table = run["folder"] / "figures" / "excitation.csv"
-    if table.is_file():
-        gates = pd.read_csv(table, index_col=0)
+    text = f"The headline run {name} ({budget(run)}) trained with {side}"
+    gates = saved_gates(run)
+    if gates is not None:
         flat = flat_blocks(gates)
-        text += (f"; on its test images {len(flat)} of its {len(gates)} blocks are flat"
-                 + (f" ({', '.join(flat)})" if flat else ""))
+        text += (f"; on its test images {len(flat)} of its {len(gates)} blocks "
+                 f"{'is' if len(flat) == 1 else 'are'} flat" + (f", {and_list(flat)}," if flat else "")
+                 + f" after {run['metrics']['epochs']} epochs rather than the trials' {contrast['epochs']}")
     return text + "."
 
 

@@ -7,6 +7,8 @@ import json
 import warnings
 from pathlib import Path
 
+import pandas as pd
+
 from labkit.paths import results_root
 from labkit.reporting.stats import seed_summary
 from labkit.runs.store import RunDataError, list_runs, load_run
@@ -188,6 +190,12 @@ def one_per_model(runs: dict) -> dict[str, dict]:
             raise ValueError(f"the claims compare one run per model, but {model} has two: {names[model]} and {name}")
         names[model] = name
     return {model: runs[name] for model, name in names.items()}
+
+
+def saved_gates(run: dict) -> pd.DataFrame | None:
+    """The SE gate statistics per block that the run's notebook saved (figures/excitation.csv), or None."""
+    path = Path(run.get("folder", "")) / "figures" / "excitation.csv"
+    return pd.read_csv(path, index_col=0).rename_axis("block") if run.get("folder") and path.is_file() else None
 
 
 def load_benchmarks(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:

@@ -108,6 +108,32 @@ def repeat_span(bench: dict, model: str) -> tuple[float, float]:
     return min(repeats), max(repeats)
 
 
+PEAK_KINDS = {"matmul": "matmul_peak_gflops", "convolution": "conv_peak_gflops"}
+
+
+def peak_for(bench: dict, precision: str) -> float:
+    """The peak GFLOP/s a benchmark file's `precision` rows are shared against: the faster of its matmul
+    and its 3×3 convolution peak (files written before the convolution was measured: the matmul's);
+    fp32's for a precision it did not measure."""
+    peaks = [bench[key] for key in PEAK_KINDS.values() if key in bench]
+    if not peaks:
+        raise ValueError(f"a benchmark file of {bench.get('device', 'an unnamed device')} ({bench.get('date', 'undated')}) "
+                         "has no matmul_peak_gflops: rerun python -m labkit.bench, which measures it")
+    return max(p.get(precision, p.get("fp32", 0.0)) for p in peaks)
+
+
+def peak_ratios(bench: dict) -> dict[str, float]:
+    """bf16:fp32 peak ratio of each kind of peak the file measured ({"matmul": 4.5, "convolution": 2.0})."""
+    return {kind: bench[key]["bf16"] / bench[key]["fp32"] for kind, key in PEAK_KINDS.items()
+            if {"bf16", "fp32"} <= set(bench.get(key, {}))}
+
+
+def compiled_fast_path(entry: dict) -> bool:
+    """Whether a benchmark entry's compiled measurement compiled the fast path: in its precision. The
+    oldest files compiled the fp32 reference pipeline instead, beside a bf16 fast path."""
+    return "compiled" in entry and entry["compiled"].get("precision", "fp32") == entry["fast"].get("precision", "fp32")
+
+
 def training_speeds(runs: dict, benchmarks: dict | None, models: tuple[str, ...]) -> tuple[list[float], str]:
     """Training img/s of `models` and where it comes from: the newest benchmark that measured them all
     alone (named), else each run's median epoch (runs from different days or machines can differ twofold)."""

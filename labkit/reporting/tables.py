@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from labkit.bench import peak_for
 from labkit.models.inspect import architecture_activation_mb
 from labkit.reporting.claims import LAB_REPORT_ACCURACY
 from labkit.reporting.select import budget_groups, is_final_fit, runs_by_model
-from labkit.reporting.stats import accuracy_standard_error, machine_name, seed_summary, typical_images_per_s
+from labkit.reporting.stats import (accuracy_standard_error, compiled_fast_path, machine_name, peak_for,
+                                   seed_summary, typical_images_per_s)
 
 
 def lab_report_table(runs: dict) -> pd.DataFrame:
@@ -188,8 +188,8 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
         measured = entry[pipeline]
         reference = entry.get("reference", {}).get("images_per_s")
         precision = measured.get("precision") or "fp32"
-        if pipeline == "compiled" and precision == "fp32":   # before bench compiled the fast path, it compiled
-            pipeline = "reference + compile"                  # the fp32 reference pipeline: say which it was
+        if pipeline == "compiled" and not compiled_fast_path(entry):   # the oldest files compiled the fp32
+            pipeline = "reference + compile"                            # reference pipeline: say which it was
         peak = peak_for(bench, precision)
         rows.append({"device": machine_name(device), "model": model, "batch": batch, "pipeline": pipeline,
                      "precision": precision, "img/s": f"{measured['images_per_s']:,.0f}",
@@ -198,6 +198,7 @@ def latest_benchmarks(benchmarks: dict[str, dict]) -> tuple[pd.DataFrame, list[s
                      # against the peak of the row's own precision (an fp32 row against the fp32 peak)
                      "share of its peak": measured["achieved_gflops"] / peak if "achieved_gflops" in measured
                      else measured.get("peak_share"),
+                     "peak from": "matmul, conv" if "conv_peak_gflops" in bench else "matmul",
                      "peak mem (MB)": f"{measured['peak_memory_mb']:,.0f}" if measured.get("peak_memory_mb") else "",
                      "file": f"{stem}.json", "date": date[:10]})
     used = {row["file"] for row in rows}
