@@ -141,12 +141,12 @@ def test_the_gate_reading_tells_flat_blocks_from_fixed_per_channel_and_per_image
                          index=["layer1.0", "layer1.1", "layer2.0"])
     reading = gate_reading(table)
     assert reading.startswith("1 of 3 SE blocks (layer1.0) has flat gates")
-    assert "it scales its residual by about one half, almost whatever the image; a small deviation still allows rare " \
-           "outliers: single gates reach 0.200 to 0.700 (layer1.0; the extremes over every image and channel)." \
+    assert "it scales its residual by about one half, almost whatever the image; a few single gates still stray, " \
+           "from 0.200 to 0.700 in layer1.0 (the extremes over every image and channel)." \
            in reading                                                        # one flat block: no narrowest to name
     assert "1 of 3 SE blocks (layer1.1) scales each channel by its own amount" in reading
     assert reading.endswith("1 of 3 SE blocks (layer2.0) gates channels differently per image.")
     two_flat = table.assign(**{"sd over channels": [0.01, 0.01, 0.1], "min": [0.2, 0.499, 0.0],
                                "max": [0.7, 0.502, 1.0], "sd over images": [0.01, 0.0, 0.2]})
-    assert ("(layer1.0; the extremes over every image and channel), while every gate of layer1.1 lies between "
+    assert ("in layer1.0 (the extremes over every image and channel), while every gate of layer1.1 lies between "
             "0.499 and 0.502.") in gate_reading(two_flat)

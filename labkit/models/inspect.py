@@ -228,9 +228,8 @@ def gate_reading(table: pd.DataFrame) -> str:
     if flat:   # a small sd still allows rare outliers: give the widest block's extremes, and the narrowest's
         ranges = table.loc[flat, "max"] - table.loc[flat, "min"]
         widest, narrowest = ranges.idxmax(), ranges.idxmin()
-        parts[0] += (f"; a small deviation still allows rare outliers: single gates reach "
-                     f"{table.loc[widest, 'min']:.3f} to {table.loc[widest, 'max']:.3f} ({widest}; the extremes "
-                     "over every image and channel)")
+        parts[0] += (f"; a few single gates still stray, from {table.loc[widest, 'min']:.3f} to "
+                     f"{table.loc[widest, 'max']:.3f} in {widest} (the extremes over every image and channel)")
         if narrowest != widest:
             parts[0] += (f", while every gate of {narrowest} lies between {table.loc[narrowest, 'min']:.3f} and "
                          f"{table.loc[narrowest, 'max']:.3f}")
