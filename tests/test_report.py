@@ -817,7 +817,7 @@ def test_the_reliability_caption_names_middle_over_confidence_before_scaling_and
     assert text.startswith("Before scaling (filled bars) every run is under-confident overall (weighted by images, its "
                            "bars lie above the diagonal), though f's bars at confidences of about 0.5–0.9 sit mostly "
                            "below the diagonal (over-confident there);")
-    assert " No temperature was fitted for f: it held out no val split." in text
+    assert "\n\nNo temperature was fitted for f: it held out no val split." in text
     assert "for 1 of 1 scaled runs" in text
     summaries["f"]["calibration"]["bins_before"] = under
     assert "though" not in reliability_caption(summaries)
@@ -836,8 +836,8 @@ def test_the_reliability_caption_says_where_the_under_confidence_sits_and_what_l
                                         "before": {"ece": ece}}}
                  for name, heavy, ece in (("a", 860, 0.07), ("b", 1140, 0.1))}   # 86% and 89% of the images
     text = reliability_caption(summaries, {"a": 0.1, "b": 0.1})
-    assert text.endswith(" Every run's most populated bin is the one at confidences 0.87–0.93. It holds most of "
-                         "every run's images (86% to 89%), is 7.0 points more accurate than confident, and makes 62% "
+    assert text.endswith("before scaling.\n\nEvery run's most populated bin is the one at confidences 0.87–0.93. "
+                         "It holds most of every run's images (86% to 89%), is 7.0 points more accurate than confident, and makes 62% "
                          "to 86% of the ECE. Label smoothing 0.1 trains the true class's probability toward 0.91, "
                          "inside that bin: a network that fits its targets stops there even on images it gets right "
                          "nearly every time.")

@@ -209,14 +209,16 @@ def reliability_caption(summaries: dict[str, dict], smoothing: dict[str, float] 
                  "(over-confident there)")
     scaled = {name: s["calibration"] for name, s in summaries.items() if s["calibration"]["temperature"]}
     unscaled = [name for name in summaries if name not in scaled]
-    return (f"Before scaling (filled bars) {kind}"
-            + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
-               "a bin holds other images than the filled bar at the same place" if scaled else "")
-            + ". The numbers at the foot of the bars are the images in each bin before scaling."
-            + heaviest_bin_reading(summaries, smoothing or {})
-            + (f" No temperature was fitted for {and_list(unscaled)}: "
-               + ("it held" if len(unscaled) == 1 else "they held") + " out no val split." if scaled and unscaled else "")
-            + (after_scaling_reading(scaled) if scaled else ""))
+    drawn = (f"Before scaling (filled bars) {kind}"
+             + ("; the outlined bars are after temperature scaling, each image binned by its scaled confidence, so "
+                "a bin holds other images than the filled bar at the same place" if scaled else "")
+             + ". The numbers at the foot of the bars are the images in each bin before scaling.")
+    after = ((f" No temperature was fitted for {and_list(unscaled)}: "
+              + ("it held" if len(unscaled) == 1 else "they held") + " out no val split." if scaled and unscaled else "")
+             + (after_scaling_reading(scaled) if scaled else ""))
+    # three paragraphs: what is drawn, where the under-confidence sits, what scaling did
+    return "\n\n".join(part.strip() for part in (drawn, heaviest_bin_reading(summaries, smoothing or {}), after)
+                       if part.strip())
 
 
 def heaviest_bin_reading(summaries: dict[str, dict], smoothing: dict[str, float]) -> str:

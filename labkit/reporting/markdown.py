@@ -432,7 +432,8 @@ def corruption_section(summaries: dict, figures: Path, link) -> list[str]:
               "fog a plasma-fractal generator, which we did not reimplement, so speckle noise, Gaussian blur "
               "and saturate, CIFAR-10-C's extra set, stand in for the three), severities 1–5 with CIFAR-10-C's "
               "parameters, generated here from our JPEG copy by "
-              "`labkit.robustness.corruptions`. **These numbers are not comparable to published CIFAR-10-C figures** (a "
+              "`labkit.robustness.corruptions`.", "",
+              "**These numbers are not comparable to published CIFAR-10-C figures** (a "
               "different base image set, our own generation); they compare our models with each other on the same "
               "corrupted images. For a loose scale only (another corruption set, another network): RobustBench's "
               "standardly trained WideResNet-28-10 keeps 73.5% mean accuracy on CIFAR-10-C at 94.8% clean (Croce et "
@@ -501,7 +502,7 @@ def severity_reversals(summaries: dict) -> str:
             "at the higher severity in "
             + ("these steps (* beyond two standard errors for every model, the others not for each): " if any_beyond
                else "these steps, though not beyond two standard errors for each: ")
-            + "; ".join(found) + ". A reversal shared by every model is a property of those settings on these "
+            + "; ".join(found) + ".\n\nA reversal shared by every model is a property of those settings on these "
             "images (one set of corrupted images, scored by every model), not of a model, so these numbers compare "
             "models at each severity, not severities with each other."
             + (" Saturate's severities 1–2 scale the saturation towards grey, its severity 3 raises it." if "saturate"
