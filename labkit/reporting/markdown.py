@@ -72,7 +72,8 @@ from labkit.reporting.select import (
     skip,
 )
 from labkit.reporting.stats import (accuracy_standard_error, compiled_fast_path, difference_noise, lead_over_next,
-                                   machine_name, peak_ratios, seed_summary, typical_images_per_s)
+                                   machine_name, newest_per_machine, peak_ratios, seed_summary,
+                                   typical_images_per_s)
 from labkit.reporting.tables import (
     ACCURACY_COLUMNS,
     COST_COLUMNS,
@@ -1052,31 +1053,29 @@ def readme_compile(benchmarks: dict) -> str:
     """What torch.compile gained over the uncompiled fast path, per model: its range over each machine's
     newest benchmark that compiled the fast path (`stats.compiled_fast_path`), and how long compiling
     held up the first steps of the model it helped most, over every file that measured it."""
-    newest: dict[str, tuple[str, dict]] = {}
-    for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
-        compiled = {model: entry for model, entry in bench.get("models", {}).items() if compiled_fast_path(entry)}
-        if compiled:
-            newest.setdefault(machine_name(bench.get("device", "an unnamed machine")), (stem, compiled))
+    newest = newest_per_machine(benchmarks, lambda bench: any(map(compiled_fast_path,
+                                                                     bench.get("models", {}).values())))
     ratios: dict[str, list[float]] = {}
-    for _, compiled in newest.values():
-        for model, entry in compiled.items():
-            ratios.setdefault(model, []).append(entry["compiled"]["images_per_s"] / entry["fast"]["images_per_s"])
+    for stem in newest.values():
+        for model, entry in benchmarks[stem]["models"].items():
+            if compiled_fast_path(entry):
+                ratios.setdefault(model, []).append(entry["compiled"]["images_per_s"] / entry["fast"]["images_per_s"])
     shown = sorted((model for model in ratios if model in MODEL_TITLES), key=lambda model: -max(ratios[model]))
     if not shown:
         return ("Not measured yet: `python -m labkit.bench --compile` measures it against the uncompiled fast path.")
     spans = [f"{MODEL_TITLES[model]} {min(ratios[model]):.2f}" + (
         f"–{max(ratios[model]):.2f}×" if f"{min(ratios[model]):.2f}" != f"{max(ratios[model]):.2f}" else "×")
         for model in shown]
-    files = and_list([f"`results/benchmarks/{stem}.json` on the {machine}" for machine, (stem, _) in newest.items()])
+    files = and_list([f"`results/benchmarks/{stem}.json` on the {machine}" for machine, stem in newest.items()])
     source = (f"the range over {len(newest)} machines, each one's newest benchmark of it: {files}" if len(newest) > 1
               else f"benchmark {files}")
-    compiles = sorted((entry["compiled"]["warmup_s"], stem) for stem, bench in benchmarks.items()
-                      for model, entry in bench.get("models", {}).items()
-                      if model == shown[0] and compiled_fast_path(entry) and "warmup_s" in entry["compiled"])
+    entries = {stem: bench.get("models", {}).get(shown[0], {}) for stem, bench in benchmarks.items()}
+    compiles = sorted((entry["compiled"]["warmup_s"], stem) for stem, entry in entries.items()
+                      if compiled_fast_path(entry) and "warmup_s" in entry["compiled"])
     (fastest, warm), (slowest, cold) = compiles[0], compiles[-1]
     held = (f"{fastest:.0f} s (`{warm}.json`)" if warm == cold else
             f"from {fastest:.0f} s (`{warm}.json`) to {slowest:.0f} s (`{cold}.json`)")
-    steps = and_list(sorted({str(benchmarks[stem]["settings"]["steps"]) for stem, _ in newest.values()}))
+    steps = and_list(sorted({str(benchmarks[stem]["settings"]["steps"]) for stem in newest.values()}))
     return (f"Compiled, the fast path trained {and_list(spans)} as fast as uncompiled, in benchmarks of {steps} "
             f"timed steps ({source}). Compiling holds up the first steps: for {MODEL_TITLES[shown[0]]} {held}, "
             "shorter when inductor's on-disk cache holds the graphs from an earlier run.")

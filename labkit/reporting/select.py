@@ -194,8 +194,10 @@ def one_per_model(runs: dict) -> dict[str, dict]:
 
 def saved_gates(run: dict) -> pd.DataFrame | None:
     """The SE gate statistics per block that the run's notebook saved (figures/excitation.csv), or None."""
-    path = Path(run.get("folder", "")) / "figures" / "excitation.csv"
-    return pd.read_csv(path, index_col=0).rename_axis("block") if run.get("folder") and path.is_file() else None
+    if not run.get("folder"):
+        return None
+    path = Path(run["folder"]) / "figures" / "excitation.csv"
+    return pd.read_csv(path, index_col=0).rename_axis("block") if path.is_file() else None
 
 
 def load_benchmarks(root: Path | None = None, problems: list[str] | None = None) -> dict[str, dict]:

@@ -88,15 +88,22 @@ def benchmark_speeds(benchmarks: dict, models: tuple[str, ...]) -> tuple[list[fl
     return (found[0][1], found[0][2]) if found else None
 
 
+def newest_per_machine(benchmarks: dict, wanted) -> dict[str, str]:
+    """{machine: file stem} of each machine's newest benchmark for which `wanted(bench)` holds, the
+    newest machine first."""
+    found: dict[str, str] = {}
+    for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
+        if wanted(bench):
+            found.setdefault(machine_name(bench.get("device", "an unnamed machine")), stem)
+    return found
+
+
 def speeds_by_machine(benchmarks: dict, models: tuple[str, ...]) -> list[tuple[str, list[float], str]]:
     """(machine, fast-path training img/s of `models`, file name) from each machine's newest benchmark
     that measured every one of them alone, the newest first: how the models rank can change with the CPU."""
-    found: dict[str, tuple[list[float], str]] = {}
-    for stem, bench in sorted(benchmarks.items(), key=lambda item: item[1].get("date", ""), reverse=True):
-        machine = machine_name(bench.get("device", "an unnamed machine"))
-        if all(model in bench.get("models", {}) for model in models) and machine not in found:
-            found[machine] = [bench["models"][model]["fast"]["images_per_s"] for model in models], stem
-    return [(machine, speeds, stem) for machine, (speeds, stem) in found.items()]
+    found = newest_per_machine(benchmarks, lambda bench: all(model in bench.get("models", {}) for model in models))
+    return [(machine, [benchmarks[stem]["models"][model]["fast"]["images_per_s"] for model in models], stem)
+            for machine, stem in found.items()]
 
 
 def repeat_span(bench: dict, model: str) -> tuple[float, float]:
